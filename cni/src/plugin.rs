@@ -1,0 +1,309 @@
+//! The plugin entry point: what every rcni plugin's `main` calls.
+//!
+//! [`run`] reads the environment and stdin the way the Go skel does,
+//! validates them (every failure gets its spec code), checks the version,
+//! dispatches to the [`Plugin`] and prints the result or the error JSON on
+//! stdout. A panic hook makes even a bug end in a code-999 error JSON.
+
+use crate::args::CniArgs;
+use crate::config::NetConf;
+use crate::error::{Error, Result};
+use crate::netns::{self, NetnsState};
+use crate::result::CniResult;
+use crate::validate;
+use crate::version::{self, Version};
+use serde::de::DeserializeOwned;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// The verbs of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Attach the container.
+    Add,
+    /// Detach the container, best effort.
+    Del,
+    /// Verify an attachment.
+    Check,
+    /// Report the plugin's versions.
+    Version,
+    /// Free the resources of attachments the runtime no longer knows.
+    Gc,
+    /// Tell whether ADD can be served.
+    Status,
+}
+
+impl Command {
+    /// Parses `CNI_COMMAND`.
+    pub fn parse(s: &str) -> Option<Command> {
+        Some(match s {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "VERSION" => Command::Version,
+            "GC" => Command::Gc,
+            "STATUS" => Command::Status,
+            _ => return None,
+        })
+    }
+
+    /// The spec spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Gc => "GC",
+            Command::Status => "STATUS",
+        }
+    }
+
+    /// The environment variables this verb cannot do without (the Go skel's table).
+    fn required_env(self) -> &'static [&'static str] {
+        match self {
+            Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
+            Command::Del => &["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"],
+            Command::Gc | Command::Status => &["CNI_PATH"],
+            Command::Version => &[],
+        }
+    }
+
+    fn has_attachment(self) -> bool {
+        matches!(self, Command::Add | Command::Del | Command::Check)
+    }
+}
+
+/// Everything a verb handler gets: the validated environment and config.
+#[derive(Clone, Debug)]
+pub struct CmdArgs {
+    /// The verb.
+    pub command: Command,
+    /// `CNI_CONTAINERID` (empty for GC and STATUS).
+    pub container_id: String,
+    /// `CNI_NETNS`; `None` when unset or empty.
+    pub netns: Option<PathBuf>,
+    /// What `netns` is: a namespace, or missing. `None` when no netns was given.
+    pub netns_state: Option<NetnsState>,
+    /// `CNI_IFNAME` (empty for GC and STATUS).
+    pub ifname: String,
+    /// `CNI_ARGS`, parsed.
+    pub args: CniArgs,
+    /// `CNI_ARGS` as given.
+    pub raw_args: String,
+    /// `CNI_PATH`, split on `:`.
+    pub path: Vec<PathBuf>,
+    /// stdin as read.
+    pub stdin: Vec<u8>,
+    /// stdin parsed as a generic plugin config.
+    pub config: NetConf,
+    /// The config's (validated) spec version.
+    pub version: Version,
+}
+
+impl CmdArgs {
+    /// Parses stdin into the plugin's own config type; a type error is code 6.
+    pub fn parse_config<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.stdin)
+            .map_err(|e| Error::decoding(format!("failed to parse network config: {e}")))
+    }
+
+    /// The config's `cniVersion`, or 0.1.0 when it has none.
+    pub fn cni_version(&self) -> &str {
+        self.config.version()
+    }
+
+    /// The previous result, parsed, if the config carries one.
+    pub fn prev_result(&self) -> Result<Option<CniResult>> {
+        match &self.config.prev_result {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => CniResult::from_value(v).map(Some),
+        }
+    }
+}
+
+/// The verbs a plugin implements. GC and STATUS default to success, which is
+/// what the spec asks of a plugin with nothing to collect or report.
+pub trait Plugin {
+    /// ADD: attach and return the result.
+    fn add(&self, cmd: &CmdArgs) -> Result<CniResult>;
+    /// DEL: detach; must succeed when there is nothing left to remove.
+    fn del(&self, cmd: &CmdArgs) -> Result<()>;
+    /// CHECK: verify the attachment.
+    fn check(&self, cmd: &CmdArgs) -> Result<()>;
+    /// GC: free what belongs to attachments not in `cni.dev/valid-attachments`.
+    fn gc(&self, _cmd: &CmdArgs) -> Result<()> {
+        Ok(())
+    }
+    /// STATUS: fail with code 50 or 51 when ADD cannot be served.
+    fn status(&self, _cmd: &CmdArgs) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Where [`run_with`] reads its inputs from: the process, or a test.
+pub trait Environment {
+    /// An environment variable, `None` when unset.
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+/// Runs a plugin as a process: reads the real environment and stdin, prints
+/// on stdout and exits with the status the spec asks for.
+pub fn run<P: Plugin>(plugin: &P, about: &str) -> ! {
+    install_panic_hook();
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let code = run_with(plugin, about, &ProcessEnv, &mut stdin.lock(), &mut stdout.lock());
+    std::process::exit(code)
+}
+
+/// Prints a code-999 error JSON on stdout when the plugin panics, so a
+/// runtime gets a spec answer even from a bug (the release build aborts
+/// right after the hook).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = match info.payload().downcast_ref::<&str>() {
+            Some(s) => (*s).to_string(),
+            None => match info.payload().downcast_ref::<String>() {
+                Some(s) => s.clone(),
+                None => "unknown panic".to_string(),
+            },
+        };
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let err = Error::internal("plugin panicked").with_details(format!("{msg} at {location}"));
+        let mut out = std::io::stdout().lock();
+        let _ = write_json(&mut out, &err.to_json(version::CURRENT));
+        let _ = out.flush();
+        eprintln!("panic: {msg} at {location}");
+        std::process::exit(1);
+    }));
+}
+
+/// The testable core of [`run`]: returns the exit status.
+pub fn run_with<P: Plugin>(
+    plugin: &P,
+    about: &str,
+    env: &dyn Environment,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> i32 {
+    let mut version_for_errors = version::CURRENT.to_string();
+    match dispatch(plugin, env, stdin, stdout, &mut version_for_errors) {
+        Ok(()) => 0,
+        Err(err) => {
+            if env.var("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
+                eprintln!("{about}\nCNI protocol versions supported: {}", version::SUPPORTED_VERSIONS.join(", "));
+            }
+            let _ = write_json(stdout, &err.to_json(&version_for_errors));
+            let _ = stdout.flush();
+            1
+        }
+    }
+}
+
+fn dispatch<P: Plugin>(
+    plugin: &P,
+    env: &dyn Environment,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    version_for_errors: &mut String,
+) -> Result<()> {
+    let var = |k: &str| env.var(k).filter(|v| !v.is_empty());
+    let command = match var("CNI_COMMAND") {
+        None => {
+            return Err(Error::invalid_environment("required env variables [CNI_COMMAND] missing")
+                .with_details("this is a CNI plugin: a container runtime runs it with CNI_COMMAND set"));
+        }
+        Some(c) => Command::parse(&c).ok_or_else(|| Error::invalid_environment(format!("unknown CNI_COMMAND: {c}")))?,
+    };
+    if command == Command::Version {
+        return write_json(stdout, &version::version_info());
+    }
+    let missing: Vec<&str> = command.required_env().iter().copied().filter(|k| var(k).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid_environment(format!(
+            "required env variables [{}] missing",
+            missing.join(",")
+        )));
+    }
+
+    let mut buf = Vec::new();
+    stdin
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("error reading from stdin").with_details(e.to_string()))?;
+    let config = NetConf::from_slice(&buf)?;
+    *version_for_errors = config.version().to_string();
+    let version = version::check_supported(config.version())?;
+    validate::network_name(&config.name)?;
+    version::check_verb(command.as_str(), version)?;
+
+    let container_id = var("CNI_CONTAINERID").unwrap_or_default();
+    let ifname = var("CNI_IFNAME").unwrap_or_default();
+    if command.has_attachment() {
+        validate::container_id(&container_id)?;
+        validate::interface_name(&ifname)?;
+    }
+    let raw_args = var("CNI_ARGS").unwrap_or_default();
+    let args = CniArgs::parse(&raw_args)?;
+    let netns = if command.has_attachment() { var("CNI_NETNS").map(PathBuf::from) } else { None };
+    let netns_state = match &netns {
+        Some(path) => {
+            let state = netns::inspect(path)?;
+            if state == NetnsState::Missing && command != Command::Del {
+                return Err(Error::invalid_netns(format!(
+                    "network namespace {} does not exist",
+                    path.display()
+                )));
+            }
+            if !netns::override_enabled(env.var("CNI_NETNS_OVERRIDE").as_deref()) {
+                netns::ensure_not_own(path)?;
+            }
+            Some(state)
+        }
+        None => None,
+    };
+    let path = var("CNI_PATH")
+        .map(|p| p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default();
+    let cmd = CmdArgs {
+        command,
+        container_id,
+        netns,
+        netns_state,
+        ifname,
+        args,
+        raw_args,
+        path,
+        stdin: buf,
+        config,
+        version,
+    };
+    match command {
+        Command::Add => {
+            let result = plugin.add(&cmd)?;
+            let json = result.to_value(cmd.cni_version())?;
+            write_json(stdout, &json)
+        }
+        Command::Del => plugin.del(&cmd),
+        Command::Check => plugin.check(&cmd),
+        Command::Gc => plugin.gc(&cmd),
+        Command::Status => plugin.status(&cmd),
+        Command::Version => Ok(()),
+    }
+}
+
+/// Prints JSON as the Go plugins do: 4-space indentation.
+pub fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::io("cannot write output").with_details(e.to_string()))?;
+    out.flush().map_err(|e| Error::io("cannot write output").with_details(e.to_string()))
+}
