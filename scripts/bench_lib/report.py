@@ -1,0 +1,102 @@
+"""Derived figures, the human-readable table and the JSON document."""
+
+from __future__ import annotations
+
+import json
+
+
+def derive(res: dict) -> dict:
+    cols = res["columns"]
+
+    def med(k):
+        c = cols.get(k) or {}
+        return c.get("median_ms") if c.get("n") and not c.get("error") else None
+
+    r, g, f = med("rcni"), med("go"), med("floor")
+    res["ratio_go_rcni"] = round(g / r, 3) if r and g else None
+    res["rcni_minus_floor_ms"] = round(r - f, 4) if r is not None and f is not None else None
+    res["go_minus_floor_ms"] = round(g - f, 4) if g is not None and f is not None else None
+    return res
+
+
+def _ms(v) -> str:
+    return "-" if v is None else "%.3f" % v
+
+
+def _col(res: dict, kind: str, key: str):
+    c = res["columns"].get(kind) or {}
+    return c.get(key)
+
+
+def _table(header: list, rows: list) -> str:
+    w = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    out = []
+    for i, row in enumerate([header] + rows):
+        out.append("  ".join(str(x).rjust(w[j]) if j else str(x).ljust(w[j]) for j, x in enumerate(row)))
+        if i == 0:
+            out.append("  ".join("-" * x for x in w))
+    return "\n".join(out)
+
+
+def human(doc: dict) -> str:
+    m = doc["meta"]
+    lines = [
+        "rcni bench  %s  kernel %s  %d cpus  python %s" % (m["date"], m["kernel"], m["cpus"], m["python"]),
+        "rcni: %s" % (m["rcni_dir"] or "-"),
+        "go:   %s%s" % (m["go_dir"] or "-", ("  (%s)" % m["go_version"]) if m.get("go_version") else ""),
+        "times in ms per timed step (spawn..wait4); floor = /bin/true with the same env+stdin, same runs",
+        "",
+    ]
+    header = ["scenario", "runs", "rcni med", "rcni p90", "go med", "go p90", "go/rcni",
+              "floor med", "rcni-floor", "go-floor"]
+    rows = []
+    notes = []
+    for s in doc["scenarios"]:
+        ratio = s.get("ratio_go_rcni")
+        rows.append([
+            s["name"], s["runs"],
+            _ms(_col(s, "rcni", "median_ms")), _ms(_col(s, "rcni", "p90_ms")),
+            _ms(_col(s, "go", "median_ms")), _ms(_col(s, "go", "p90_ms")),
+            "-" if ratio is None else "%.2fx" % ratio,
+            _ms(_col(s, "floor", "median_ms")),
+            _ms(s.get("rcni_minus_floor_ms")), _ms(s.get("go_minus_floor_ms")),
+        ])
+        for kind, c in s["columns"].items():
+            if c.get("skipped"):
+                notes.append("%s [%s] skipped: %s" % (s["name"], kind, c["skipped"]))
+            if c.get("error"):
+                notes.append("%s [%s] FAILED: %s" % (s["name"], kind, c["error"]))
+    lines.append(_table(header, rows))
+
+    rss_rows = []
+    for s in doc["scenarios"]:
+        for kind in ("rcni", "go", "floor"):
+            rss = _col(s, kind, "rss_kb")
+            if rss:
+                for plugin, kb in rss.items():
+                    rss_rows.append([s["name"], kind, plugin, kb])
+    if rss_rows:
+        lines += ["", "peak RSS per exec (GNU time %%M, max of %d extra runs; /bin/true under GNU time = %s KB)"
+                  % (m["rss_runs"], doc.get("floor_rss_kb") or "?"), ""]
+        lines.append(_table(["scenario", "column", "plugin", "KB"], rss_rows))
+    elif not m.get("rss"):
+        lines += ["", "peak RSS: not measured (%s)" % m.get("rss_note", "disabled")]
+
+    brows = []
+    for name, d in sorted(doc["binaries"].items()):
+        for kind in ("rcni", "go"):
+            b = d.get(kind)
+            if b:
+                brows.append([name, kind, b["bytes"], "yes" if b["stripped"] else "no",
+                              b["stripped_bytes"] if b["stripped_bytes"] is not None else "-"])
+    if brows:
+        lines += ["", "binaries", ""]
+        lines.append(_table(["binary", "impl", "bytes", "stripped", "stripped bytes"], brows))
+    if notes:
+        lines += [""] + notes
+    lines += ["", "total %.1f s" % m["elapsed_s"]]
+    return "\n".join(lines)
+
+
+def as_json(doc: dict) -> str:
+    return json.dumps(doc, indent=1)

@@ -1,0 +1,262 @@
+"""Runs scenarios: columns interleaved run by run, floor replayed, RSS on extra runs."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Optional
+
+from . import proc
+from .api import Column, Exec, ExecResult, Run, Scenario, to_stdin
+from .netns import NetnsTracker
+from .stats import summarize
+
+TRUE = "/bin/true"
+BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+class ExecFailed(RuntimeError):
+    pass
+
+
+def _fmt_fail(path: str, e: Exec, status: int, out: bytes, err: bytes) -> str:
+    def clip(b: bytes) -> str:
+        s = b.decode(errors="replace").strip()
+        return s if len(s) < 400 else s[:400] + "..."
+
+    return "%s %s exited %d: stdout=%r stderr=%r" % (path, e.command, status, clip(out), clip(err))
+
+
+class Harness:
+    def __init__(self, dirs: dict, tmproot: str, warmup: int = 3, rss_runs: int = 5, verify_runs: int = 2,
+                 runs_override: Optional[int] = None, progress: bool = True, rss: bool = True):
+        self.dirs = dirs  # {"rcni": dir or None, "go": dir or None}
+        self.tmproot = tmproot
+        self.warmup = warmup
+        self.rss_runs = rss_runs if rss else 0
+        self.verify_runs = verify_runs
+        self.runs_override = runs_override
+        self.progress = progress
+        self.netns = NetnsTracker()
+        self.rid = 0
+        self._record: Optional[list] = None  # last timed step of a rcni/go column: [(env, stdin)]
+        self._gnu_time = proc.have_gnu_time() if rss else False
+        self.floor_rss_kb: Optional[int] = None
+
+    # -- helpers used by scenario code -------------------------------------------------
+    def sh(self, argv: list, check: bool = True, input: Optional[bytes] = None):
+        p = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if check and p.returncode != 0:
+            raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), p.returncode,
+                                                   p.stderr.decode(errors="replace").strip()))
+        return p
+
+    def resolve(self, col: Column, e: Exec) -> str:
+        if col.kind == "floor":
+            return TRUE
+        if os.path.isabs(e.plugin):
+            return e.plugin
+        kind = e.impl or col.kind
+        d = self.dirs.get(kind)
+        if not d:
+            raise RuntimeError("no plugin dir for %s (needed by %s)" % (kind, e.plugin))
+        return os.path.join(d, e.plugin)
+
+    def env_for(self, col: Column, e: Exec, run: Optional[Run]) -> dict:
+        kind = e.impl or (col.kind if col.kind != "floor" else "rcni")
+        env = dict(BASE_ENV)
+        env["CNI_COMMAND"] = e.command
+        env["CNI_CONTAINERID"] = e.containerid if e.containerid is not None else (run.id if run else "")
+        env["CNI_NETNS"] = e.netns
+        env["CNI_IFNAME"] = e.ifname
+        env["CNI_PATH"] = e.cni_path if e.cni_path is not None else (self.dirs.get(kind) or "")
+        if e.args is not None:
+            env["CNI_ARGS"] = e.args
+        env.update(e.env)
+        return env
+
+    def _one(self, col: Column, e: Exec, run: Optional[Run], prev: list, rss_file: Optional[str] = None):
+        cfg = e.config(prev) if callable(e.config) else e.config
+        stdin = to_stdin(cfg)
+        path = self.resolve(col, e)
+        env = self.env_for(col, e, run)
+        if rss_file:
+            status, out, err, rss = proc.spawn_rss([path], env, stdin, rss_file)
+            ns = 0
+        else:
+            ns, status, out, err = proc.spawn([path], env, stdin)
+            rss = None
+        r = ExecResult(e.plugin, e.command, path, ns, status, out, err, rss)
+        if e.ok and status != 0:
+            raise ExecFailed(_fmt_fail(path, e, status, out, err))
+        return r, env, stdin
+
+    def exec_untimed(self, col: Column, e: Exec, run: Optional[Run]) -> ExecResult:
+        return self._one(col, e, run, [])[0]
+
+    # -- one run of one column -----------------------------------------------------------
+    def _replay_floor(self, rss_file: Optional[str]) -> tuple:
+        total, rss = 0, None
+        for env, stdin in self._record:
+            if rss_file:
+                status, out, err, r = proc.spawn_rss([TRUE], env, stdin, rss_file)
+                rss = max(rss or 0, r or 0)
+            else:
+                ns, status, out, err = proc.spawn([TRUE], env, stdin)
+                total += ns
+            if status != 0:
+                raise ExecFailed("/bin/true exited %d" % status)
+        return total, ({TRUE: rss} if rss_file else None)
+
+    def _run(self, sc: Scenario, col: Column, index: int, rss: bool = False) -> tuple:
+        """Returns (ns total of the timed step, {plugin: maxrss_kb} or None)."""
+        rss_file = os.path.join(self.tmproot, "rss.txt") if rss else None
+        if col.kind == "floor" and tuple(sc.columns) != ("floor",):
+            if self._record is None:
+                raise ExecFailed("no rcni/go run to replay for the floor")
+            return self._replay_floor(rss_file)
+        self.rid += 1
+        run = Run(col, index, "rcni-bench-%d-%d" % (os.getpid(), self.rid), self)
+        try:
+            if sc.setup:
+                sc.setup(run)
+            execs = list(sc.timed(run))
+            results, record = [], []
+            for e in execs:
+                r, env, stdin = self._one(col, e, run, results, rss_file)
+                results.append(r)
+                record.append((env, stdin))
+            if col.kind != "floor":
+                self._record = record
+            if sc.verify and index < self.verify_runs:
+                msg = sc.verify(run, results)
+                if msg:
+                    raise ExecFailed("verify failed (run %d): %s" % (index, msg))
+            total = sum(r.ns for r in results)
+            rssd = None
+            if rss:
+                rssd = {}
+                for r in results:
+                    key = TRUE if col.kind == "floor" else r.plugin
+                    rssd[key] = max(rssd.get(key, 0), r.maxrss_kb or 0)
+            return total, rssd
+        finally:
+            try:
+                if sc.teardown:
+                    sc.teardown(run)
+            finally:
+                for path in run._netns:
+                    self.netns.remove(os.path.basename(path))
+
+    # -- a whole scenario ----------------------------------------------------------------
+    def missing(self, sc: Scenario, kind: str) -> Optional[str]:
+        if kind == "floor":
+            return None
+        d = self.dirs.get(kind)
+        if not d:
+            return "no %s plugin dir" % kind
+        for p in sc.plugins:
+            path = os.path.join(d, p)
+            if not os.access(path, os.X_OK):
+                return "%s missing" % path
+        return None
+
+    def run_scenario(self, sc: Scenario) -> dict:
+        runs = self.runs_override or sc.runs
+        res = {"name": sc.name, "description": sc.description, "runs": runs, "columns": {}}
+        cols = []
+        for kind in sc.columns:
+            why = self.missing(sc, kind)
+            if why:
+                res["columns"][kind] = {"skipped": why}
+                continue
+            tmp = os.path.join(self.tmproot, "%s-%s" % (sc.name, kind))
+            os.makedirs(tmp, exist_ok=True)
+            cols.append(Column(kind, sc, self.dirs, tmp, self))
+        if not any(c.kind != "floor" for c in cols) and tuple(sc.columns) != ("floor",):
+            for c in cols:
+                res["columns"][c.kind] = {"skipped": "nothing to compare the floor with"}
+            return res
+        self._record = None
+        samples = {c.kind: [] for c in cols}
+        rssd = {c.kind: {} for c in cols}
+        failed = {}
+        prepared = []
+        t_start = time.monotonic()
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            for c in cols:
+                if sc.prepare and c.kind != "floor":
+                    try:
+                        sc.prepare(c)
+                    except Exception as ex:  # noqa: BLE001 - reported, column dropped
+                        failed[c.kind] = "prepare: %s" % ex
+                prepared.append(c)
+            active = [c for c in cols if c.kind not in failed]
+
+            def attempt(c: Column, i: int, rss: bool = False):
+                try:
+                    return self._run(sc, c, i, rss)
+                except (ExecFailed, RuntimeError, OSError, ValueError, KeyError) as ex:
+                    failed[c.kind] = str(ex)
+                    active.remove(c)
+                    return None
+
+            for w in range(self.warmup):
+                for c in list(active):
+                    attempt(c, -1 - w)
+            for i in range(runs):
+                n = len(active)
+                if n == 0:
+                    break
+                order = active[i % n:] + active[:i % n]
+                for c in order:
+                    if c in active:
+                        out = attempt(c, i)
+                        if out is not None:
+                            samples[c.kind].append(out[0])
+                if i % 25 == 24:
+                    gc.collect()
+                    self._progress("%s: %d/%d runs" % (sc.name, i + 1, runs))
+            if self._gnu_time:
+                for i in range(self.rss_runs):
+                    for c in list(active):
+                        out = attempt(c, 10 ** 6 + i, rss=True)
+                        if out is not None and out[1]:
+                            for k, v in out[1].items():
+                                rssd[c.kind][k] = max(rssd[c.kind].get(k, 0), v)
+        finally:
+            for c in prepared:
+                if sc.cleanup and c.kind != "floor":
+                    try:
+                        sc.cleanup(c)
+                    except Exception as ex:  # noqa: BLE001
+                        print("warning: %s cleanup (%s): %s" % (sc.name, c.kind, ex), file=sys.stderr)
+                shutil.rmtree(c.tmpdir, ignore_errors=True)
+            if gc_was:
+                gc.enable()
+            self._progress(None)
+        for c in cols:
+            col = summarize(samples[c.kind])
+            col["rss_kb"] = rssd[c.kind] or None
+            if c.kind in failed:
+                col["error"] = failed[c.kind]
+            res["columns"][c.kind] = col
+        for kind, why in failed.items():
+            res["columns"].setdefault(kind, {})["error"] = why
+        res["elapsed_s"] = round(time.monotonic() - t_start, 2)
+        return res
+
+    def _progress(self, msg: Optional[str]):
+        if not self.progress:
+            return
+        if msg is None:
+            sys.stderr.write("\r\033[K")
+        else:
+            sys.stderr.write("\r\033[K" + msg)
+        sys.stderr.flush()
