@@ -1,5 +1,7 @@
 //! Entering namespaces and the operations the loopback plugin needs. Runs as root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::IpAddr;

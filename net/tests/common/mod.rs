@@ -1,6 +1,6 @@
 //! Test fixtures: named network namespaces made with `ip netns add` and removed on drop.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::Command;
