@@ -164,6 +164,24 @@ impl From<serde_json::Error> for Error {
 /// Shorthand for results carrying a CNI error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Turns any error into a CNI error at the plugin's edge: `msg` says what
+/// failed, `details` carries the whole chain of causes.
+pub trait ResultExt<T> {
+    /// Maps the error to a CNI error with `code` and `msg`.
+    fn cni_err(self, code: Code, msg: impl FnOnce() -> String) -> Result<T>;
+    /// Same as [`ResultExt::cni_err`] with code 999.
+    fn internal(self, msg: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error> ResultExt<T> for std::result::Result<T, E> {
+    fn cni_err(self, code: Code, msg: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::from_chain(code, msg(), &e))
+    }
+    fn internal(self, msg: impl FnOnce() -> String) -> Result<T> {
+        self.cni_err(Code::INTERNAL, msg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

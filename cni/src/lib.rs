@@ -14,5 +14,5 @@ pub mod validate;
 pub mod version;
 
 pub use config::{NetConf, NetConfList};
-pub use error::{Code, Error, Result};
+pub use error::{Code, Error, Result, ResultExt};
 pub use result::CniResult;

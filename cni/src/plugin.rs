@@ -87,9 +87,8 @@ pub struct CmdArgs {
     pub netns_state: Option<NetnsState>,
     /// `CNI_IFNAME` (empty for GC and STATUS).
     pub ifname: String,
-    /// `CNI_ARGS`, parsed.
-    pub args: CniArgs,
-    /// `CNI_ARGS` as given.
+    /// `CNI_ARGS` as given (parsed on demand by [`CmdArgs::cni_args`]: a
+    /// plugin that reads no `CNI_ARGS` must not fail on them, as in Go).
     pub raw_args: String,
     /// `CNI_PATH`, split on `:`.
     pub path: Vec<PathBuf>,
@@ -102,6 +101,11 @@ pub struct CmdArgs {
 }
 
 impl CmdArgs {
+    /// `CNI_ARGS`, parsed (code 4 when malformed).
+    pub fn cni_args(&self) -> Result<CniArgs> {
+        CniArgs::parse(&self.raw_args)
+    }
+
     /// Parses stdin into the plugin's own config type; a type error is code 6.
     pub fn parse_config<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.stdin)
@@ -201,7 +205,10 @@ pub fn run_with<P: Plugin>(
         Ok(()) => 0,
         Err(err) => {
             if env.var("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
-                eprintln!("{about}\nCNI protocol versions supported: {}", version::SUPPORTED_VERSIONS.join(", "));
+                eprintln!(
+                    "{about} (rcni CNI plugin)\nCNI protocol versions supported: {}",
+                    version::SUPPORTED_VERSIONS.join(", ")
+                );
             }
             let _ = write_json(stdout, &err.to_json(&version_for_errors));
             let _ = stdout.flush();
@@ -253,7 +260,6 @@ fn dispatch<P: Plugin>(
         validate::interface_name(&ifname)?;
     }
     let raw_args = var("CNI_ARGS").unwrap_or_default();
-    let args = CniArgs::parse(&raw_args)?;
     let netns = if command.has_attachment() { var("CNI_NETNS").map(PathBuf::from) } else { None };
     let netns_state = match &netns {
         Some(path) => {
@@ -280,7 +286,6 @@ fn dispatch<P: Plugin>(
         netns,
         netns_state,
         ifname,
-        args,
         raw_args,
         path,
         stdin: buf,
