@@ -10,6 +10,7 @@ pub mod error;
 pub mod netns;
 pub mod plugin;
 pub mod result;
+pub mod runtime;
 pub mod validate;
 pub mod version;
 
