@@ -33,12 +33,17 @@ impl CniArgs {
 
     /// The value of `key` (case-sensitive); the last occurrence wins.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// True when `IgnoreUnknown` is `1` or `true` (any case).
     pub fn ignore_unknown(&self) -> bool {
-        self.get("IgnoreUnknown").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+        self.get("IgnoreUnknown")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
     }
 
     /// Fails (code 4) when a key outside `known` is present and

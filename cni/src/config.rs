@@ -49,7 +49,8 @@ impl NetConf {
 
     /// Parses a plugin's stdin, mapping JSON errors to code 6.
     pub fn from_slice(stdin: &[u8]) -> Result<NetConf> {
-        serde_json::from_slice(stdin).map_err(|e| Error::decoding(format!("failed to parse network config: {e}")))
+        serde_json::from_slice(stdin)
+            .map_err(|e| Error::decoding(format!("failed to parse network config: {e}")))
     }
 
     /// The IPAM plugin type, when `ipam` names one.
@@ -75,13 +76,26 @@ pub struct NetConfList {
     /// Network name.
     pub name: String,
     /// Skip CHECK for this network.
-    #[serde(default, deserialize_with = "bool_or_string", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "bool_or_string",
+        skip_serializing_if = "is_false"
+    )]
     pub disable_check: bool,
     /// Skip GC for this network.
-    #[serde(default, rename = "disableGC", deserialize_with = "bool_or_string", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        rename = "disableGC",
+        deserialize_with = "bool_or_string",
+        skip_serializing_if = "is_false"
+    )]
     pub disable_gc: bool,
     /// Do not load plugin configs from `<dir>/<name>/`.
-    #[serde(default, deserialize_with = "bool_or_string", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "bool_or_string",
+        skip_serializing_if = "is_false"
+    )]
     pub load_only_inlined_plugins: bool,
     /// The plugins, in ADD order.
     #[serde(default)]
@@ -101,7 +115,9 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, 
         Value::Bool(b) => Ok(b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(serde::de::Error::custom(format!("expected a boolean, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a boolean, got {other}"
+        ))),
     }
 }
 
@@ -131,7 +147,11 @@ impl NetConfList {
     /// ignored, as libcni does).
     pub fn negotiated_version(&self) -> String {
         let mut best: Option<&str> = None;
-        let candidates = self.cni_versions.iter().map(String::as_str).chain(self.cni_version.as_deref());
+        let candidates = self
+            .cni_versions
+            .iter()
+            .map(String::as_str)
+            .chain(self.cni_version.as_deref());
         for v in candidates {
             if !crate::version::SUPPORTED_VERSIONS.contains(&v) {
                 continue;
@@ -140,14 +160,18 @@ impl NetConfList {
                 best = Some(v);
             }
         }
-        best.unwrap_or_else(|| crate::version::effective(self.cni_version.as_deref())).to_string()
+        best.unwrap_or_else(|| crate::version::effective(self.cni_version.as_deref()))
+            .to_string()
     }
 
     /// Name and plugin-type checks; a list without plugins is invalid.
     pub fn validate(&self) -> Result<()> {
         validate::network_name(&self.name)?;
         if self.plugins.is_empty() {
-            return Err(Error::invalid_config(format!("network {:?} has no plugins", self.name)));
+            return Err(Error::invalid_config(format!(
+                "network {:?} has no plugins",
+                self.name
+            )));
         }
         for p in &self.plugins {
             validate::plugin_type(&p.plugin_type)?;

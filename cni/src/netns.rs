@@ -24,12 +24,15 @@ pub fn inspect(path: &Path) -> Result<NetnsState> {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NetnsState::Missing),
         Err(e) => {
-            return Err(Error::invalid_netns(format!("cannot stat netns path {}", path.display()))
-                .with_details(e.to_string()));
+            return Err(
+                Error::invalid_netns(format!("cannot stat netns path {}", path.display()))
+                    .with_details(e.to_string()),
+            );
         }
     };
     let fs = statfs(path).map_err(|e| {
-        Error::invalid_netns(format!("cannot statfs netns path {}", path.display())).with_details(e.to_string())
+        Error::invalid_netns(format!("cannot statfs netns path {}", path.display()))
+            .with_details(e.to_string())
     })?;
     let magic = fs.filesystem_type();
     if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC {
@@ -46,7 +49,10 @@ pub fn inspect(path: &Path) -> Result<NetnsState> {
             .map(|t| t.to_string_lossy().starts_with("net:["))
             .unwrap_or(false);
         if !is_net_link {
-            return Err(Error::invalid_netns(format!("{} is not a network namespace", path.display())));
+            return Err(Error::invalid_netns(format!(
+                "{} is not a network namespace",
+                path.display()
+            )));
         }
     }
     let _ = meta;
@@ -84,19 +90,31 @@ mod tests {
 
     #[test]
     fn missing_path_is_reported() {
-        assert_eq!(inspect(Path::new("/nonexistent/rcni/ns")).unwrap(), NetnsState::Missing);
+        assert_eq!(
+            inspect(Path::new("/nonexistent/rcni/ns")).unwrap(),
+            NetnsState::Missing
+        );
     }
 
     #[test]
     fn regular_file_is_not_a_netns() {
         assert_eq!(inspect(Path::new("/etc/hostname")).map_err(|e| e.code.0), Err(8));
-        assert_eq!(inspect(Path::new("/proc/self/status")).map_err(|e| e.code.0), Err(8));
+        assert_eq!(
+            inspect(Path::new("/proc/self/status")).map_err(|e| e.code.0),
+            Err(8)
+        );
     }
 
     #[test]
     fn own_netns_is_refused() {
-        assert_eq!(inspect(Path::new("/proc/self/ns/net")).unwrap(), NetnsState::Namespace);
-        assert_eq!(ensure_not_own(Path::new("/proc/self/ns/net")).unwrap_err().code.0, 8);
+        assert_eq!(
+            inspect(Path::new("/proc/self/ns/net")).unwrap(),
+            NetnsState::Namespace
+        );
+        assert_eq!(
+            ensure_not_own(Path::new("/proc/self/ns/net")).unwrap_err().code.0,
+            8
+        );
         assert!(override_enabled(Some("TRUE")) && override_enabled(Some("1")));
         assert!(!override_enabled(Some("0")) && !override_enabled(None));
     }

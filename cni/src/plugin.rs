@@ -227,15 +227,23 @@ fn dispatch<P: Plugin>(
     let var = |k: &str| env.var(k).filter(|v| !v.is_empty());
     let command = match var("CNI_COMMAND") {
         None => {
-            return Err(Error::invalid_environment("required env variables [CNI_COMMAND] missing")
-                .with_details("this is a CNI plugin: a container runtime runs it with CNI_COMMAND set"));
+            return Err(
+                Error::invalid_environment("required env variables [CNI_COMMAND] missing")
+                    .with_details("this is a CNI plugin: a container runtime runs it with CNI_COMMAND set"),
+            );
         }
-        Some(c) => Command::parse(&c).ok_or_else(|| Error::invalid_environment(format!("unknown CNI_COMMAND: {c}")))?,
+        Some(c) => Command::parse(&c)
+            .ok_or_else(|| Error::invalid_environment(format!("unknown CNI_COMMAND: {c}")))?,
     };
     if command == Command::Version {
         return write_json(stdout, &version::version_info());
     }
-    let missing: Vec<&str> = command.required_env().iter().copied().filter(|k| var(k).is_none()).collect();
+    let missing: Vec<&str> = command
+        .required_env()
+        .iter()
+        .copied()
+        .filter(|k| var(k).is_none())
+        .collect();
     if !missing.is_empty() {
         return Err(Error::invalid_environment(format!(
             "required env variables [{}] missing",
@@ -260,7 +268,11 @@ fn dispatch<P: Plugin>(
         validate::interface_name(&ifname)?;
     }
     let raw_args = var("CNI_ARGS").unwrap_or_default();
-    let netns = if command.has_attachment() { var("CNI_NETNS").map(PathBuf::from) } else { None };
+    let netns = if command.has_attachment() {
+        var("CNI_NETNS").map(PathBuf::from)
+    } else {
+        None
+    };
     let netns_state = match &netns {
         Some(path) => {
             let state = netns::inspect(path)?;
@@ -278,7 +290,12 @@ fn dispatch<P: Plugin>(
         None => None,
     };
     let path = var("CNI_PATH")
-        .map(|p| p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .map(|p| {
+            p.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default();
     let cmd = CmdArgs {
         command,
@@ -308,7 +325,12 @@ fn dispatch<P: Plugin>(
 
 /// Prints JSON as the Go plugins do: 4-space indentation.
 pub fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<()> {
-    let mut ser = serde_json::Serializer::with_formatter(&mut *out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
-    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::io("cannot write output").with_details(e.to_string()))?;
-    out.flush().map_err(|e| Error::io("cannot write output").with_details(e.to_string()))
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut *out,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
+    serde::Serialize::serialize(value, &mut ser)
+        .map_err(|e| Error::io("cannot write output").with_details(e.to_string()))?;
+    out.flush()
+        .map_err(|e| Error::io("cannot write output").with_details(e.to_string()))
 }

@@ -22,14 +22,20 @@ pub fn container_id(id: &str) -> Result<()> {
         return Err(Error::new(Code::UNKNOWN_CONTAINER, "missing containerID"));
     }
     if !is_cni_identifier(id) {
-        return Err(Error::invalid_environment(format!("invalid characters in containerID: {id:?}")));
+        return Err(Error::invalid_environment(format!(
+            "invalid characters in containerID: {id:?}"
+        )));
     }
     Ok(())
 }
 
 /// An interface name: 1-15 bytes, not `.` or `..`, no `/`, `:` or white space (code 4).
 pub fn interface_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid_environment(format!("interface name {name:?} {why}")));
+    let bad = |why: &str| {
+        Err(Error::invalid_environment(format!(
+            "interface name {name:?} {why}"
+        )))
+    };
     if name.is_empty() {
         return bad("is empty");
     }
@@ -51,7 +57,9 @@ pub fn network_name(name: &str) -> Result<()> {
         return Err(Error::invalid_config("missing network name"));
     }
     if !is_cni_identifier(name) {
-        return Err(Error::invalid_config(format!("invalid characters in network name: {name:?}")));
+        return Err(Error::invalid_config(format!(
+            "invalid characters in network name: {name:?}"
+        )));
     }
     Ok(())
 }
@@ -62,7 +70,9 @@ pub fn plugin_type(t: &str) -> Result<()> {
         return Err(Error::invalid_config("missing plugin type"));
     }
     if t.contains('/') || t.contains('\\') || t == "." || t == ".." || t.contains('\0') {
-        return Err(Error::invalid_config(format!("plugin type {t:?} must be a binary name, not a path")));
+        return Err(Error::invalid_config(format!(
+            "plugin type {t:?} must be a binary name, not a path"
+        )));
     }
     Ok(())
 }

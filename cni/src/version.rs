@@ -44,11 +44,7 @@ impl Version {
 
     /// A version from its three numbers.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Version {
-            major,
-            minor,
-            patch,
-        }
+        Version { major, minor, patch }
     }
 
     /// Parses `X.Y.Z` (a missing part counts as 0, as libcni's parser does).
@@ -107,9 +103,11 @@ pub fn check_supported(requested: &str) -> Result<Version> {
     if SUPPORTED_VERSIONS.contains(&requested) {
         return Version::parse(requested);
     }
-    Err(Error::incompatible_version("incompatible CNI versions").with_details(format!(
-        "config is {requested:?}, plugin supports {SUPPORTED_VERSIONS:?}"
-    )))
+    Err(
+        Error::incompatible_version("incompatible CNI versions").with_details(format!(
+            "config is {requested:?}, plugin supports {SUPPORTED_VERSIONS:?}"
+        )),
+    )
 }
 
 /// Fails with code 1 when the config version is below the version that
@@ -121,10 +119,10 @@ pub fn check_verb(verb: &str, config: Version) -> Result<()> {
         _ => return Ok(()),
     };
     if config < needed {
-        return Err(Error::incompatible_version(format!(
-            "config version {config} does not allow {verb}"
-        ))
-        .with_details(format!("{verb} needs a config of version {needed} or newer")));
+        return Err(
+            Error::incompatible_version(format!("config version {config} does not allow {verb}"))
+                .with_details(format!("{verb} needs a config of version {needed} or newer")),
+        );
     }
     Ok(())
 }

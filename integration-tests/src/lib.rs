@@ -33,7 +33,10 @@ pub fn is_root() -> bool {
 
 /// Runs a command and panics with its output when it fails.
 pub fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}",
@@ -78,7 +81,9 @@ impl Netns {
     /// Whether `dev` is administratively up in the namespace.
     pub fn link_is_up(&self, dev: &str) -> bool {
         let v = self.ip_json(&["link", "show", "dev", dev]);
-        v[0]["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP"))
+        v[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP"))
     }
 }
 
@@ -136,7 +141,11 @@ pub fn target_bin_dir() -> PathBuf {
 /// Path of one of our plugin binaries.
 pub fn rcni_plugin(name: &str) -> PathBuf {
     let p = target_bin_dir().join(name);
-    assert!(p.exists(), "{} is not built: run cargo build --workspace first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run cargo build --workspace first",
+        p.display()
+    );
     p
 }
 
@@ -208,15 +217,29 @@ impl Outcome {
     /// Panics unless the plugin succeeded.
     #[track_caller]
     pub fn assert_ok(&self) -> &Self {
-        assert_eq!(self.status, 0, "plugin failed: stdout={} stderr={}", self.stdout, self.stderr);
+        assert_eq!(
+            self.status, 0,
+            "plugin failed: stdout={} stderr={}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panics unless the plugin failed with `code` and an error JSON.
     #[track_caller]
     pub fn assert_code(&self, code: u64) -> &Self {
-        assert_ne!(self.status, 0, "plugin succeeded but should fail with {code}: {}", self.stdout);
-        assert_eq!(self.code(), Some(code), "stdout={} stderr={}", self.stdout, self.stderr);
+        assert_ne!(
+            self.status, 0,
+            "plugin succeeded but should fail with {code}: {}",
+            self.stdout
+        );
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "stdout={} stderr={}",
+            self.stdout,
+            self.stderr
+        );
         assert!(self.json["msg"].is_string(), "error without msg: {}", self.stdout);
         self
     }
@@ -227,7 +250,10 @@ impl Outcome {
 pub fn exec(binary: &Path, inv: &Invocation) -> Outcome {
     let mut cmd = Command::new(binary);
     cmd.env_clear();
-    cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    cmd.env(
+        "PATH",
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+    );
     let vars = [
         ("CNI_COMMAND", &inv.command),
         ("CNI_CONTAINERID", &inv.container_id),
@@ -244,8 +270,12 @@ pub fn exec(binary: &Path, inv: &Invocation) -> Outcome {
     for (k, v) in &inv.env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot exec {}: {e}", binary.display()));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot exec {}: {e}", binary.display()));
     {
         let mut stdin = child.stdin.take().unwrap();
         // A plugin may exit before reading stdin (bad env); ignore EPIPE.

@@ -39,8 +39,11 @@ fn socket_in(path: &Path) -> Result<Socket> {
 pub fn bring_up(path: &Path) -> Result<Vec<Address>> {
     let mut sock = socket_in(path)?;
     let lo = sock.link_by_name(LO).internal(|| "cannot find lo".into())?;
-    sock.set_link_up(lo.index).internal(|| "cannot set lo up".into())?;
-    let addrs = sock.addresses(Some(lo.index), None).internal(|| "cannot list the addresses of lo".into())?;
+    sock.set_link_up(lo.index)
+        .internal(|| "cannot set lo up".into())?;
+    let addrs = sock
+        .addresses(Some(lo.index), None)
+        .internal(|| "cannot list the addresses of lo".into())?;
     if let Some(bad) = addrs.iter().find(|a| !a.address.ip().is_loopback()) {
         return Err(Error::internal(format!(
             "loopback interface found with non-loopback address {}",
@@ -54,7 +57,8 @@ pub fn bring_up(path: &Path) -> Result<Vec<Address>> {
 pub fn bring_down(path: &Path) -> Result<()> {
     let mut sock = socket_in(path)?;
     let lo = sock.link_by_name(LO).internal(|| "cannot find lo".into())?;
-    sock.set_link_down(lo.index).internal(|| "cannot set lo down".into())
+    sock.set_link_down(lo.index)
+        .internal(|| "cannot set lo down".into())
 }
 
 /// Fails unless `lo` is up.
