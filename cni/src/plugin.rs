@@ -334,3 +334,151 @@ pub fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<()> 
     out.flush()
         .map_err(|e| Error::io("cannot write output").with_details(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, String>);
+
+    impl Environment for FakeEnv {
+        fn var(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+    }
+
+    /// A plugin that records nothing and answers ADD with an empty result.
+    struct Null;
+
+    impl Plugin for Null {
+        fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
+            cmd.cni_args()?.check_known(&["IP"])?;
+            Ok(CniResult {
+                ips: vec![crate::result::IpConfig {
+                    address: "10.222.0.2/24"
+                        .parse()
+                        .map_err(|_| Error::internal("bad test address"))?,
+                    gateway: None,
+                    interface: None,
+                }],
+                ..Default::default()
+            })
+        }
+        fn del(&self, _cmd: &CmdArgs) -> Result<()> {
+            Ok(())
+        }
+        fn check(&self, _cmd: &CmdArgs) -> Result<()> {
+            Err(Error::new(crate::Code(100), "check says no"))
+        }
+    }
+
+    fn run(vars: &[(&'static str, &str)], stdin: &str) -> (i32, serde_json::Value) {
+        let env = FakeEnv(vars.iter().map(|(k, v)| (*k, v.to_string())).collect());
+        let mut out = Vec::new();
+        let code = run_with(&Null, "null", &env, &mut stdin.as_bytes(), &mut out);
+        let json = serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null);
+        (code, json)
+    }
+
+    const CONF: &str = r#"{"cniVersion":"0.2.0","name":"n","type":"null"}"#;
+
+    #[test]
+    fn version_needs_nothing_else() {
+        let (code, json) = run(&[("CNI_COMMAND", "VERSION")], "");
+        assert_eq!(code, 0);
+        assert_eq!(json["supportedVersions"][0], "0.1.0");
+    }
+
+    #[test]
+    fn gc_needs_only_cni_path() {
+        let conf = r#"{"cniVersion":"1.1.0","name":"n","type":"null"}"#;
+        let (code, json) = run(&[("CNI_COMMAND", "GC")], conf);
+        assert_eq!((code, json["code"].as_u64()), (1, Some(4)));
+        assert!(json["msg"].as_str().unwrap().contains("CNI_PATH"));
+        let (code, _) = run(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")], conf);
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn del_without_netns_reaches_the_plugin() {
+        let vars = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+        ];
+        assert_eq!(run(&vars, CONF).0, 0);
+    }
+
+    #[test]
+    fn missing_variables_are_all_named() {
+        let (code, json) = run(&[("CNI_COMMAND", "ADD"), ("CNI_IFNAME", "eth0")], CONF);
+        assert_eq!(code, 1);
+        assert_eq!(json["code"], 4);
+        assert_eq!(
+            json["msg"],
+            "required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_PATH] missing"
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_config_version() {
+        let vars = [
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/nonexistent-netns"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+        ];
+        let conf = r#"{"cniVersion":"0.4.0","name":"n","type":"null"}"#;
+        let (_, json) = run(&vars, conf);
+        assert_eq!(json["cniVersion"], "0.4.0");
+        assert_eq!(json["code"], 8, "CHECK of a missing netns: {json}");
+    }
+
+    #[test]
+    fn plugin_codes_pass_through() {
+        let vars = [
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/proc/self/ns/net"),
+            ("CNI_NETNS_OVERRIDE", "1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+        ];
+        let conf = r#"{"cniVersion":"1.0.0","name":"n","type":"null"}"#;
+        let (code, json) = run(&vars, conf);
+        assert_eq!((code, json["code"].as_u64()), (1, Some(100)));
+    }
+
+    #[test]
+    fn add_result_is_printed_at_the_config_version() {
+        let vars = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/proc/self/ns/net"),
+            ("CNI_NETNS_OVERRIDE", "true"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=p"),
+        ];
+        let (code, json) = run(&vars, CONF);
+        assert_eq!(code, 0, "{json}");
+        assert_eq!(json["ip4"]["ip"], "10.222.0.2/24");
+        let vars_bad_args = {
+            let mut v = vars.to_vec();
+            v[6] = ("CNI_ARGS", "FOO=1");
+            v
+        };
+        let (code, json) = run(&vars_bad_args, CONF);
+        assert_eq!((code, json["code"].as_u64()), (1, Some(4)));
+    }
+
+    #[test]
+    fn unset_command_is_an_error_not_silence() {
+        let (code, json) = run(&[], CONF);
+        assert_eq!(code, 1);
+        assert_eq!(json["code"], 4);
+    }
+}
