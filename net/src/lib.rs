@@ -3,9 +3,11 @@
 //! - [`netlink::Socket`]: a small blocking `NETLINK_ROUTE` socket (request + ACK, dumps with
 //!   `NLM_F_DUMP_INTR` retry, kernel errors as [`Error::Kernel`] carrying the errno and the
 //!   extended-ack text). Typed operations are methods on it, one module per object:
-//!   [`link`] (get, up/down, ...), [`addr`] (list, ...).
+//!   [`link`] (get, up/down, bridge and veth creation, master, MAC, MTU, netns, bridge-port
+//!   flags, delete), [`addr`] (list, add, delete), [`route`] (add, replace, delete, list, get).
 //! - [`netns`]: open a namespace ([`Netns`]), run a closure with the current thread inside it
 //!   ([`Netns::run`], [`in_netns`]) and always come back, even on panic.
+//! - [`sysctl`]: `/proc/sys` reads and writes, acting on the calling thread's namespace.
 //!
 //! Namespaces are per thread. A netlink socket stays in the namespace it was opened in, so
 //! open the container-side socket inside the container namespace ([`Netns::socket`]) and use
@@ -32,9 +34,12 @@ pub mod error;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod route;
+pub mod sysctl;
 
 pub use addr::{Address, Family, Scope};
 pub use error::{Error, KernelError, Result};
-pub use link::{Link, LinkKind, MacAddr, OperState};
+pub use link::{BridgeSpec, Ensured, Link, LinkKind, MacAddr, OperState};
 pub use netlink::Socket;
 pub use netns::{Netns, NetnsGuard, NetnsId, in_netns};
+pub use route::{Route, RouteKind};

@@ -1,15 +1,23 @@
 //! Typed link operations on a [`Socket`]: look up, create (bridge, veth pair), change, delete.
 
 use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::str::FromStr;
 
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
+    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+    LinkProtoInfoBridge, State,
 };
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::{Error, Result};
 use crate::netlink::Socket;
+
+/// `IFLA_BRPORT_MODE`: hairpin mode of a bridge port.
+const IFLA_BRPORT_MODE: u16 = 4;
+/// `IFLA_BRPORT_ISOLATED`: an isolated port only forwards to non-isolated ports.
+const IFLA_BRPORT_ISOLATED: u16 = 33;
 
 /// What kind of link it is (`IFLA_INFO_KIND`, or loopback / plain device when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +185,95 @@ impl Link {
     }
 }
 
+/// A bridge to create with [`Socket::ensure_bridge`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BridgeSpec {
+    /// Interface name.
+    pub name: String,
+    /// MTU; the kernel default when `None`.
+    pub mtu: Option<u32>,
+    /// `vlan_filtering`: `Some(true)` turns it on; `None` and `Some(false)` leave the kernel
+    /// default (off).
+    pub vlan_filtering: Option<bool>,
+    /// Hardware address; random when `None`.
+    pub mac: Option<MacAddr>,
+}
+
+/// A link that [`Socket::ensure_bridge`] found or created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensured {
+    /// The link as the kernel reports it.
+    pub link: Link,
+    /// True when this call created it (so an undo should delete it).
+    pub created: bool,
+}
+
+/// The `RTM_NEWLINK` that creates a bridge.
+pub fn bridge_message(spec: &BridgeSpec) -> LinkMessage {
+    let mut msg = link_message(0);
+    msg.attributes.push(LinkAttribute::IfName(spec.name.clone()));
+    if let Some(mtu) = spec.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = spec.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
+    // Off is the kernel default; sending it would fail on kernels built without
+    // CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP), so only `true` is sent, as Go's plugin does.
+    if spec.vlan_filtering == Some(true) {
+        info.push(LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(
+            true,
+        )])));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(info));
+    msg
+}
+
+/// The `RTM_NEWLINK` that creates the veth pair `name` (here, with `mtu` and `mac`) and
+/// `peer_name` (in the namespace `peer_netns` when given, with `mtu`).
+pub fn veth_message(
+    name: &str,
+    peer_name: &str,
+    peer_netns: Option<BorrowedFd<'_>>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+) -> LinkMessage {
+    let mut peer = link_message(0);
+    peer.attributes.push(LinkAttribute::IfName(peer_name.to_string()));
+    if let Some(mtu) = mtu {
+        peer.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(fd) = peer_netns {
+        peer.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+    }
+    let mut msg = link_message(0);
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    if let Some(mtu) = mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    msg
+}
+
+/// The `RTM_SETLINK` (family `AF_BRIDGE`) that sets one `IFLA_BRPORT_*` u8 flag of a bridge port
+/// inside `IFLA_PROTINFO`, as `bridge link set dev X hairpin on` does.
+pub fn bridge_port_flag_message(index: u32, attr: u16, on: bool) -> LinkMessage {
+    let mut msg = link_message(index);
+    msg.header.interface_family = AddressFamily::Bridge;
+    msg.attributes
+        .push(LinkAttribute::ProtoInfoBridge(vec![LinkProtoInfoBridge::Other(
+            DefaultNla::new(attr, vec![u8::from(on)]),
+        )]));
+    msg
+}
+
 fn link_message(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -191,6 +288,21 @@ fn single_link(replies: Vec<RouteNetlinkMessage>, what: &str) -> Result<Link> {
             _ => None,
         })
         .ok_or_else(|| Error::UnexpectedReply(format!("no link in the answer to a lookup of {what}")))
+}
+
+fn absent_is_false<T>(result: Result<T>) -> Result<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.errno(),
+                Some(nix::errno::Errno::ENODEV | nix::errno::Errno::ENOENT)
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -259,15 +371,274 @@ impl Socket {
     }
 
     fn set_link_flag_up(&mut self, index: u32, up: bool) -> Result<()> {
+        self.set_link_flag(index, LinkFlags::Up, up)
+    }
+
+    /// Turns promiscuous mode on or off (`ip link set dev X promisc on`).
+    pub fn set_link_promisc(&mut self, index: u32, on: bool) -> Result<()> {
+        self.set_link_flag(index, LinkFlags::Promisc, on)
+    }
+
+    fn set_link_flag(&mut self, index: u32, flag: LinkFlags, on: bool) -> Result<()> {
         let mut msg = link_message(index);
-        msg.header.change_mask = LinkFlags::Up;
-        if up {
-            msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = flag;
+        if on {
+            msg.header.flags = flag;
         }
         self.set_link(msg)
     }
 
+    /// Deletes the link named `name`. Returns false when there was none, so a DEL can be
+    /// repeated. Deleting one end of a veth pair deletes both.
+    pub fn delete_link_by_name(&mut self, name: &str) -> Result<bool> {
+        check_name(name)?;
+        let mut msg = link_message(0);
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        absent_is_false(self.request(RouteNetlinkMessage::DelLink(msg)))
+    }
+
+    /// Deletes the link with index `index`; false when there was none.
+    pub fn delete_link(&mut self, index: u32) -> Result<bool> {
+        absent_is_false(self.request(RouteNetlinkMessage::DelLink(link_message(index))))
+    }
+
+    /// Creates the bridge, or finds it when a bridge of that name exists already (the options
+    /// are then left as they are). A link of that name that is not a bridge is
+    /// [`Error::LinkKindMismatch`].
+    pub fn ensure_bridge(&mut self, spec: &BridgeSpec) -> Result<Ensured> {
+        check_name(&spec.name)?;
+        let created = match self.request_with_flags(
+            RouteNetlinkMessage::NewLink(bridge_message(spec)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => true,
+            Err(e) if e.is_exists() => false,
+            Err(e) => return Err(e),
+        };
+        let link = self.link_by_name(&spec.name)?;
+        if link.kind != LinkKind::Bridge {
+            return Err(Error::LinkKindMismatch {
+                name: spec.name.clone(),
+                expected: LinkKind::Bridge.to_string(),
+                found: link.kind.to_string(),
+            });
+        }
+        Ok(Ensured { link, created })
+    }
+
+    /// Creates a veth pair: `name` in the socket's namespace (with `mac` when given) and
+    /// `peer_name` in the namespace `peer_netns` (the socket's own when `None`), both with `mtu`.
+    /// Returns the `name` end. A name in use is [`Error::Kernel`] with `EEXIST`.
+    ///
+    /// The bridge plugin opens a socket inside the container namespace and creates the
+    /// container end there, with the host end's peer namespace being the host's.
+    pub fn create_veth(
+        &mut self,
+        name: &str,
+        peer_name: &str,
+        peer_netns: Option<BorrowedFd<'_>>,
+        mtu: Option<u32>,
+        mac: Option<MacAddr>,
+    ) -> Result<Link> {
+        check_name(name)?;
+        check_name(peer_name)?;
+        let msg = veth_message(name, peer_name, peer_netns, mtu, mac);
+        self.request_with_flags(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
+        self.link_by_name(name)
+    }
+
+    /// Enslaves the link to `master` (a bridge), or frees it with `None`.
+    pub fn set_link_master(&mut self, index: u32, master: Option<u32>) -> Result<()> {
+        let mut msg = link_message(index);
+        msg.attributes
+            .push(LinkAttribute::Controller(master.unwrap_or(0)));
+        self.set_link(msg)
+    }
+
+    /// Sets the hardware address.
+    pub fn set_link_mac(&mut self, index: u32, mac: MacAddr) -> Result<()> {
+        let mut msg = link_message(index);
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        self.set_link(msg)
+    }
+
+    /// Sets the MTU.
+    pub fn set_link_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        let mut msg = link_message(index);
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        self.set_link(msg)
+    }
+
+    /// Renames the link (it must be down).
+    pub fn set_link_name(&mut self, index: u32, name: &str) -> Result<()> {
+        check_name(name)?;
+        let mut msg = link_message(index);
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.set_link(msg)
+    }
+
+    /// Moves the link into the namespace `netns`. Its index may change there.
+    pub fn set_link_netns(&mut self, index: u32, netns: BorrowedFd<'_>) -> Result<()> {
+        let mut msg = link_message(index);
+        msg.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        self.set_link(msg)
+    }
+
+    /// Turns hairpin mode of a bridge port on or off (traffic may leave by the port it came in).
+    pub fn set_bridge_port_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
+        self.set_link(bridge_port_flag_message(index, IFLA_BRPORT_MODE, on))
+    }
+
+    /// Isolates a bridge port or not (isolated ports only forward to non-isolated ports).
+    pub fn set_bridge_port_isolated(&mut self, index: u32, on: bool) -> Result<()> {
+        self.set_link(bridge_port_flag_message(index, IFLA_BRPORT_ISOLATED, on))
+    }
+
     fn set_link(&mut self, msg: LinkMessage) -> Result<()> {
         self.request(RouteNetlinkMessage::SetLink(msg)).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{Emitable, Parseable};
+
+    use super::*;
+
+    fn emit(msg: &LinkMessage) -> Vec<u8> {
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn hairpin_message_golden_bytes() {
+        let bytes = emit(&bridge_port_flag_message(7, IFLA_BRPORT_MODE, true));
+        #[rustfmt::skip]
+        let expected: Vec<u8> = [
+            // ifinfomsg: AF_BRIDGE, pad, type 0, index 7, flags 0, change 0
+            &[7u8, 0, 0, 0][..], &7u32.to_ne_bytes(), &[0; 8],
+            // IFLA_PROTINFO | NLA_F_NESTED, len 12
+            &12u16.to_ne_bytes(), &(12u16 | 0x8000).to_ne_bytes(),
+            // IFLA_BRPORT_MODE = 1 (u8, padded)
+            &5u16.to_ne_bytes(), &4u16.to_ne_bytes(), &[1, 0, 0, 0],
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn isolated_off_message_carries_zero() {
+        let bytes = emit(&bridge_port_flag_message(3, IFLA_BRPORT_ISOLATED, false));
+        assert_eq!(&bytes[20..24], &[5, 0, 33, 0]);
+        assert_eq!(bytes[24], 0);
+    }
+
+    #[test]
+    fn bridge_message_round_trips() {
+        let spec = BridgeSpec {
+            name: "cni0".into(),
+            mtu: Some(1400),
+            vlan_filtering: Some(true),
+            mac: Some("02:00:00:00:00:01".parse().unwrap()),
+        };
+        let msg = bridge_message(&spec);
+        let parsed = LinkMessage::parse(&emit(&msg)[..]).unwrap();
+        assert_eq!(parsed.attributes[0], LinkAttribute::IfName("cni0".into()));
+        assert_eq!(parsed.attributes[1], LinkAttribute::Mtu(1400));
+        assert_eq!(
+            parsed.attributes[2],
+            LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(
+            parsed.attributes[3],
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(true)])),
+            ])
+        );
+    }
+
+    #[test]
+    fn bridge_without_vlan_filtering_sends_only_the_kind() {
+        let spec = BridgeSpec {
+            name: "cni0".into(),
+            vlan_filtering: Some(false),
+            ..BridgeSpec::default()
+        };
+        let msg = bridge_message(&spec);
+        assert_eq!(
+            msg.attributes[1],
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)])
+        );
+    }
+
+    #[test]
+    fn veth_message_nests_the_peer_with_its_namespace() {
+        let msg = veth_message("eth0", "veth1234abcd", None, Some(1500), None);
+        let parsed = LinkMessage::parse(&emit(&msg)[..]).unwrap();
+        let Some(LinkAttribute::LinkInfo(info)) = parsed.attributes.last() else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(info[0], LinkInfo::Kind(InfoKind::Veth));
+        let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = &info[1] else {
+            panic!("{info:?}")
+        };
+        assert_eq!(
+            peer.attributes,
+            vec![
+                LinkAttribute::IfName("veth1234abcd".into()),
+                LinkAttribute::Mtu(1500)
+            ]
+        );
+    }
+
+    #[test]
+    fn link_from_message_reads_kind_master_and_peer() {
+        let mut msg = link_message(5);
+        msg.header.flags = LinkFlags::Up | LinkFlags::Broadcast;
+        msg.attributes = vec![
+            LinkAttribute::IfName("veth0".into()),
+            LinkAttribute::Mtu(1450),
+            LinkAttribute::Address(vec![0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]),
+            LinkAttribute::Controller(3),
+            LinkAttribute::Link(9),
+            LinkAttribute::LinkNetNsId(0),
+            LinkAttribute::OperState(State::Up),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let link = Link::from_message(&msg);
+        assert_eq!(link.index, 5);
+        assert_eq!(link.name, "veth0");
+        assert_eq!(link.kind, LinkKind::Veth);
+        assert!(link.up);
+        assert_eq!(link.oper_state, OperState::Up);
+        assert_eq!(link.mtu, 1450);
+        assert_eq!(
+            link.mac.map(|m| m.to_string()).as_deref(),
+            Some("aa:bb:cc:dd:ee:ff")
+        );
+        assert_eq!(link.master, Some(3));
+        assert_eq!(link.peer_index, Some(9));
+        assert_eq!(link.link_netnsid, Some(0));
+    }
+
+    #[test]
+    fn mac_parse_and_display() {
+        let mac: MacAddr = "0A:1b:2c:3d:4e:5f".parse().unwrap();
+        assert_eq!(mac.to_string(), "0a:1b:2c:3d:4e:5f");
+        assert!("0a:1b:2c:3d:4e".parse::<MacAddr>().is_err());
+        assert!("0a:1b:2c:3d:4e:5f:00".parse::<MacAddr>().is_err());
+        assert!("0a:1b:2c:3d:4e:zz".parse::<MacAddr>().is_err());
+    }
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert!(check_name("eth0.100").is_ok());
+        assert!(check_name("0123456789abcde").is_ok());
+        assert!(check_name("0123456789abcdef").is_err());
+        assert!(check_name("").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("a b").is_err());
     }
 }
