@@ -7,6 +7,7 @@ import atexit
 import datetime
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,14 @@ def _cmd_out(argv, cwd=None):
         return None
 
 
+def _remove_stale_tmp():
+    tmp = tempfile.gettempdir()
+    for n in os.listdir(tmp):
+        m = re.match(r"^rcni-bench-(\d+)-", n)
+        if m and int(m.group(1)) != os.getpid() and not os.path.exists("/proc/" + m.group(1)):
+            shutil.rmtree(os.path.join(tmp, n), ignore_errors=True)
+
+
 def _on_signal(signo, _frame):
     raise SystemExit(128 + signo)
 
@@ -99,7 +108,9 @@ def main(argv=None) -> int:
     stale = netns.remove_stale()
     if stale:
         print("removed %d netns left by dead bench runs" % len(stale), file=sys.stderr)
+    _remove_stale_tmp()
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _on_signal)
     tmproot = tempfile.mkdtemp(prefix="rcni-bench-%d-" % os.getpid())

@@ -66,6 +66,10 @@ def human(doc: dict) -> str:
                 notes.append("%s [%s] skipped: %s" % (s["name"], kind, c["skipped"]))
             if c.get("error"):
                 notes.append("%s [%s] FAILED: %s" % (s["name"], kind, c["error"]))
+        bg = s.get("background_cpu_pct")
+        if bg is not None and bg + s.get("steal_pct", 0) >= 10:
+            notes.append("%s: noisy machine: %.0f%% of the CPUs busy outside the harness, %.0f%% steal"
+                         % (s["name"], bg, s.get("steal_pct", 0)))
     lines.append(_table(header, rows))
 
     rss_rows = []

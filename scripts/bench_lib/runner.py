@@ -23,6 +23,32 @@ class ExecFailed(RuntimeError):
     pass
 
 
+def _cpu_snapshot():
+    """(busy s, steal s) of the whole machine from /proc/stat, and our own + children's cpu s."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        v = []
+    hz = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal
+    busy = (sum(v[0:3]) + sum(v[5:7])) / hz if len(v) >= 7 else 0.0
+    steal = v[7] / hz if len(v) >= 8 else 0.0
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    return busy, steal, own, time.monotonic()
+
+
+def _background(a, b) -> dict:
+    """CPU used by everything but the harness and its children while a scenario ran,
+    in % of the machine (kernel work we cause, e.g. netns teardown, counts as background)."""
+    wall = (b[3] - a[3]) * (os.cpu_count() or 1)
+    if wall <= 0:
+        return {}
+    return {"background_cpu_pct": round(max(0.0, (b[0] - a[0]) - (b[2] - a[2])) / wall * 100, 1),
+            "steal_pct": round((b[1] - a[1]) / wall * 100, 1)}
+
+
 def _fmt_fail(path: str, e: Exec, status: int, out: bytes, err: bytes) -> str:
     def clip(b: bytes) -> str:
         s = b.decode(errors="replace").strip()
@@ -150,7 +176,7 @@ class Harness:
                     sc.teardown(run)
             finally:
                 for path in run._netns:
-                    self.netns.remove(os.path.basename(path))
+                    self.netns.release(os.path.basename(path))
 
     # -- a whole scenario ----------------------------------------------------------------
     def missing(self, sc: Scenario, kind: str) -> Optional[str]:
@@ -187,6 +213,7 @@ class Harness:
         failed = {}
         prepared = []
         t_start = time.monotonic()
+        cpu0 = _cpu_snapshot()
         gc_was = gc.isenabled()
         gc.disable()
         try:
@@ -220,6 +247,7 @@ class Harness:
                         out = attempt(c, i)
                         if out is not None:
                             samples[c.kind].append(out[0])
+                self.netns.flush()
                 if i % 25 == 24:
                     gc.collect()
                     self._progress("%s: %d/%d runs" % (sc.name, i + 1, runs))
@@ -231,6 +259,7 @@ class Harness:
                             for k, v in out[1].items():
                                 rssd[c.kind][k] = max(rssd[c.kind].get(k, 0), v)
         finally:
+            self.netns.flush(force=True)
             for c in prepared:
                 if sc.cleanup and c.kind != "floor":
                     try:
@@ -250,6 +279,7 @@ class Harness:
         for kind, why in failed.items():
             res["columns"].setdefault(kind, {})["error"] = why
         res["elapsed_s"] = round(time.monotonic() - t_start, 2)
+        res.update(_background(cpu0, _cpu_snapshot()))
         return res
 
     def _progress(self, msg: Optional[str]):

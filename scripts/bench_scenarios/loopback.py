@@ -38,7 +38,7 @@ SCENARIOS = [
         timed=_add,
         verify=_verify_add,
         plugins=["loopback"],
-        runs=300,
+        runs=500,
     ),
     Scenario(
         name="loopback-del",
@@ -47,7 +47,7 @@ SCENARIOS = [
         timed=_del,
         verify=_verify_del,
         plugins=["loopback"],
-        runs=300,
+        runs=500,
     ),
     Scenario(
         name="loopback-version",
