@@ -263,19 +263,26 @@ impl ResultCache {
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
         };
-        if let Ok(entry) = CachedAttachment::from_json(&bytes) {
-            return Ok(entry.result);
-        }
-        // Legacy format: the file is the result itself.
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::decoding(format!("failed to read cached result {}: {e}", path.display())))?;
-        if !v.is_object() {
+        let Value::Object(mut obj) = v else {
             return Err(Error::decoding(format!(
                 "cached result {} is not a JSON object",
                 path.display()
             )));
+        };
+        if obj.get("kind").and_then(Value::as_str) == Some(CACHE_KIND) {
+            return match obj.remove("result") {
+                None | Some(Value::Null) => Ok(None),
+                Some(r @ Value::Object(_)) => Ok(Some(r)),
+                Some(_) => Err(Error::decoding(format!(
+                    "cached result in {} is not a JSON object",
+                    path.display()
+                ))),
+            };
         }
-        Ok(Some(v))
+        // Legacy format: the file is the result itself.
+        Ok(Some(Value::Object(obj)))
     }
 
     /// Removes an attachment's entry; a missing one is fine.
