@@ -1,0 +1,243 @@
+//! The store directory in Go host-local's exact format, so the Go plugin and
+//! ours can share it, even at the same moment:
+//!
+//! - one file per reserved address, named by its text form, holding
+//!   `containerid\r\nifname` with no trailing newline (files from before Go
+//!   v0.8.0 hold only the container ID); mode 0600;
+//! - `last_reserved_ip.<set index>`: where the round robin resumes;
+//! - `lock`: taken with flock(2) around every read-modify-write. Go takes the
+//!   same lock, so holding it gives a consistent view of the directory.
+//!
+//! Our additions are dot files, which Go never parses as addresses and whose
+//! content never equals a `containerid\r\nifname` it looks for: `.rcni-index`
+//! (see `index.rs`) and short-lived temporary files.
+//!
+//! A reservation is written to a temporary file first and then hard-linked to
+//! its address name: `link(2)` fails with EEXIST like Go's O_EXCL create, and
+//! the name only ever appears with its whole content, so a killed plugin never
+//! leaves a half-written reservation behind.
+
+use crate::addr;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The flock(2) file, Go's name.
+pub const LOCK_FILE: &str = "lock";
+/// Prefix of the round-robin files, Go's name.
+pub const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
+/// Our index of the reservations (see `index.rs`).
+pub const INDEX_FILE: &str = ".rcni-index";
+/// Prefix of every file of ours besides the index; only temporary files use it.
+const TEMP_PREFIX: &str = ".rcni-";
+/// A reservation's content before it is linked to its address name.
+const RESERVE_TEMP: &str = ".rcni-reserve";
+/// The next `last_reserved_ip.N` before it is renamed into place.
+const LAST_TEMP: &str = ".rcni-last.tmp";
+
+/// Environment variable naming a point at which the plugin kills itself; used
+/// by the crash-consistency tests only (see `crash_point`).
+pub const CRASH_AT_ENV: &str = "RCNI_HOST_LOCAL_CRASH_AT";
+
+/// What the directory looked like when our index last matched it: its
+/// identity and modification time. Any create, unlink or rename in the
+/// directory (Go's or anyone's) changes the modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// Device of the directory.
+    pub dev: u64,
+    /// Inode of the directory; a re-created directory has a new one.
+    pub ino: u64,
+    /// Modification time, seconds.
+    pub sec: i64,
+    /// Modification time, nanoseconds.
+    pub nsec: i64,
+}
+
+/// The store directory of one network, locked for as long as this lives.
+pub struct Store {
+    dir: PathBuf,
+    handle: File,
+    _lock: File,
+    crash_at: Option<String>,
+}
+
+fn temp_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true).mode(0o600);
+    o
+}
+
+impl Store {
+    /// Opens and locks `<data_dir>/<network>`. When the directory does not
+    /// exist, it is created (mode 0755, as Go) if `create`, else `Ok(None)`.
+    pub fn open(data_dir: &Path, network: &str, create: bool) -> io::Result<Option<Store>> {
+        let dir = data_dir.join(network);
+        let lock_path = dir.join(LOCK_FILE);
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).mode(0o600);
+        let lock = match opts.open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !create {
+                    return Ok(None);
+                }
+                DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
+                opts.open(&lock_path)?
+            }
+            Err(e) => return Err(e),
+        };
+        lock.lock()?;
+        let handle = File::open(&dir)?;
+        Ok(Some(Store {
+            dir,
+            handle,
+            _lock: lock,
+            crash_at: std::env::var(CRASH_AT_ENV).ok().filter(|s| !s.is_empty()),
+        }))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Test hook: dies on the spot, like a SIGKILL, when `CRASH_AT_ENV` names this point.
+    pub fn crash_point(&self, point: &str) {
+        if self.crash_at.as_deref() == Some(point) {
+            std::process::abort();
+        }
+    }
+
+    /// The directory's identity and modification time now.
+    pub fn stamp(&self) -> io::Result<Stamp> {
+        let m = self.handle.metadata()?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            sec: m.mtime(),
+            nsec: m.mtime_nsec(),
+        })
+    }
+
+    /// Makes the current state recognisable: sets the directory's mtime to
+    /// one nanosecond before what our last change left, and returns that
+    /// stamp. The kernel's clock for mtime is coarse (a tick, several ms),
+    /// so a change by Go in the same tick could leave the mtime we saw; but
+    /// any later change sets the mtime to "now", which is never this
+    /// earlier, made-up value.
+    pub fn seal(&self) -> io::Result<Stamp> {
+        let now = self.stamp()?;
+        let nanos = i128::from(now.sec) * 1_000_000_000 + i128::from(now.nsec) - 1;
+        let nanos = u64::try_from(nanos).map_err(|_| io::Error::other("directory mtime before 1970"))?;
+        self.handle
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))?;
+        self.stamp()
+    }
+
+    fn path_of(&self, ip: IpAddr) -> PathBuf {
+        self.dir.join(addr::canonical(ip).to_string())
+    }
+
+    /// Writes a reservation's content to a fresh temporary file, ready to be
+    /// linked to candidate addresses. A leftover from a killed run is
+    /// unlinked, never truncated: it may share its inode with a reservation.
+    pub fn prepare_reservation(&self, content: &[u8]) -> io::Result<()> {
+        let temp = self.dir.join(RESERVE_TEMP);
+        remove_if_exists(&temp)?;
+        let mut f = temp_options().open(&temp)?;
+        f.write_all(content)?;
+        Ok(())
+    }
+
+    /// Reserves `ip` with the prepared content; false when the address is taken.
+    pub fn try_reserve(&self, ip: IpAddr) -> io::Result<bool> {
+        match fs::hard_link(self.dir.join(RESERVE_TEMP), self.path_of(ip)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the prepared temporary file.
+    pub fn discard_reservation(&self) -> io::Result<()> {
+        remove_if_exists(&self.dir.join(RESERVE_TEMP))
+    }
+
+    /// The trimmed content of `ip`'s reservation (Go compares with
+    /// `strings.TrimSpace`), `None` when there is none.
+    pub fn owner_of(&self, ip: IpAddr) -> io::Result<Option<String>> {
+        match fs::read(self.path_of(ip)) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).trim().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `ip`'s reservation; false when it was already gone.
+    pub fn release(&self, ip: IpAddr) -> io::Result<bool> {
+        match fs::remove_file(self.path_of(ip)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The address in `last_reserved_ip.<set>`, if it holds one.
+    pub fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        let text = fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"))).ok()?;
+        text.trim().parse::<IpAddr>().ok().map(addr::canonical)
+    }
+
+    /// Replaces `last_reserved_ip.<set>` atomically.
+    pub fn set_last_reserved(&self, set: usize, ip: IpAddr) -> io::Result<()> {
+        let temp = self.dir.join(LAST_TEMP);
+        remove_if_exists(&temp)?;
+        let mut f = temp_options().open(&temp)?;
+        f.write_all(addr::canonical(ip).to_string().as_bytes())?;
+        drop(f);
+        fs::rename(&temp, self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}")))
+    }
+
+    /// Reads every reservation: (address, trimmed content). This is the
+    /// O(n) walk Go does on every call; we do it only to rebuild the index
+    /// after someone else changed the directory. Our stale temporary files
+    /// are removed on the way (we hold the lock, so none is in use).
+    pub fn scan(&self) -> io::Result<Vec<(IpAddr, String)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name == LOCK_FILE || name.starts_with(LAST_RESERVED_PREFIX) || name == INDEX_FILE {
+                continue;
+            }
+            if name.starts_with(TEMP_PREFIX) {
+                remove_if_exists(&entry.path())?;
+                continue;
+            }
+            let Ok(ip) = name.parse::<IpAddr>() else { continue };
+            // Only names Go itself would produce for an address.
+            if addr::canonical(ip).to_string() != name || entry.file_type()?.is_dir() {
+                continue;
+            }
+            match fs::read(entry.path()) {
+                Ok(bytes) => out.push((ip, String::from_utf8_lossy(&bytes).trim().to_string())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
