@@ -61,6 +61,19 @@ def human(doc: dict) -> str:
             _ms(_col(s, "floor", "median_ms")),
             _ms(s.get("rcni_minus_floor_ms")), _ms(s.get("go_minus_floor_ms")),
         ])
+        steps = {k: (s["columns"].get(k) or {}).get("execs") for k in ("rcni", "go", "floor")}
+        n = max((len(v) for v in steps.values() if v), default=0)
+        for i in range(n):
+            def st(k, key):
+                v = steps.get(k)
+                return v[i].get(key) if v and i < len(v) else None
+            label = next((v[i]["exec"] for v in steps.values() if v and i < len(v)), str(i))
+            rows.append(["  %d. %s" % (i + 1, label), "",
+                         _ms(st("rcni", "median_ms")), _ms(st("rcni", "p90_ms")),
+                         _ms(st("go", "median_ms")), _ms(st("go", "p90_ms")),
+                         "%.2fx" % (st("go", "median_ms") / st("rcni", "median_ms"))
+                         if st("go", "median_ms") and st("rcni", "median_ms") else "-",
+                         _ms(st("floor", "median_ms")), "", ""])
         for kind, c in s["columns"].items():
             if c.get("skipped"):
                 notes.append("%s [%s] skipped: %s" % (s["name"], kind, c["skipped"]))

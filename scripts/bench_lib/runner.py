@@ -57,6 +57,19 @@ def _fmt_fail(path: str, e: Exec, status: int, out: bytes, err: bytes) -> str:
     return "%s %s exited %d: stdout=%r stderr=%r" % (path, e.command, status, clip(out), clip(err))
 
 
+def _per_exec(per: list, labels: Optional[list]) -> Optional[list]:
+    """Median/p90 of each exec of a multi-exec step (only when every run had the same count)."""
+    if not per or len(per[0]) < 2 or any(len(x) != len(per[0]) for x in per):
+        return None
+    out = []
+    for i in range(len(per[0])):
+        st = {"exec": labels[i] if labels and i < len(labels) else str(i)}
+        st.update(summarize([x[i] for x in per]))
+        st.pop("samples_us", None)
+        out.append(st)
+    return out
+
+
 class Harness:
     def __init__(self, dirs: dict, tmproot: str, warmup: int = 3, rss_runs: int = 5, verify_runs: int = 2,
                  runs_override: Optional[int] = None, progress: bool = True, rss: bool = True):
@@ -69,7 +82,8 @@ class Harness:
         self.progress = progress
         self.netns = NetnsTracker()
         self.rid = 0
-        self._record: Optional[list] = None  # last timed step of a rcni/go column: [(env, stdin)]
+        self._record: Optional[list] = None  # last timed step of a rcni/go column: [(env, stdin, label)]
+        self._labels: dict = {}  # column kind -> ["plugin COMMAND", ...] of its timed step
         self._gnu_time = proc.have_gnu_time() if rss else False
         self.floor_rss_kb: Optional[int] = None
 
@@ -126,20 +140,22 @@ class Harness:
 
     # -- one run of one column -----------------------------------------------------------
     def _replay_floor(self, rss_file: Optional[str]) -> tuple:
-        total, rss = 0, None
-        for env, stdin in self._record:
+        total, rss, per = 0, None, []
+        self._labels["floor"] = [x[2] for x in self._record]
+        for env, stdin, _label in self._record:
             if rss_file:
                 status, out, err, r = proc.spawn_rss([TRUE], env, stdin, rss_file)
                 rss = max(rss or 0, r or 0)
             else:
                 ns, status, out, err = proc.spawn([TRUE], env, stdin)
                 total += ns
+                per.append(ns)
             if status != 0:
                 raise ExecFailed("/bin/true exited %d" % status)
-        return total, ({TRUE: rss} if rss_file else None)
+        return total, ({TRUE: rss} if rss_file else None), per
 
     def _run(self, sc: Scenario, col: Column, index: int, rss: bool = False) -> tuple:
-        """Returns (ns total of the timed step, {plugin: maxrss_kb} or None)."""
+        """Returns (ns total of the timed step, {plugin: maxrss_kb} or None, [ns per exec])."""
         rss_file = os.path.join(self.tmproot, "rss.txt") if rss else None
         if col.kind == "floor" and tuple(sc.columns) != ("floor",):
             if self._record is None:
@@ -155,9 +171,10 @@ class Harness:
             for e in execs:
                 r, env, stdin = self._one(col, e, run, results, rss_file)
                 results.append(r)
-                record.append((env, stdin))
+                record.append((env, stdin, "%s %s" % (e.plugin, e.command)))
             if col.kind != "floor":
                 self._record = record
+            self._labels[col.kind] = [x[2] for x in record]
             if sc.verify and index < self.verify_runs:
                 msg = sc.verify(run, results)
                 if msg:
@@ -169,7 +186,7 @@ class Harness:
                 for r in results:
                     key = TRUE if col.kind == "floor" else r.plugin
                     rssd[key] = max(rssd.get(key, 0), r.maxrss_kb or 0)
-            return total, rssd
+            return total, rssd, [r.ns for r in results]
         finally:
             try:
                 if sc.teardown:
@@ -208,7 +225,9 @@ class Harness:
                 res["columns"][c.kind] = {"skipped": "nothing to compare the floor with"}
             return res
         self._record = None
+        self._labels = {}
         samples = {c.kind: [] for c in cols}
+        per_exec = {c.kind: [] for c in cols}
         rssd = {c.kind: {} for c in cols}
         failed = {}
         prepared = []
@@ -247,6 +266,7 @@ class Harness:
                         out = attempt(c, i)
                         if out is not None:
                             samples[c.kind].append(out[0])
+                            per_exec[c.kind].append(out[2])
                 self.netns.flush()
                 if i % 25 == 24:
                     gc.collect()
@@ -272,6 +292,9 @@ class Harness:
             self._progress(None)
         for c in cols:
             col = summarize(samples[c.kind])
+            steps = _per_exec(per_exec[c.kind], self._labels.get(c.kind))
+            if steps:
+                col["execs"] = steps
             col["rss_kb"] = rssd[c.kind] or None
             if c.kind in failed:
                 col["error"] = failed[c.kind]
