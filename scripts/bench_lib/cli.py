@@ -97,7 +97,11 @@ def main(argv=None) -> int:
 
     rcni_dir = os.path.abspath(a.rcni_dir) if a.rcni_dir else os.path.join(REPO, "target", "release")
     missing = [p for p in needed if not os.access(os.path.join(rcni_dir, p), os.X_OK)]
-    if not a.no_build and not a.rcni_dir and (a.build or missing) and shutil.which("cargo"):
+    want_build = not a.no_build and not a.rcni_dir and (a.build or missing)
+    if want_build and not shutil.which("cargo"):
+        print("warning: cargo not in PATH (sudo resets it: try `sudo env PATH=$PATH scripts/bench`); "
+              "not building %s" % ", ".join(missing), file=sys.stderr)
+    elif want_build:
         print("building: cargo build --release (missing: %s)" % (", ".join(missing) or "-"), file=sys.stderr)
         p = subprocess.run(["cargo", "build", "--release"], cwd=REPO, stdout=sys.stderr)
         if p.returncode != 0:

@@ -104,7 +104,7 @@ def human(doc: dict) -> str:
         for kind in ("rcni", "go"):
             b = d.get(kind)
             if b:
-                brows.append([name, kind, b["bytes"], "yes" if b["stripped"] else "no",
+                brows.append([name, kind, b["bytes"], {True: "yes", False: "no"}.get(b["stripped"], "-"),
                               b["stripped_bytes"] if b["stripped_bytes"] is not None else "-"])
     if brows:
         lines += ["", "binaries", ""]

@@ -136,7 +136,10 @@ class Harness:
         return r, env, stdin
 
     def exec_untimed(self, col: Column, e: Exec, run: Optional[Run]) -> ExecResult:
-        return self._one(col, e, run, [])[0]
+        try:
+            return self._one(col, e, run, [])[0]
+        except ExecFailed as ex:
+            raise ExecFailed("untimed %s" % ex) from None
 
     # -- one run of one column -----------------------------------------------------------
     def _replay_floor(self, rss_file: Optional[str]) -> tuple:
