@@ -30,6 +30,7 @@
 //! DEL idempotent and ADD tolerant of objects that already exist.
 
 pub mod addr;
+pub mod bridge_vlan;
 pub mod error;
 pub mod link;
 pub mod netlink;
