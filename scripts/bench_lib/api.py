@@ -85,6 +85,9 @@ class Scenario:
     description: str = ""
     columns: Sequence[str] = ("rcni", "go", "floor")
     default: bool = True  # part of a plain `scripts/bench` run (else only when named)
+    # DESIGN.md targets checked in the report: min_ratio (go/rcni median), max_over_floor_ms
+    # (rcni median - floor median), max_rss_kb (every rcni exec of the step)
+    targets: dict = field(default_factory=dict)
 
 
 def to_stdin(config: Any) -> bytes:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 
+BIN_TARGET = 1536 * 1024  # DESIGN.md: stripped release binaries under 1.5 MB
+
+
 def derive(res: dict) -> dict:
     cols = res["columns"]
 
@@ -16,7 +19,27 @@ def derive(res: dict) -> dict:
     res["ratio_go_rcni"] = round(g / r, 3) if r and g else None
     res["rcni_minus_floor_ms"] = round(r - f, 4) if r is not None and f is not None else None
     res["go_minus_floor_ms"] = round(g - f, 4) if g is not None and f is not None else None
+    checks = []
+    t = res.get("targets") or {}
+    if "min_ratio" in t:
+        v = res["ratio_go_rcni"]
+        checks.append({"what": "go/rcni >= %.2fx" % t["min_ratio"], "actual": v,
+                       "ok": None if v is None else v >= t["min_ratio"]})
+    if "max_over_floor_ms" in t:
+        v = res["rcni_minus_floor_ms"]
+        checks.append({"what": "rcni-floor <= %.2f ms" % t["max_over_floor_ms"], "actual": v,
+                       "ok": None if v is None else v <= t["max_over_floor_ms"]})
+    if "max_rss_kb" in t:
+        rss = (cols.get("rcni") or {}).get("rss_kb")
+        v = max(rss.values()) if rss else None
+        checks.append({"what": "rcni peak RSS <= %d KB" % t["max_rss_kb"], "actual": v,
+                       "ok": None if v is None else v <= t["max_rss_kb"]})
+    res["target_checks"] = checks
     return res
+
+
+def _verdict(ok) -> str:
+    return {True: "ok", False: "MISSED", None: "n/a"}[ok]
 
 
 def _ms(v) -> str:
@@ -79,8 +102,12 @@ def human(doc: dict) -> str:
                 notes.append("%s [%s] skipped: %s" % (s["name"], kind, c["skipped"]))
             if c.get("error"):
                 notes.append("%s [%s] FAILED: %s" % (s["name"], kind, c["error"]))
+        if s.get("target_checks"):
+            notes.append("%s targets: %s" % (s["name"], "; ".join(
+                "%s: %s %s" % (c["what"], "-" if c["actual"] is None else c["actual"], _verdict(c["ok"]))
+                for c in s["target_checks"])))
         bg = s.get("background_cpu_pct")
-        if bg is not None and bg + s.get("steal_pct", 0) >= 10:
+        if bg is not None and s.get("elapsed_s", 0) >= 2 and bg + s.get("steal_pct", 0) >= 10:
             notes.append("%s: noisy machine: %.0f%% of the CPUs busy outside the harness, %.0f%% steal"
                          % (s["name"], bg, s.get("steal_pct", 0)))
     lines.append(_table(header, rows))
@@ -104,10 +131,12 @@ def human(doc: dict) -> str:
         for kind in ("rcni", "go"):
             b = d.get(kind)
             if b:
+                sb = b["stripped_bytes"]
+                verdict = "" if kind != "rcni" or sb is None else ("  ok" if sb < BIN_TARGET else "  MISSED")
                 brows.append([name, kind, b["bytes"], {True: "yes", False: "no"}.get(b["stripped"], "-"),
-                              b["stripped_bytes"] if b["stripped_bytes"] is not None else "-"])
+                              ("-" if sb is None else str(sb)) + verdict])
     if brows:
-        lines += ["", "binaries", ""]
+        lines += ["", "binaries (target: rcni stripped < %d bytes)" % BIN_TARGET, ""]
         lines.append(_table(["binary", "impl", "bytes", "stripped", "stripped bytes"], brows))
     if notes:
         lines += [""] + notes

@@ -213,7 +213,8 @@ class Harness:
 
     def run_scenario(self, sc: Scenario) -> dict:
         runs = self.runs_override or sc.runs
-        res = {"name": sc.name, "description": sc.description, "runs": runs, "columns": {}}
+        res = {"name": sc.name, "description": sc.description, "runs": runs, "columns": {},
+               "targets": dict(sc.targets)}
         cols = []
         for kind in sc.columns:
             why = self.missing(sc, kind)

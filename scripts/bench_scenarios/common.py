@@ -9,6 +9,7 @@ from bench_lib import Exec, Scenario
 
 CNI_VERSION = "1.0.0"  # Debian's Go plugins 1.1.1 accept up to 1.0.0
 NET_NAME = "rcni-bench"
+RSS_KB = 3072  # DESIGN.md: peak RSS per plugin exec under 3 MB
 
 
 def conf(plugin_type: str, name: str = NET_NAME, **fields) -> dict:

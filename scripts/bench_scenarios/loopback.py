@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench_lib import Exec, Scenario
 
-from .common import added_netns, conf, fresh_netns, link_flags
+from .common import RSS_KB, added_netns, conf, fresh_netns, link_flags
 
 
 def _add(run):
@@ -39,6 +39,7 @@ SCENARIOS = [
         verify=_verify_add,
         plugins=["loopback"],
         runs=500,
+        targets={"min_ratio": 1.5, "max_over_floor_ms": 0.5, "max_rss_kb": RSS_KB},
     ),
     Scenario(
         name="loopback-del",
@@ -48,6 +49,7 @@ SCENARIOS = [
         verify=_verify_del,
         plugins=["loopback"],
         runs=500,
+        targets={"max_rss_kb": RSS_KB},
     ),
     Scenario(
         name="loopback-version",
@@ -55,5 +57,6 @@ SCENARIOS = [
         timed=lambda run: [Exec("loopback", "VERSION", {"cniVersion": "1.0.0"})],
         plugins=["loopback"],
         runs=300,
+        targets={"max_rss_kb": RSS_KB},
     ),
 ]
