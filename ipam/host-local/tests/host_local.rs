@@ -1,6 +1,8 @@
 //! The Go plugin's own scenarios (host_local_test.go) and the rest of the
 //! contract, run against the built binary with a data dir per test.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;
