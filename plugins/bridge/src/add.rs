@@ -1,0 +1,188 @@
+//! ADD: bridge, veth pair, port settings, spoof check, IPAM, container addresses and routes,
+//! gateway, masquerade, port-state wait, result. Every change registers its undo first.
+
+use std::time::{Duration, Instant};
+
+use cni::plugin::{CmdArgs, Command};
+use cni::result::Dns;
+use cni::{CniResult, Error, Result, ResultExt};
+use cni_net::{Link, Netns, OperState, Socket};
+
+use crate::config::BridgeConf;
+use crate::undo::Undo;
+use crate::{bridge_link, ipam, l3, masquerade, result, spoofcheck, veth, vlan};
+
+/// How long the host port may take to become operationally up (Go: 2.55 s in total).
+const PORT_UP_TIMEOUT: Duration = Duration::from_millis(2550);
+
+/// Runs ADD; on failure everything done so far is undone, IPAM DEL included.
+pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
+    let conf = BridgeConf::load(cmd)?;
+    conf.check_for_add()?;
+    let mut host = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
+    let mut undo = Undo::new();
+    match attach(cmd, &conf, &mut host, &mut undo) {
+        Ok(result) => {
+            undo.commit();
+            Ok(result)
+        }
+        Err(e) => {
+            undo.rollback(&mut host);
+            Err(e)
+        }
+    }
+}
+
+fn attach(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Undo) -> Result<CniResult> {
+    let netns_path = cmd
+        .netns
+        .as_ref()
+        .ok_or_else(|| Error::invalid_environment("required env variables [CNI_NETNS] missing"))?;
+    let sandbox = netns_path.to_string_lossy().into_owned();
+    let bridge = bridge_link::ensure(host, conf)?;
+
+    let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
+    let host_ns = Netns::current().internal(|| "cannot open the host network namespace".to_string())?;
+    let mut inner = netns
+        .socket()
+        .internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
+
+    let pair = veth::create(&mut inner, host, &host_ns, &cmd.ifname, conf.mtu, conf.mac)?;
+    let host_name = pair.host.name.clone();
+    undo.push(format!("veth {host_name}"), move |h| {
+        h.delete_link_by_name(&host_name)
+            .map(drop)
+            .internal(|| format!("failed to delete {host_name:?}"))
+    });
+    attach_port(host, &pair.host, &bridge, conf)?;
+
+    if conf.mac_spoof_chk {
+        let id = spoofcheck::ref_id(&cmd.container_id, &cmd.ifname);
+        let mac = pair.inner.mac.map(|m| m.to_string()).unwrap_or_default();
+        spoofcheck::setup(&pair.host.name, &mac, &id)?;
+        undo.push("mac spoof check rules", move |_| spoofcheck::teardown(&id));
+    }
+
+    let mut extra_interfaces = Vec::new();
+    let mut ipam_result = CniResult::default();
+    if let Some(ipam_type) = &conf.ipam_type {
+        ipam_result = ipam::add(ipam_type, cmd)?;
+        let (ipam_type, ipam_cmd) = (ipam_type.clone(), cmd.clone());
+        undo.push("IPAM allocation", move |_| {
+            ipam::run(Command::Del, &ipam_type, &ipam_cmd)
+        });
+        ipam::require_ips(&ipam_result)?;
+        let gws = l3::calc_gateways(&mut ipam_result, conf);
+        l3::configure_container(
+            &mut inner,
+            &netns,
+            &cmd.ifname,
+            pair.inner.index,
+            &ipam_result,
+            conf.enable_dad,
+        )?;
+        if conf.is_gateway {
+            let mut vlan_gateway: Option<Link> = None;
+            for gw in gws.v4.iter().chain(&gws.v6) {
+                if conf.vlan != 0 {
+                    let link = match &vlan_gateway {
+                        Some(link) => link.clone(),
+                        None => {
+                            let (link, _) = bridge_link::ensure_vlan_gateway(host, &host_ns, &bridge, conf)
+                                .map_err(|e| {
+                                Error::internal("failed to create vlan interface").with_details(e.to_string())
+                            })?;
+                            extra_interfaces.push(result::interface(&link, None));
+                            vlan_gateway = Some(link.clone());
+                            link
+                        }
+                    };
+                    bridge_link::ensure_address(host, &link, *gw, conf.force_address).map_err(|e| {
+                        Error::internal("failed to set vlan interface for bridge with addr")
+                            .with_details(e.to_string())
+                    })?;
+                } else {
+                    bridge_link::ensure_address(host, &bridge, *gw, conf.force_address).map_err(|e| {
+                        Error::internal("failed to set bridge addr").with_details(e.to_string())
+                    })?;
+                }
+            }
+            l3::enable_forwarding(&gws)?;
+        }
+        if conf.ip_masq {
+            let backend = conf.masq_backend()?;
+            let ips: Vec<_> = ipam_result.ips.iter().map(|ip| ip.address).collect();
+            let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
+            masquerade::setup(backend, &att, &ips)?;
+            undo.push("masquerade rules", move |_| masquerade::teardown(&att));
+        }
+    } else if !conf.disable_container_interface {
+        inner
+            .set_link_up(pair.inner.index)
+            .internal(|| format!("failed to set {:?} up", cmd.ifname))?;
+    }
+
+    let host_link = if conf.disable_container_interface {
+        host.link_by_index(pair.host.index)
+            .internal(|| format!("failed to lookup {:?}", pair.host.name))?
+    } else {
+        wait_port_up(host, &pair.host)?
+    };
+    let bridge = bridge_link::by_name(host, &conf.bridge)?;
+
+    let mut interfaces = vec![
+        result::interface(&bridge, None),
+        result::interface(&host_link, None),
+        result::interface(&pair.inner, Some(&sandbox)),
+    ];
+    interfaces.extend(extra_interfaces);
+    let dns: Dns = conf.dns.clone().unwrap_or(ipam_result.dns);
+    Ok(result::build(
+        cmd.cni_version(),
+        interfaces,
+        ipam_result.ips,
+        ipam_result.routes,
+        dns,
+    ))
+}
+
+/// Enslaves the host end to the bridge and sets hairpin, isolation and VLANs. A new port starts
+/// with hairpin and isolation off, so only "on" is sent.
+fn attach_port(host: &mut Socket, port: &Link, bridge: &Link, conf: &BridgeConf) -> Result<()> {
+    host.set_link_master(port.index, Some(bridge.index))
+        .internal(|| format!("failed to connect {:?} to bridge {}", port.name, bridge.name))?;
+    if conf.hairpin_mode {
+        host.set_bridge_port_hairpin(port.index, true)
+            .internal(|| format!("failed to setup hairpin mode for {}", port.name))?;
+    }
+    if conf.port_isolation {
+        host.set_bridge_port_isolated(port.index, true)
+            .internal(|| format!("failed to set isolated on for {}", port.name))?;
+    }
+    vlan::configure_port(host, port, conf.vlan, &conf.trunk, conf.preserve_default_vlan)
+}
+
+/// Waits until the host port is operationally up. Go checks after 0, 50, 500, 1000 and 1000 ms;
+/// this polls in short, growing steps within the same 2.55 s, since the state usually changes
+/// within a millisecond.
+fn wait_port_up(host: &mut Socket, port: &Link) -> Result<Link> {
+    let deadline = Instant::now() + PORT_UP_TIMEOUT;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let link = host
+            .link_by_index(port.index)
+            .internal(|| format!("failed to lookup {:?}", port.name))?;
+        if link.oper_state == OperState::Up {
+            return Ok(link);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::internal(format!(
+                "bridge port in error state: {:?}",
+                link.oper_state
+            )));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,131 @@
+//! The bridge itself: created or adopted, up, promiscuous if asked; gateway addresses on it with
+//! its MAC pinned; the `<bridge>.<vlan>` gateway interface in VLAN mode.
+
+use cni::{Error, Result, ResultExt};
+use cni_net::link::BridgeSpec;
+use cni_net::sysctl::{self, conf_key};
+use cni_net::{Family, Link, LinkKind, Netns, Socket};
+use ipnetwork::IpNetwork;
+
+use crate::config::BridgeConf;
+use crate::{veth, vlan};
+
+/// Creates the bridge (with the MTU, and vlan filtering when VLANs are configured) or adopts an
+/// existing one, sets promiscuous mode if asked, `accept_ra=0`, and up.
+pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
+    let spec = BridgeSpec {
+        name: conf.bridge.clone(),
+        mtu: conf.mtu,
+        vlan_filtering: conf.vlan_filtering().then_some(true),
+        mac: None,
+    };
+    let failed = || format!("failed to create bridge {:?}", conf.bridge);
+    let ensured = match host.ensure_bridge(&spec) {
+        Ok(ensured) => ensured,
+        Err(cni_net::Error::LinkKindMismatch { name, .. }) => {
+            return Err(Error::internal(failed())
+                .with_details(format!("{name:?} already exists but is not a bridge")));
+        }
+        Err(e) => return Err(e).internal(failed),
+    };
+    let link = ensured.link;
+    if conf.promisc_mode {
+        host.set_link_promisc(link.index, true)
+            .internal(|| format!("could not set promiscuous mode on {:?}", conf.bridge))?;
+    }
+    if let Ok(key) = conf_key(Family::V6, &conf.bridge, "accept_ra") {
+        let _ = sysctl::write(&key, "0");
+    }
+    if !link.up {
+        host.set_link_up(link.index).internal(failed)?;
+    }
+    Ok(link)
+}
+
+/// Looks the bridge up, failing when the name is not a bridge.
+pub fn by_name(host: &mut Socket, name: &str) -> Result<Link> {
+    let link = host
+        .link_by_name(name)
+        .internal(|| format!("could not lookup {name:?}"))?;
+    if link.kind != LinkKind::Bridge {
+        return Err(Error::internal(format!(
+            "{name:?} already exists but is not a bridge"
+        )));
+    }
+    Ok(link)
+}
+
+/// Puts `gateway` (the gateway address with the subnet's prefix) on `link` unless it is there.
+/// A different IPv4 address, or an overlapping IPv6 one, is replaced with `force`, else an error.
+/// Afterwards the link's MAC is set to itself, which pins it: a bridge otherwise takes the
+/// lowest MAC of its ports, and changes it as ports come and go.
+pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force: bool) -> Result<()> {
+    let family = Family::of(gateway.ip());
+    let addrs = host
+        .addresses(Some(link.index), Some(family))
+        .internal(|| "could not get list of IP addresses".to_string())?;
+    for a in &addrs {
+        if a.address == gateway {
+            return Ok(());
+        }
+        let conflicts =
+            family == Family::V4 || a.address.contains(gateway.ip()) || gateway.contains(a.address.ip());
+        if !conflicts {
+            continue;
+        }
+        if force {
+            host.delete_address(link.index, a.address)
+                .internal(|| format!("could not remove IP address from {:?}", link.name))?;
+        } else {
+            return Err(Error::internal(format!(
+                "{:?} already has an IP address different from {gateway}",
+                link.name
+            )));
+        }
+    }
+    host.add_address_if_missing(link.index, gateway)
+        .internal(|| format!("could not add IP address {gateway} to {:?}", link.name))?;
+    if let Some(mac) = link.mac {
+        host.set_link_mac(link.index, mac)
+            .internal(|| "could not set bridge's mac".to_string())?;
+    }
+    Ok(())
+}
+
+/// The VLAN gateway interface `<bridge>.<vlan>`: one end of a host-side veth pair whose other end
+/// is a port of the bridge in the VLAN. Created (up) if missing. Returns it and whether it was
+/// created now.
+pub fn ensure_vlan_gateway(
+    host: &mut Socket,
+    host_ns: &Netns,
+    bridge: &Link,
+    conf: &BridgeConf,
+) -> Result<(Link, bool)> {
+    let name = format!("{}.{}", bridge.name, conf.vlan);
+    if let Some(link) = host
+        .find_link_by_name(&name)
+        .internal(|| format!("failed to find interface {name:?}"))?
+    {
+        return Ok((link, false));
+    }
+    let mut inner = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
+    let mtu = (bridge.mtu != 0).then_some(bridge.mtu);
+    let pair = veth::create(&mut inner, host, host_ns, &name, mtu, None).map_err(|e| {
+        Error::internal(format!("failed to create vlan gateway {name:?}")).with_details(e.to_string())
+    })?;
+    let attached = (|| {
+        host.set_link_master(pair.host.index, Some(bridge.index))
+            .internal(|| format!("failed to connect {:?} to bridge {}", pair.host.name, bridge.name))?;
+        vlan::configure_port(host, &pair.host, conf.vlan, &[], conf.preserve_default_vlan)?;
+        host.set_link_up(pair.inner.index)
+            .internal(|| format!("failed to up {name:?}"))
+    })();
+    if let Err(e) = attached {
+        let _ = host.delete_link(pair.inner.index);
+        return Err(e);
+    }
+    let link = host
+        .link_by_index(pair.inner.index)
+        .internal(|| format!("failed to lookup {name:?}"))?;
+    Ok((link, true))
+}

@@ -1,0 +1,212 @@
+//! CHECK: Go's verifications. IPAM CHECK first; then, against `prevResult`: the bridge (a bridge,
+//! same MAC, promiscuous mode as configured), the container interface (a veth in the sandbox,
+//! same MAC), the host veth (its peer, enslaved to the bridge), every address and route.
+
+use cni::plugin::{CmdArgs, Command};
+use cni::result::Interface;
+use cni::{Error, Result, ResultExt};
+use cni_net::route::MAIN_TABLE;
+use cni_net::{Family, Link, LinkKind, Netns, Socket};
+use netlink_packet_route::link::LinkFlags;
+
+use crate::config::BridgeConf;
+use crate::ipam;
+
+/// Runs CHECK.
+pub fn check(cmd: &CmdArgs) -> Result<()> {
+    let conf = BridgeConf::load(cmd)?;
+    let netns_path = cmd
+        .netns
+        .as_ref()
+        .ok_or_else(|| Error::invalid_environment("required env variables [CNI_NETNS] missing"))?;
+    let sandbox = netns_path.to_string_lossy().into_owned();
+    let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
+    if let Some(ipam_type) = &conf.ipam_type {
+        ipam::run(Command::Check, ipam_type, cmd)?;
+    }
+    let prev = cmd
+        .prev_result()?
+        .ok_or_else(|| Error::internal("Required prevResult missing"))?;
+
+    let br_if = prev.interfaces.iter().find(|i| i.name == conf.bridge);
+    let cont_if = prev
+        .interfaces
+        .iter()
+        .find(|i| i.name == cmd.ifname && i.sandbox.as_deref() == Some(sandbox.as_str()));
+
+    let mut host = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
+    let bridge = match br_if {
+        Some(i) => check_bridge(&mut host, i, &conf)?,
+        None => {
+            return Err(Error::internal(format!(
+                "CNI created bridge {} in host namespace was not found",
+                conf.bridge
+            )));
+        }
+    };
+    let Some(cont_if) = cont_if else {
+        return Err(Error::internal(format!(
+            "Sandbox in prevResult doesn't match configured netns: {sandbox}"
+        )));
+    };
+    let mut inner = netns
+        .socket()
+        .internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
+    let container = check_container(&mut inner, cont_if)?;
+
+    let mut veth_found = false;
+    for intf in &prev.interfaces {
+        if intf.name == bridge.name || std::ptr::eq(intf, cont_if) {
+            continue;
+        }
+        if intf.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(Error::internal(format!(
+                "Interface {} should not be in sandbox",
+                intf.name
+            )));
+        }
+        let link = host
+            .find_link_by_name(&intf.name)
+            .internal(|| format!("Interface name {} not found", intf.name))?
+            .ok_or_else(|| Error::internal(format!("Interface name {} not found", intf.name)))?;
+        if link.kind != LinkKind::Veth
+            || Some(link.index) != container.peer_index
+            || link.peer_index != Some(container.index)
+            || link.master != Some(bridge.index)
+        {
+            continue;
+        }
+        check_mac(intf, &link, || {
+            format!(
+                "Interface {} Mac doesn't match: {} not found",
+                intf.name,
+                mac_text(intf)
+            )
+        })?;
+        veth_found = true;
+        break;
+    }
+    if !veth_found {
+        return Err(Error::internal(format!(
+            "CNI veth created for bridge {} was not found",
+            conf.bridge
+        )));
+    }
+    check_addresses_and_routes(&mut inner, &cmd.ifname, container.index, &prev)
+}
+
+fn mac_text(intf: &Interface) -> String {
+    intf.mac.clone().unwrap_or_default()
+}
+
+fn check_mac(intf: &Interface, link: &Link, msg: impl FnOnce() -> String) -> Result<()> {
+    match intf.mac.as_deref().filter(|m| !m.is_empty()) {
+        Some(want) if Some(want.to_ascii_lowercase()) != link.mac.map(|m| m.to_string()) => {
+            Err(Error::internal(msg()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_bridge(host: &mut Socket, intf: &Interface, conf: &BridgeConf) -> Result<Link> {
+    if intf.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(Error::internal(format!(
+            "Interface {} should not be in sandbox",
+            intf.name
+        )));
+    }
+    let link = host
+        .find_link_by_name(&intf.name)
+        .internal(|| format!("Interface name {} not found", intf.name))?
+        .ok_or_else(|| Error::internal(format!("Interface name {} not found", intf.name)))?;
+    if link.kind != LinkKind::Bridge {
+        return Err(Error::internal(format!(
+            "Interface {} does not have link type of bridge",
+            intf.name
+        )));
+    }
+    check_mac(intf, &link, || {
+        format!(
+            "Bridge interface {} Mac doesn't match: {}",
+            intf.name,
+            mac_text(intf)
+        )
+    })?;
+    let flags = host
+        .link_flags(link.index)
+        .internal(|| format!("Interface name {} not found", intf.name))?;
+    let promisc = flags.contains(LinkFlags::Promisc);
+    if promisc != conf.promisc_mode {
+        return Err(Error::internal(format!(
+            "Bridge interface {} configured Promisc Mode {} doesn't match current state: {promisc} ",
+            intf.name, conf.promisc_mode
+        )));
+    }
+    Ok(link)
+}
+
+fn check_container(inner: &mut Socket, intf: &Interface) -> Result<Link> {
+    let link = inner
+        .find_link_by_name(&intf.name)
+        .internal(|| format!("Interface name {} not found", intf.name))?
+        .ok_or_else(|| Error::internal(format!("Interface name {} not found", intf.name)))?;
+    if link.kind != LinkKind::Veth {
+        return Err(Error::internal(format!(
+            "Error: Container interface {} not of type veth",
+            link.name
+        )));
+    }
+    check_mac(intf, &link, || {
+        format!(
+            "Interface {} Mac {} doesn't match container Mac: {}",
+            intf.name,
+            mac_text(intf),
+            link.mac.map(|m| m.to_string()).unwrap_or_default()
+        )
+    })?;
+    Ok(link)
+}
+
+fn check_addresses_and_routes(
+    inner: &mut Socket,
+    ifname: &str,
+    index: u32,
+    prev: &cni::CniResult,
+) -> Result<()> {
+    let addrs = inner
+        .addresses(Some(index), None)
+        .internal(|| "Cannot obtain List of IP Addresses".to_string())?;
+    for ip in &prev.ips {
+        if ip
+            .interface
+            .is_some_and(|i| prev.interfaces.get(i).is_none_or(|x| x.name != ifname))
+        {
+            continue;
+        }
+        if !addrs.iter().any(|a| a.address == ip.address) {
+            return Err(Error::internal(format!(
+                "Failed to match addr {} on interface {ifname}",
+                ip.address
+            )));
+        }
+    }
+    for r in &prev.routes {
+        let family = if r.dst.is_ipv4() { Family::V4 } else { Family::V6 };
+        let table = r.table.unwrap_or(MAIN_TABLE);
+        let routes = inner
+            .routes(family, Some(table))
+            .internal(|| format!("Expected Route {} not route table lookup error", r.dst))?;
+        let found = routes.iter().any(|k| {
+            k.dst.network() == r.dst.network()
+                && k.dst.prefix() == r.dst.prefix()
+                && r.gw.is_none_or(|gw| k.gateway == Some(gw))
+        });
+        if !found {
+            return Err(Error::internal(format!(
+                "Expected Route {} not found in routing table",
+                r.dst
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `bridge`: attaches a container to a Linux bridge through a veth pair, with the IPAM plugin of
+//! the config, optional gateway, masquerading, VLANs and MAC spoof checks. A drop-in for the Go
+//! reference plugin: same config, CNI_ARGS, results, veth names and firewall layouts.
+
+mod add;
+mod bridge_link;
+mod check;
+mod config;
+mod del;
+mod gc;
+mod hash;
+mod ipam;
+mod l3;
+mod masquerade;
+mod masquerade_iptables;
+mod result;
+mod spoofcheck;
+mod undo;
+mod veth;
+mod vlan;
+
+use cni::plugin::{CmdArgs, Command, Plugin};
+use cni::{CniResult, Result};
+
+struct Bridge;
+
+impl Plugin for Bridge {
+    fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
+        add::add(cmd)
+    }
+
+    fn del(&self, cmd: &CmdArgs) -> Result<()> {
+        del::del(cmd)
+    }
+
+    fn check(&self, cmd: &CmdArgs) -> Result<()> {
+        check::check(cmd)
+    }
+
+    fn gc(&self, cmd: &CmdArgs) -> Result<()> {
+        gc::gc(cmd)
+    }
+
+    fn status(&self, cmd: &CmdArgs) -> Result<()> {
+        let conf = config::BridgeConf::parse(&cmd.stdin, None)?;
+        match &conf.ipam_type {
+            Some(ipam_type) => ipam::run(Command::Status, ipam_type, cmd),
+            None => Ok(()),
+        }
+    }
+}
+
+fn main() {
+    cni::plugin::run(&Bridge, "bridge: attaches containers to a Linux bridge");
+}

@@ -1,0 +1,276 @@
+//! ipMasq: SNAT of traffic from the container's addresses to anything outside its subnet,
+//! in Go's exact layouts so either implementation's DEL removes the other's rules.
+//!
+//! - nftables (in-process, one atomic batch): table `inet cni_plugins_masquerade`, base chain
+//!   `postrouting` (nat, srcnat) re-flushed on each ADD with `return` for multicast and
+//!   `goto masq_checks`; in `masq_checks` one rule per address
+//!   `ip saddr <ip> ip daddr != <subnet> masquerade`, commented
+//!   `<hash16(net)>-<hash16(ifname:cid)>, net: <net>, if: <ifname>, id: <cid>`.
+//! - iptables (see [`crate::masquerade_iptables`]): chain `CNI-<24 hex of sha512(net+cid)>`.
+//!
+//! Teardown removes both, since the attachment may have been made by another version or
+//! configuration.
+
+use cni::{Error, Result, ResultExt};
+use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, priority};
+use ipnetwork::IpNetwork;
+
+use crate::config::MasqBackend;
+use crate::gc::ValidAttachment;
+use crate::hash::sha512_hex;
+use crate::masquerade_iptables;
+
+/// Go's table, chain and comments.
+pub const TABLE: &str = "cni_plugins_masquerade";
+/// The chain holding one rule per address.
+pub const CHECKS_CHAIN: &str = "masq_checks";
+/// The base chain.
+pub const POSTROUTING: &str = "postrouting";
+/// knftables' limit on comments.
+const COMMENT_MAX: usize = 128;
+
+/// Identifies one attachment's rules.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Network name.
+    pub network: String,
+    /// Container id.
+    pub container_id: String,
+    /// Interface name in the container.
+    pub ifname: String,
+}
+
+impl Attachment {
+    /// The attachment of `ifname` of container `container_id` to `network`.
+    pub fn new(network: &str, container_id: &str, ifname: &str) -> Self {
+        Attachment {
+            network: network.to_string(),
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        }
+    }
+
+    /// The nftables comment prefix of this attachment's rules.
+    pub fn nft_hash(&self) -> String {
+        format!(
+            "{}-{}",
+            network_hash(&self.network),
+            sha512_hex(&format!("{}:{}", self.ifname, self.container_id), 16)
+        )
+    }
+
+    /// The nftables comment of this attachment's rules.
+    pub fn nft_comment(&self) -> String {
+        let mut comment = format!(
+            "{}, net: {}, if: {}, id: {}",
+            self.nft_hash(),
+            self.network.replace('"', ""),
+            self.ifname.replace('"', ""),
+            self.container_id.replace('"', "")
+        );
+        if comment.len() > COMMENT_MAX {
+            let mut end = COMMENT_MAX;
+            while !comment.is_char_boundary(end) {
+                end -= 1;
+            }
+            comment.truncate(end);
+        }
+        comment
+    }
+}
+
+/// The nftables comment prefix of every rule of `network`.
+pub fn network_hash(network: &str) -> String {
+    sha512_hex(network, 16)
+}
+
+/// Go's default: iptables when it is installed, else nftables.
+pub fn default_backend() -> MasqBackend {
+    if masquerade_iptables::available() {
+        MasqBackend::Iptables
+    } else {
+        MasqBackend::Nftables
+    }
+}
+
+/// Installs the rules for `ips` (addresses with their prefix length).
+pub fn setup(backend: MasqBackend, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    match backend {
+        MasqBackend::Nftables => setup_nft(att, ips),
+        MasqBackend::Iptables => masquerade_iptables::setup(att, ips),
+    }
+}
+
+/// The batch that (re)creates the table and chains, replaces the attachment's `stale` rules
+/// (handles) and adds one rule per address.
+pub fn setup_batch(att: &Attachment, ips: &[IpNetwork], stale: &[u64]) -> Result<Batch> {
+    let f = Family::Inet;
+    let mut batch = Batch::new();
+    batch
+        .add_table(
+            Table::new(f, TABLE)
+                .comment("Masquerading for plugins from github.com/containernetworking/plugins"),
+        )
+        .add_chain(
+            Chain::new(f, TABLE, CHECKS_CHAIN).comment(
+                "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet",
+            ),
+        )
+        .add_chain(Chain::new(f, TABLE, POSTROUTING).base(
+            ChainType::Nat,
+            Hook::Postrouting,
+            priority::SRCNAT,
+        ))
+        .flush_chain(f, TABLE, POSTROUTING)
+        .add_rule(
+            Rule::new(f, TABLE, POSTROUTING)
+                .daddr(net("224.0.0.0/4")?)
+                .return_(),
+        )
+        .add_rule(Rule::new(f, TABLE, POSTROUTING).daddr(net("ff00::/8")?).return_())
+        .add_rule(Rule::new(f, TABLE, POSTROUTING).goto(CHECKS_CHAIN));
+    for handle in stale {
+        batch.delete_rule(f, TABLE, CHECKS_CHAIN, *handle);
+    }
+    let comment = att.nft_comment();
+    for ip in ips {
+        let subnet =
+            IpNetwork::new(ip.network(), ip.prefix()).internal(|| format!("invalid address {ip}"))?;
+        let host = IpNetwork::new(ip.ip(), if ip.is_ipv4() { 32 } else { 128 })
+            .internal(|| format!("invalid address {ip}"))?;
+        batch.add_rule(
+            Rule::new(f, TABLE, CHECKS_CHAIN)
+                .saddr(host)
+                .daddr_ne(subnet)
+                .masquerade()
+                .comment(comment.clone()),
+        );
+    }
+    Ok(batch)
+}
+
+fn net(text: &str) -> Result<IpNetwork> {
+    text.parse().internal(|| format!("invalid network {text}"))
+}
+
+fn nft_socket() -> Result<NetfilterSocket> {
+    NetfilterSocket::new().internal(|| "cannot open a netfilter socket".to_string())
+}
+
+/// Handles of the rules in `masq_checks` whose comment starts with `prefix` (with the comment).
+fn rules_with_prefix(nft: &mut NetfilterSocket, prefix: &str) -> Result<Vec<(u64, String)>> {
+    match nft.rules(Family::Inet, TABLE, CHECKS_CHAIN) {
+        Ok(rules) => Ok(rules
+            .into_iter()
+            .filter_map(|r| r.comment.filter(|c| c.starts_with(prefix)).map(|c| (r.handle, c)))
+            .collect()),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e).internal(|| format!("cannot list the rules of inet {TABLE} {CHECKS_CHAIN}")),
+    }
+}
+
+fn setup_nft(att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    let mut nft = nft_socket()?;
+    let stale: Vec<u64> = rules_with_prefix(&mut nft, &att.nft_hash())?
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    let batch = setup_batch(att, ips, &stale)?;
+    nft.apply(&batch)
+        .internal(|| "failed to set up masquerading with nftables".to_string())
+}
+
+/// Removes the attachment's rules of both backends; absent rules are fine.
+pub fn teardown(att: &Attachment) -> Result<()> {
+    let mut errors = Vec::new();
+    if let Err(e) = masquerade_iptables::teardown(att) {
+        errors.push(e);
+    }
+    if let Err(e) = teardown_nft(att) {
+        errors.push(e);
+    }
+    crate::del::combine(errors)
+}
+
+fn teardown_nft(att: &Attachment) -> Result<()> {
+    let mut nft = match NetfilterSocket::new() {
+        Ok(nft) => nft,
+        // No nf_tables in this kernel: nothing of ours can be there.
+        Err(_) => return Ok(()),
+    };
+    let rules = rules_with_prefix(&mut nft, &att.nft_hash())?;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    for (handle, _) in rules {
+        batch.delete_rule(Family::Inet, TABLE, CHECKS_CHAIN, handle);
+    }
+    nft.apply(&batch)
+        .internal(|| "failed to remove masquerading rules from nftables".to_string())
+}
+
+/// Removes the masquerade rules of `network` whose attachment is not in `valid`, on both
+/// backends.
+pub fn gc(network: &str, valid: &[ValidAttachment]) -> Result<()> {
+    let mut errors = Vec::new();
+    if let Err(e) = masquerade_iptables::gc(network, valid) {
+        errors.push(e);
+    }
+    if let Err(e) = gc_nft(network, valid) {
+        errors.push(e);
+    }
+    crate::del::combine(errors)
+}
+
+fn gc_nft(network: &str, valid: &[ValidAttachment]) -> Result<()> {
+    let Ok(mut nft) = NetfilterSocket::new() else {
+        return Ok(());
+    };
+    let keep: Vec<String> = valid
+        .iter()
+        .map(|v| Attachment::new(network, &v.container_id, &v.ifname).nft_comment())
+        .collect();
+    let mut batch = Batch::new();
+    for (handle, comment) in rules_with_prefix(&mut nft, &network_hash(network))? {
+        if !keep.contains(&comment) {
+            batch.delete_rule(Family::Inet, TABLE, CHECKS_CHAIN, handle);
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    nft.apply(&batch).map_err(|e| {
+        Error::internal("failed to garbage-collect nftables masquerading rules").with_details(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn comment_has_gos_shape() {
+        let att = Attachment::new("mynet", "cid1", "eth0");
+        let c = att.nft_comment();
+        let (hash, rest) = c.split_once(", ").unwrap();
+        assert_eq!(hash.len(), 33);
+        assert!(hash.starts_with(&network_hash("mynet")));
+        assert_eq!(rest, "net: mynet, if: eth0, id: cid1");
+        let long = Attachment::new("n", &"x".repeat(200), "eth0");
+        assert_eq!(long.nft_comment().len(), 128);
+    }
+
+    #[test]
+    fn setup_batch_encodes() {
+        let att = Attachment::new("mynet", "cid1", "eth0");
+        let ips = [
+            "10.222.0.5/24".parse().unwrap(),
+            "fd00:222::5/64".parse().unwrap(),
+        ];
+        let batch = setup_batch(&att, &ips, &[7]).unwrap();
+        batch.encode(1).unwrap();
+    }
+}

@@ -1,0 +1,402 @@
+//! ipMasq with iptables, Go's layout: in the nat table a chain `CNI-<24 hex of
+//! sha512(network + container id)>` holding `-d <subnet> -j ACCEPT` and
+//! `! -d <multicast> -j MASQUERADE`, and a POSTROUTING jump `-s <ip>`; every rule commented
+//! `name: "<net>" id: "<cid>"`. Changes go in one `iptables-restore --noflush` per family;
+//! existing rules are read from `iptables-save`, only when the chain may exist.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use cni::{Error, Result};
+use ipnetwork::IpNetwork;
+
+use crate::gc::ValidAttachment;
+use crate::hash::sha512_hex;
+use crate::masquerade::Attachment;
+
+/// Go's `FormatChainName`: `CNI-` + the first 24 hex digits of sha512(name + id).
+pub fn chain_name(network: &str, container_id: &str) -> String {
+    format!("CNI-{}", sha512_hex(&format!("{network}{container_id}"), 24))
+}
+
+/// Go's `FormatComment`: `name: "<net>" id: "<cid>"` (Go `%q` quoting).
+pub fn comment(network: &str, container_id: &str) -> String {
+    format!("name: {} id: {}", go_quote(network), go_quote(container_id))
+}
+
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Quotes a word for iptables-restore.
+fn restore_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ipt {
+    V4,
+    V6,
+}
+
+impl Ipt {
+    fn save(self) -> &'static str {
+        match self {
+            Ipt::V4 => "iptables-save",
+            Ipt::V6 => "ip6tables-save",
+        }
+    }
+    fn restore(self) -> &'static str {
+        match self {
+            Ipt::V4 => "iptables-restore",
+            Ipt::V6 => "ip6tables-restore",
+        }
+    }
+    fn multicast(self) -> &'static str {
+        match self {
+            Ipt::V4 => "224.0.0.0/4",
+            Ipt::V6 => "ff00::/8",
+        }
+    }
+    fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() { Ipt::V4 } else { Ipt::V6 }
+    }
+}
+
+fn in_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(binary).is_file()))
+        .unwrap_or(false)
+}
+
+/// Whether iptables is installed (Go's default backend then).
+pub fn available() -> bool {
+    in_path("iptables")
+}
+
+/// The iptables-restore input that creates the chain (or flushes it) and adds the rules for
+/// `ips`, all of one family.
+pub fn setup_script(att: &Attachment, ips: &[IpNetwork], family_multicast: &str) -> String {
+    let chain = chain_name(&att.network, &att.container_id);
+    let c = restore_quote(&comment(&att.network, &att.container_id));
+    let mut out = format!("*nat\n:{chain} - [0:0]\n");
+    let mut subnets: Vec<String> = Vec::new();
+    for ip in ips {
+        let subnet = format!("{}/{}", ip.network(), ip.prefix());
+        if !subnets.contains(&subnet) {
+            out.push_str(&format!(
+                "-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n"
+            ));
+            subnets.push(subnet);
+        }
+    }
+    out.push_str(&format!(
+        "-A {chain} ! -d {family_multicast} -j MASQUERADE -m comment --comment {c}\n"
+    ));
+    for ip in ips {
+        out.push_str(&format!(
+            "-A POSTROUTING -s {} -j {chain} -m comment --comment {c}\n",
+            ip.ip()
+        ));
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+fn restore(ipt: Ipt, script: &str) -> Result<()> {
+    let mut child = Command::new(ipt.restore())
+        .args(["--noflush", "--wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::internal(format!("failed to run {}", ipt.restore())).with_details(e.to_string())
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| {
+        Error::internal(format!("failed to run {}", ipt.restore())).with_details(e.to_string())
+    })?;
+    if !out.status.success() {
+        return Err(
+            Error::internal(format!("{} failed", ipt.restore())).with_details(format!(
+                "{}; input:\n{script}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        );
+    }
+    Ok(())
+}
+
+fn save_nat(ipt: Ipt) -> Result<String> {
+    let out = Command::new(ipt.save())
+        .args(["-t", "nat"])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| Error::internal(format!("failed to run {}", ipt.save())).with_details(e.to_string()))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!("{} failed", ipt.save())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs the rules of `ips`, one iptables-restore per family present.
+pub fn setup(att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    for ipt in [Ipt::V4, Ipt::V6] {
+        let mine: Vec<IpNetwork> = ips.iter().copied().filter(|ip| Ipt::of(ip.ip()) == ipt).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        restore(ipt, &setup_script(att, &mine, ipt.multicast()))?;
+    }
+    Ok(())
+}
+
+/// The iptables-restore input that removes `chains` (their POSTROUTING jumps, rules and the
+/// chains) from a nat table as `save` shows it; `None` when none of them is there.
+pub fn teardown_script(save: &str, chains: &[String]) -> Option<String> {
+    let mut deletes = Vec::new();
+    let mut present = Vec::new();
+    for line in save.lines() {
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or("");
+            if chains.iter().any(|c| c == name) {
+                present.push(name.to_string());
+            }
+        } else if let Some(rule) = line.strip_prefix("-A POSTROUTING ") {
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            let jumps = words
+                .windows(2)
+                .any(|w| w[0] == "-j" && chains.iter().any(|c| c == w[1]));
+            if jumps {
+                deletes.push(format!("-D POSTROUTING {rule}"));
+            }
+        }
+    }
+    if deletes.is_empty() && present.is_empty() {
+        return None;
+    }
+    let mut out = String::from("*nat\n");
+    for d in deletes {
+        out.push_str(&d);
+        out.push('\n');
+    }
+    for c in &present {
+        out.push_str(&format!("-F {c}\n-X {c}\n"));
+    }
+    out.push_str("COMMIT\n");
+    Some(out)
+}
+
+/// Whether the nat table of `ipt` may hold our chain: with iptables-nft it shows in nf_tables
+/// as `ip nat`/`ip6 nat` (checked in-process, no fork); with the legacy backend the nat table
+/// is listed in `/proc/net/ip_tables_names`.
+fn may_have_chain(ipt: Ipt, chain: Option<&str>) -> bool {
+    let legacy_names = match ipt {
+        Ipt::V4 => "/proc/net/ip_tables_names",
+        Ipt::V6 => "/proc/net/ip6_tables_names",
+    };
+    if std::fs::read_to_string(legacy_names).is_ok_and(|t| t.lines().any(|l| l == "nat")) {
+        return true;
+    }
+    let family = match ipt {
+        Ipt::V4 => cni_net::nft::Family::Ip,
+        Ipt::V6 => cni_net::nft::Family::Ip6,
+    };
+    let Ok(mut nft) = cni_net::nft::NetfilterSocket::new() else {
+        return true;
+    };
+    match nft.chains(family, "nat") {
+        Ok(chains) => chains
+            .iter()
+            .any(|c| chain.map_or(c.name.starts_with("CNI-"), |want| c.name == want)),
+        Err(e) if e.is_not_found() => false,
+        Err(_) => true,
+    }
+}
+
+/// Removes the attachment's chain and jumps (Go's and ours; also the legacy `-s ip/prefix`
+/// jumps, since every jump to the chain goes). Nothing there is fine.
+pub fn teardown(att: &Attachment) -> Result<()> {
+    let chain = chain_name(&att.network, &att.container_id);
+    for ipt in [Ipt::V4, Ipt::V6] {
+        if !in_path(ipt.save()) || !may_have_chain(ipt, Some(&chain)) {
+            continue;
+        }
+        let save = save_nat(ipt)?;
+        if let Some(script) = teardown_script(&save, std::slice::from_ref(&chain)) {
+            restore(ipt, &script)?;
+        }
+    }
+    Ok(())
+}
+
+/// The masquerade chains of `network` in a nat table as `save` shows it: `CNI-` + 24 hex
+/// chains whose rules carry the network's comment, with the container id of the comment.
+pub fn network_chains(save: &str, network: &str) -> Vec<(String, String)> {
+    let prefix = format!("name: {} id: ", go_quote(network));
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in save.lines() {
+        let Some(rule) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let Some(chain) = rule.split_whitespace().next() else {
+            continue;
+        };
+        let is_masq_chain = chain.len() == 28
+            && chain.starts_with("CNI-")
+            && chain[4..].chars().all(|c| c.is_ascii_hexdigit());
+        if !is_masq_chain || !rule.contains(" -j MASQUERADE") {
+            continue;
+        }
+        let Some(pos) = rule.find("--comment ") else {
+            continue;
+        };
+        let text = quoted_word(&rule[pos + 10..]);
+        if let Some(id) = text.strip_prefix(&prefix) {
+            let id = id.trim_matches('"').to_string();
+            if !out.iter().any(|(c, _)| c == chain) {
+                out.push((chain.to_string(), id));
+            }
+        }
+    }
+    out
+}
+
+/// The first word of `s`, unquoted as iptables-save quotes it (`"a \"b\""` is `a "b"`).
+fn quoted_word(s: &str) -> String {
+    let s = s.trim_start();
+    let Some(rest) = s.strip_prefix('"') else {
+        return s.split_whitespace().next().unwrap_or("").to_string();
+    };
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '"' => break,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Removes the chains of `network` whose container is not in `valid`.
+pub fn gc(network: &str, valid: &[ValidAttachment]) -> Result<()> {
+    for ipt in [Ipt::V4, Ipt::V6] {
+        if !in_path(ipt.save()) || !may_have_chain(ipt, None) {
+            continue;
+        }
+        let save = save_nat(ipt)?;
+        let stale: Vec<String> = network_chains(&save, network)
+            .into_iter()
+            .filter(|(chain, _)| {
+                !valid
+                    .iter()
+                    .any(|v| chain_name(network, &v.container_id) == *chain)
+            })
+            .map(|(chain, _)| chain)
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        if let Some(script) = teardown_script(&save, &stale) {
+            restore(ipt, &script)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn chain_name_is_gos() {
+        // sha512("mynet" + "cid1") hex starts with these 24 digits.
+        let want = format!("CNI-{}", &sha512_hex("mynetcid1", 24));
+        assert_eq!(chain_name("mynet", "cid1"), want);
+        assert_eq!(chain_name("mynet", "cid1").len(), 28);
+    }
+
+    #[test]
+    fn comment_quotes_like_go() {
+        assert_eq!(comment("net", "c1"), r#"name: "net" id: "c1""#);
+        assert_eq!(comment("a\"b", "c"), r#"name: "a\"b" id: "c""#);
+    }
+
+    #[test]
+    fn setup_script_golden() {
+        let att = Attachment::new("n", "c", "eth0");
+        let ips = ["10.222.0.5/24".parse().unwrap(), "10.222.0.6/24".parse().unwrap()];
+        let chain = chain_name("n", "c");
+        let c = r#""name: \"n\" id: \"c\"""#;
+        assert_eq!(
+            setup_script(&att, &ips, "224.0.0.0/4"),
+            format!(
+                "*nat\n:{chain} - [0:0]\n\
+                 -A {chain} -d 10.222.0.0/24 -j ACCEPT -m comment --comment {c}\n\
+                 -A {chain} ! -d 224.0.0.0/4 -j MASQUERADE -m comment --comment {c}\n\
+                 -A POSTROUTING -s 10.222.0.5 -j {chain} -m comment --comment {c}\n\
+                 -A POSTROUTING -s 10.222.0.6 -j {chain} -m comment --comment {c}\n\
+                 COMMIT\n"
+            )
+        );
+    }
+
+    const SAVE: &str = r#"# Generated by iptables-save
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:CNI-0123456789abcdef01234567 - [0:0]
+:CNI-DN-0123456789abcdef01234 - [0:0]
+-A POSTROUTING -s 10.222.0.5/32 -m comment --comment "name: \"n\" id: \"c\"" -j CNI-0123456789abcdef01234567
+-A POSTROUTING -s 10.222.0.9/32 -j OTHER
+-A CNI-0123456789abcdef01234567 -d 10.222.0.0/24 -m comment --comment "name: \"n\" id: \"c\"" -j ACCEPT
+-A CNI-0123456789abcdef01234567 ! -d 224.0.0.0/4 -m comment --comment "name: \"n\" id: \"c\"" -j MASQUERADE
+-A CNI-DN-0123456789abcdef01234 -p tcp -m comment --comment "name: \"n\" id: \"c\"" -j MASQUERADE
+COMMIT
+"#;
+
+    #[test]
+    fn teardown_script_deletes_jumps_then_chain() {
+        let chain = "CNI-0123456789abcdef01234567".to_string();
+        let script = teardown_script(SAVE, std::slice::from_ref(&chain)).unwrap();
+        assert_eq!(
+            script,
+            format!(
+                "*nat\n-D POSTROUTING -s 10.222.0.5/32 -m comment --comment \"name: \\\"n\\\" id: \\\"c\\\"\" -j {chain}\n-F {chain}\n-X {chain}\nCOMMIT\n"
+            )
+        );
+        assert!(teardown_script(SAVE, &["CNI-ffffffffffffffffffffffff".into()]).is_none());
+    }
+
+    #[test]
+    fn network_chains_skip_portmap_chains() {
+        let found = network_chains(SAVE, "n");
+        assert_eq!(
+            found,
+            vec![("CNI-0123456789abcdef01234567".to_string(), "c".to_string())]
+        );
+        assert!(network_chains(SAVE, "other").is_empty());
+    }
+}

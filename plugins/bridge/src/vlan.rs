@@ -1,0 +1,52 @@
+//! VLAN settings of a bridge port: access VLAN (PVID, untagged), trunk VLANs (tagged), the native
+//! VLAN 1 of a trunk without access VLAN, and removal of the port's default VLANs.
+
+use cni::{Result, ResultExt};
+use cni_net::bridge_vlan::PortVlan;
+use cni_net::{Link, Socket};
+
+/// Applies Go's VLAN rules to the new port `port`.
+pub fn configure_port(
+    host: &mut Socket,
+    port: &Link,
+    vlan: u16,
+    trunk: &[u16],
+    preserve_default_vlan: bool,
+) -> Result<()> {
+    let name = &port.name;
+    if (vlan != 0 || !trunk.is_empty()) && !preserve_default_vlan {
+        let existing = host
+            .port_vlans(port.index)
+            .internal(|| format!("failed to remove default vlan on interface {name:?}"))?;
+        for v in existing {
+            host.delete_port_vlan(port.index, v.vid)
+                .internal(|| format!("failed to remove default vlan on interface {name:?}"))?;
+        }
+    }
+    if vlan != 0 {
+        host.add_port_vlan(port.index, access(vlan))
+            .internal(|| format!("failed to setup vlan tag on interface {name:?}"))?;
+    }
+    for &vid in trunk {
+        let tagged = PortVlan {
+            vid,
+            pvid: false,
+            untagged: false,
+        };
+        host.add_port_vlan(port.index, tagged)
+            .internal(|| format!("failed to setup vlan tag on interface {name:?}"))?;
+    }
+    if vlan == 0 && !trunk.is_empty() {
+        host.add_port_vlan(port.index, access(1))
+            .internal(|| format!("failed to setup default native vlan tag on interface {name:?}"))?;
+    }
+    Ok(())
+}
+
+fn access(vid: u16) -> PortVlan {
+    PortVlan {
+        vid,
+        pvid: true,
+        untagged: true,
+    }
+}
