@@ -1,0 +1,241 @@
+//! Reading the ruleset back: tables, chains and rules (with handles and comments), enough for
+//! a plugin to find what it installed and delete it by handle.
+
+use super::batch::{
+    NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE,
+    comment_from_udata, nft_type,
+};
+use super::object::{Family, Hook};
+use super::socket::{NetfilterSocket, Reply};
+use super::wire::{Attrs, attrs, be_u32, be_u64, string};
+use crate::error::Result;
+
+/// A rule as listed by the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub family: Family,
+    pub table: String,
+    pub chain: String,
+    /// The handle to delete it by ([`super::Batch::delete_rule`]).
+    pub handle: u64,
+    /// The comment, when the rule has one (set by [`super::Rule::comment`] or `nft ... comment`).
+    pub comment: Option<String>,
+    /// Names of the expressions in order (`["payload", "cmp", "masq"]`).
+    pub expressions: Vec<String>,
+}
+
+/// A chain as listed by the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub family: Family,
+    pub table: String,
+    pub name: String,
+    pub handle: u64,
+    /// Hook and priority of a base chain.
+    pub hook: Option<(Hook, i32)>,
+    /// `filter`, `nat` or `route` for a base chain.
+    pub chain_type: Option<String>,
+    /// Base chain policy: true for accept.
+    pub policy_accept: Option<bool>,
+    /// The kernel's use counter of the chain: its rules plus the rules that jump or go to it.
+    pub use_count: u32,
+    pub comment: Option<String>,
+}
+
+/// A table as listed by the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub family: Family,
+    pub name: String,
+    pub handle: u64,
+    pub comment: Option<String>,
+}
+
+impl NetfilterSocket {
+    /// The rules of `chain` in `table`, in chain order. A missing table or chain gives an
+    /// `ENOENT` error ([`crate::Error::is_not_found`]).
+    pub fn rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_RULE_TABLE
+        a.put_str(2, chain); // NFTA_RULE_CHAIN
+        let replies = self.dump(nft_type(NFT_MSG_GETRULE), family.nfproto(), &a.buf)?;
+        let rules: Vec<RuleInfo> = replies.iter().filter_map(parse_rule).collect();
+        // The kernel filters a rule dump by table and chain; filter again in case it did not.
+        Ok(rules
+            .into_iter()
+            .filter(|r| r.family == family && r.table == table && r.chain == chain)
+            .collect())
+    }
+
+    /// The rules of `chain` whose comment is exactly `comment`.
+    pub fn rules_with_comment(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        comment: &str,
+    ) -> Result<Vec<RuleInfo>> {
+        let rules = self.rules(family, table, chain)?;
+        Ok(rules
+            .into_iter()
+            .filter(|r| r.comment.as_deref() == Some(comment))
+            .collect())
+    }
+
+    /// The chains of `table`.
+    pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<ChainInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_CHAIN_TABLE
+        let replies = self.dump(nft_type(NFT_MSG_GETCHAIN), family.nfproto(), &a.buf)?;
+        let chains: Vec<ChainInfo> = replies.iter().filter_map(parse_chain).collect();
+        Ok(chains
+            .into_iter()
+            .filter(|c| c.family == family && c.table == table)
+            .collect())
+    }
+
+    /// The tables of `family`.
+    pub fn tables(&mut self, family: Family) -> Result<Vec<TableInfo>> {
+        let replies = self.dump(nft_type(NFT_MSG_GETTABLE), family.nfproto(), &[])?;
+        Ok(replies
+            .iter()
+            .filter_map(parse_table)
+            .filter(|t| t.family == family)
+            .collect())
+    }
+
+    /// Whether `table` exists.
+    pub fn table_exists(&mut self, family: Family, table: &str) -> Result<bool> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_TABLE_NAME
+        match self.request(nft_type(NFT_MSG_GETTABLE), 0, family.nfproto(), &a.buf) {
+            Ok(replies) => Ok(replies.iter().filter_map(parse_table).any(|t| t.name == table)),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn parse_rule(reply: &Reply) -> Option<RuleInfo> {
+    if reply.msg_type != nft_type(NFT_MSG_NEWRULE) {
+        return None;
+    }
+    let mut rule = RuleInfo {
+        family: Family::from_nfproto(reply.family)?,
+        table: String::new(),
+        chain: String::new(),
+        handle: 0,
+        comment: None,
+        expressions: Vec::new(),
+    };
+    for (kind, value) in attrs(&reply.attrs) {
+        match kind {
+            1 => rule.table = string(value),
+            2 => rule.chain = string(value),
+            3 => rule.handle = be_u64(value)?,
+            4 => {
+                for (_, elem) in attrs(value) {
+                    if let Some((_, name)) = attrs(elem).find(|(k, _)| *k == 1) {
+                        rule.expressions.push(string(name));
+                    }
+                }
+            }
+            7 => rule.comment = comment_from_udata(value),
+            _ => {}
+        }
+    }
+    Some(rule)
+}
+
+fn parse_chain(reply: &Reply) -> Option<ChainInfo> {
+    if reply.msg_type != nft_type(NFT_MSG_NEWCHAIN) {
+        return None;
+    }
+    let mut chain = ChainInfo {
+        family: Family::from_nfproto(reply.family)?,
+        table: String::new(),
+        name: String::new(),
+        handle: 0,
+        hook: None,
+        chain_type: None,
+        policy_accept: None,
+        use_count: 0,
+        comment: None,
+    };
+    for (kind, value) in attrs(&reply.attrs) {
+        match kind {
+            1 => chain.table = string(value),
+            2 => chain.handle = be_u64(value)?,
+            3 => chain.name = string(value),
+            4 => {
+                let mut hook = None;
+                let mut prio = 0i32;
+                for (k, v) in attrs(value) {
+                    match k {
+                        1 => hook = be_u32(v).and_then(Hook::from_u32),
+                        2 => prio = be_u32(v)? as i32,
+                        _ => {}
+                    }
+                }
+                chain.hook = hook.map(|h| (h, prio));
+            }
+            5 => chain.policy_accept = be_u32(value).map(|p| p == 1),
+            6 => chain.use_count = be_u32(value)?,
+            7 => chain.chain_type = Some(string(value)),
+            12 => chain.comment = comment_from_udata(value),
+            _ => {}
+        }
+    }
+    Some(chain)
+}
+
+fn parse_table(reply: &Reply) -> Option<TableInfo> {
+    if reply.msg_type != nft_type(NFT_MSG_NEWTABLE) {
+        return None;
+    }
+    let mut table = TableInfo {
+        family: Family::from_nfproto(reply.family)?,
+        name: String::new(),
+        handle: 0,
+        comment: None,
+    };
+    for (kind, value) in attrs(&reply.attrs) {
+        match kind {
+            1 => table.name = string(value),
+            4 => table.handle = be_u64(value)?,
+            6 => table.comment = comment_from_udata(value),
+            _ => {}
+        }
+    }
+    Some(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rule_with_handle_comment_and_expressions() {
+        let mut a = Attrs::new();
+        a.put_str(1, "t");
+        a.put_str(2, "c");
+        a.put_u64(3, 42);
+        a.nest(4, |a| {
+            a.nest(1, |a| super::super::Expr::Masquerade.encode(a));
+        });
+        a.put(7, &super::super::batch::comment_udata("cid"));
+        let reply = Reply {
+            msg_type: nft_type(NFT_MSG_NEWRULE),
+            family: 1,
+            attrs: a.buf,
+        };
+        let rule = parse_rule(&reply).unwrap();
+        assert_eq!(rule.family, Family::Inet);
+        assert_eq!(
+            (rule.table.as_str(), rule.chain.as_str(), rule.handle),
+            ("t", "c", 42)
+        );
+        assert_eq!(rule.comment.as_deref(), Some("cid"));
+        assert_eq!(rule.expressions, ["masq"]);
+    }
+}
