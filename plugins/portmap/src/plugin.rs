@@ -1,0 +1,186 @@
+//! The verbs: ADD, DEL, CHECK, GC, STATUS over the chosen backend.
+
+use crate::config::{Backend, PortMapConf};
+use crate::conntrack;
+use crate::iptables_backend::{IptablesBackend, IptablesCommands};
+use crate::localnet;
+use crate::mapping::{Attachment, ContainerAddrs, IpFamily};
+use crate::nft_backend::NftBackend;
+use cni::plugin::{CmdArgs, Plugin};
+use cni::{CniResult, Code, Error, Result};
+use ipnetwork::IpNetwork;
+
+/// The firewall of one call.
+pub enum Firewall {
+    /// nf_tables, in-process.
+    Nft(NftBackend),
+    /// iptables-restore batches.
+    Iptables,
+}
+
+impl Firewall {
+    /// Opens the backend the config chose.
+    pub fn open(backend: Backend) -> Result<Firewall> {
+        Ok(match backend {
+            Backend::Nftables => Firewall::Nft(NftBackend::new()?),
+            Backend::Iptables => Firewall::Iptables,
+        })
+    }
+
+    /// Forwards ports to one container address.
+    pub fn add(&mut self, conf: &PortMapConf, att: &Attachment, addr: IpNetwork) -> Result<()> {
+        match self {
+            Firewall::Nft(n) => n.add(conf, att, addr),
+            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).add(conf, att, addr),
+        }
+    }
+
+    /// Removes everything of the attachment.
+    pub fn del(&mut self, att: &Attachment) -> Result<()> {
+        match self {
+            Firewall::Nft(n) => n.del(att),
+            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).del(att),
+        }
+    }
+
+    /// Verifies one container address's rules.
+    pub fn check(&mut self, conf: &PortMapConf, att: &Attachment, addr: IpNetwork) -> Result<()> {
+        match self {
+            Firewall::Nft(n) => n.check(conf, att, addr),
+            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).check(conf, att, addr),
+        }
+    }
+
+    /// Removes the rules of stale attachments of `network`.
+    pub fn gc(&mut self, network: &str, valid: &[String]) -> Result<()> {
+        match self {
+            Firewall::Nft(n) => n.gc(network, valid),
+            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).gc(network, valid),
+        }
+    }
+}
+
+/// The portmap plugin.
+pub struct Portmap;
+
+impl Plugin for Portmap {
+    fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
+        let conf = PortMapConf::from_cmd(cmd)?;
+        let Some(prev) = cmd.prev_result()? else {
+            return Err(Error::invalid_config("must be called as chained plugin"));
+        };
+        if conf.mappings.is_empty() {
+            return Ok(prev);
+        }
+        let addrs = ContainerAddrs::from_result(&prev, &cmd.ifname);
+        let att = Attachment::new(&conf.name, &cmd.container_id);
+        let mut fw = Firewall::open(conf.backend)?;
+        if let Err(e) = forward(&mut fw, &conf, &att, &addrs) {
+            // Undo: the families done so far, and anything a failed batch left.
+            if let Err(undo) = fw.del(&att) {
+                eprintln!("portmap: undoing a failed ADD: {undo}");
+            }
+            return Err(e);
+        }
+        Ok(prev)
+    }
+
+    fn del(&self, cmd: &CmdArgs) -> Result<()> {
+        let conf = PortMapConf::from_cmd(cmd)?;
+        if conf.mappings.is_empty() && conf.backend == Backend::Iptables {
+            // As Go: nothing was published, so there is nothing to fork iptables for.
+            return Ok(());
+        }
+        let att = Attachment::new(&conf.name, &cmd.container_id);
+        let mut fw = Firewall::open(conf.backend)?;
+        fw.del(&att)?;
+        // Flows that were translated to this container (the address comes from
+        // prevResult, when the runtime gives it).
+        if let Ok(Some(prev)) = cmd.prev_result() {
+            let addrs = ContainerAddrs::from_result(&prev, &cmd.ifname);
+            for addr in addrs.iter() {
+                conntrack::remove(&conntrack::udp_flows(&conf.mappings, addr.ip(), true));
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, cmd: &CmdArgs) -> Result<()> {
+        let conf = PortMapConf::from_cmd(cmd)?;
+        let Some(prev) = cmd.prev_result()? else {
+            return Err(Error::invalid_config("Required prevResult missing"));
+        };
+        if conf.mappings.is_empty() {
+            return Ok(());
+        }
+        let att = Attachment::new(&conf.name, &cmd.container_id);
+        let mut fw = Firewall::open(conf.backend)?;
+        for addr in ContainerAddrs::from_result(&prev, &cmd.ifname).iter() {
+            fw.check(&conf, &att, addr)?;
+        }
+        Ok(())
+    }
+
+    fn gc(&self, cmd: &CmdArgs) -> Result<()> {
+        let conf = PortMapConf::from_cmd(cmd)?;
+        let valid = valid_container_ids(cmd)?;
+        let mut fw = Firewall::open(conf.backend)?;
+        fw.gc(&conf.name, &valid)?;
+        // A backend chosen by default may have changed since the ADDs: sweep the other too
+        // when it is cheap (in-process).
+        if conf.backend == Backend::Iptables && !conf.backend_explicit && crate::config::RealHost.has_nft() {
+            Firewall::open(Backend::Nftables)?.gc(&conf.name, &valid)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self, cmd: &CmdArgs) -> Result<()> {
+        let conf = PortMapConf::from_cmd(cmd)?;
+        let unavailable = |e: Error| {
+            Error::new(
+                Code::UNAVAILABLE,
+                format!("{} backend unavailable", conf.backend.as_str()),
+            )
+            .with_details(e.to_string())
+        };
+        match conf.backend {
+            Backend::Nftables => {
+                let mut sock = cni_net::nft::NetfilterSocket::new()
+                    .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "netfilter socket", &e)))?;
+                sock.tables(cni_net::nft::Family::Ip)
+                    .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "nf_tables", &e)))?;
+            }
+            Backend::Iptables => {
+                use crate::iptables_backend::IptablesRunner;
+                IptablesCommands.save_nat(IpFamily::V4).map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &ContainerAddrs) -> Result<()> {
+    for addr in addrs.iter() {
+        fw.add(conf, att, addr)?;
+        // After the rules, so new packets take them. Failures are only logged.
+        conntrack::remove(&conntrack::udp_flows(&conf.mappings, addr.ip(), false));
+        if addr.is_ipv4() && conf.snat {
+            localnet::enable_for(addr.ip())?;
+        }
+    }
+    Ok(())
+}
+
+/// The container IDs of `cni.dev/valid-attachments`.
+fn valid_container_ids(cmd: &CmdArgs) -> Result<Vec<String>> {
+    let Some(list) = cmd.config.extra.get("cni.dev/valid-attachments") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| Error::decoding("cni.dev/valid-attachments must be a list"))?;
+    Ok(list
+        .iter()
+        .filter_map(|a| a.get("containerID").and_then(|c| c.as_str()).map(str::to_string))
+        .collect())
+}
