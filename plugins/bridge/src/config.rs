@@ -162,12 +162,6 @@ impl BridgeConf {
         };
         let bridge = raw.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
         check_ifname("bridge", &bridge)?;
-        if raw.vlan != 0 && bridge.len() + 1 + raw.vlan.to_string().len() > 15 {
-            return Err(Error::invalid_config(format!(
-                "bridge name {bridge:?} is too long for its VLAN gateway interface {bridge}.{}",
-                raw.vlan
-            )));
-        }
         let mac_text = string_at(raw.runtime_config.as_ref(), &["mac"])
             .or_else(|| string_at(raw.args.as_ref(), &["cni", "mac"]))
             .or_else(|| env_mac.map(str::to_string));
@@ -235,6 +229,15 @@ impl BridgeConf {
         }
         if self.ip_masq {
             self.masq_backend()?;
+        }
+        if self.is_layer3() && self.is_gateway && self.vlan != 0 {
+            let gateway = format!("{}.{}", self.bridge, self.vlan);
+            if gateway.len() > 15 {
+                return Err(Error::invalid_config(format!(
+                    "bridge name {:?} is too long for its VLAN gateway interface {gateway}",
+                    self.bridge
+                )));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,879 @@
+//! Root-only tests of the bridge plugin in real namespaces. Each test makes a "host" netns (the
+//! bridge, veth host ends and firewall rules live there, never in the real host) and container
+//! namespaces, runs the plugins inside the host netns with `ip netns exec`, and removes all of
+//! it on drop, even on panic. Addresses: 10.222.0.0/16 and fd00:222::/48 only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_arguments)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rcni_integration_tests::{GO_PLUGIN_DIR, Netns, Outcome, TempDir, go_plugin, is_root, target_bin_dir};
+use serde_json::{Value, json};
+
+static BRIDGES: AtomicUsize = AtomicUsize::new(0);
+
+/// A bridge name unique in this process, short enough for `<bridge>.<vlan>` (the bridges live
+/// in per-test host namespaces anyway).
+fn bridge_name() -> String {
+    let n = BRIDGES.fetch_add(1, Ordering::Relaxed);
+    format!("rcnibr{n}")
+}
+
+fn skip() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return true;
+    }
+    if go_plugin("host-local").is_none() {
+        eprintln!("SKIPPED: Go plugins not installed in {GO_PLUGIN_DIR}");
+        return true;
+    }
+    false
+}
+
+fn ours() -> PathBuf {
+    target_bin_dir().join("bridge")
+}
+
+fn go(name: &str) -> PathBuf {
+    go_plugin(name).expect("Go plugin")
+}
+
+/// CNI_PATH with our binaries first (our host-local when it is built), or Go's only.
+fn path_ours_first() -> String {
+    format!("{}:{GO_PLUGIN_DIR}", target_bin_dir().display())
+}
+
+/// Runs `plugin` inside the host netns `host` as a runtime would.
+fn run(
+    host: &Netns,
+    plugin: &Path,
+    command: &str,
+    cid: &str,
+    netns: &str,
+    ifname: &str,
+    cni_path: &str,
+    config: &Value,
+) -> Outcome {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", host.name()]).arg(plugin);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", cni_path);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(config).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Outcome {
+        status: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A test world: host netns, a host-local data dir, a bridge name.
+struct World {
+    host: Netns,
+    data: TempDir,
+    bridge: String,
+}
+
+impl World {
+    fn new() -> World {
+        let host = Netns::new();
+        sh_ok("ip", &["-n", host.name(), "link", "set", "lo", "up"]);
+        World {
+            host,
+            data: TempDir::new(),
+            bridge: bridge_name(),
+        }
+    }
+
+    fn conf(&self, version: &str, ranges: Value, extra: Value) -> Value {
+        let mut c = json!({
+            "cniVersion": version,
+            "name": "rcnitest",
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": true,
+            "ipam": {"type": "host-local", "dataDir": self.data.path(), "ranges": ranges},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn reservations(&self) -> Vec<String> {
+        let dir = self.data.path().join("rcnitest");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .collect()
+    }
+
+    /// Host-side veths (ports) that remain.
+    fn host_veths(&self) -> Vec<String> {
+        let links = self.host.ip_json(&["link", "show", "type", "veth"]);
+        links
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["ifname"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn nft(&self) -> String {
+        sh_ok(
+            "ip",
+            &["netns", "exec", self.host.name(), "nft", "list", "ruleset"],
+        )
+    }
+
+    fn iptables_nat(&self) -> String {
+        sh_ok(
+            "ip",
+            &["netns", "exec", self.host.name(), "iptables-save", "-t", "nat"],
+        ) + &sh_ok(
+            "ip",
+            &["netns", "exec", self.host.name(), "ip6tables-save", "-t", "nat"],
+        )
+    }
+}
+
+fn sh_ok(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ping(from: &Netns, to: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", from.name(), "ping", "-c", "1", "-W", "3", to])
+        .output()
+        .expect("ping is installed");
+    assert!(
+        out.status.success(),
+        "ping {to} from {}: {}",
+        from.name(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn ips_of(result: &Value) -> Vec<String> {
+    result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["address"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn v4() -> Value {
+    json!([[{"subnet": "10.222.10.0/24"}]])
+}
+fn v6() -> Value {
+    json!([[{"subnet": "fd00:222:10::/64"}]])
+}
+fn dual() -> Value {
+    json!([[{"subnet": "10.222.11.0/24"}], [{"subnet": "fd00:222:11::/64"}]])
+}
+
+#[test]
+fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
+    if skip() {
+        return;
+    }
+    for (label, ranges) in [("v4", v4()), ("v6", v6()), ("dual", dual())] {
+        let w = World::new();
+        let conf = w.conf("1.0.0", ranges, json!({"isDefaultGateway": true}));
+        let (c1, c2) = (Netns::new(), Netns::new());
+        let path = GO_PLUGIN_DIR.to_string();
+        let r1 = run(
+            &w.host,
+            &ours(),
+            "ADD",
+            "cid1",
+            c1.path().to_str().unwrap(),
+            "eth0",
+            &path,
+            &conf,
+        );
+        r1.assert_ok();
+        let r2 = run(
+            &w.host,
+            &ours(),
+            "ADD",
+            "cid2",
+            c2.path().to_str().unwrap(),
+            "eth0",
+            &path,
+            &conf,
+        );
+        r2.assert_ok();
+        let res = &r1.json;
+        assert_eq!(res["interfaces"][0]["name"], w.bridge.as_str(), "{label}");
+        assert!(
+            res["interfaces"][1]["name"].as_str().unwrap().starts_with("veth"),
+            "{label}"
+        );
+        assert_eq!(
+            res["interfaces"][2]["sandbox"],
+            c1.path().to_str().unwrap(),
+            "{label}"
+        );
+        for ip in res["ips"].as_array().unwrap() {
+            assert_eq!(ip["interface"], 2, "{label}");
+            ping(&c1, ip["gateway"].as_str().unwrap());
+        }
+        for ip in ips_of(&r2.json) {
+            ping(&c1, &ip);
+        }
+        // CHECK against the ADD result.
+        let mut check = conf.clone();
+        check["prevResult"] = r1.json.clone();
+        run(
+            &w.host,
+            &ours(),
+            "CHECK",
+            "cid1",
+            c1.path().to_str().unwrap(),
+            "eth0",
+            &path,
+            &check,
+        )
+        .assert_ok();
+        // Go's CHECK accepts our result too.
+        run(
+            &w.host,
+            &go("bridge"),
+            "CHECK",
+            "cid1",
+            c1.path().to_str().unwrap(),
+            "eth0",
+            &path,
+            &check,
+        )
+        .assert_ok();
+        for (cid, c) in [("cid1", &c1), ("cid2", &c2)] {
+            run(
+                &w.host,
+                &ours(),
+                "DEL",
+                cid,
+                c.path().to_str().unwrap(),
+                "eth0",
+                &path,
+                &conf,
+            )
+            .assert_ok();
+            run(
+                &w.host,
+                &ours(),
+                "DEL",
+                cid,
+                c.path().to_str().unwrap(),
+                "eth0",
+                &path,
+                &conf,
+            )
+            .assert_ok();
+        }
+        assert!(w.host_veths().is_empty(), "{label}: {:?}", w.host_veths());
+        assert!(w.reservations().is_empty(), "{label}: {:?}", w.reservations());
+    }
+}
+
+#[test]
+fn results_at_every_spec_version() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    for (i, version) in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"]
+        .iter()
+        .enumerate()
+    {
+        let c = Netns::new();
+        let conf = w.conf(version, v4(), json!({}));
+        let cid = format!("ver{i}");
+        let r = run(
+            &w.host,
+            &ours(),
+            "ADD",
+            &cid,
+            c.path().to_str().unwrap(),
+            "eth0",
+            GO_PLUGIN_DIR,
+            &conf,
+        );
+        r.assert_ok();
+        assert_eq!(r.json["cniVersion"], *version);
+        if version.starts_with("0.1") || version.starts_with("0.2") {
+            assert!(
+                r.json["ip4"]["ip"].as_str().unwrap().starts_with("10.222.10."),
+                "{}",
+                r.stdout
+            );
+        } else {
+            assert_eq!(r.json["interfaces"].as_array().unwrap().len(), 3, "{}", r.stdout);
+        }
+        run(
+            &w.host,
+            &ours(),
+            "DEL",
+            &cid,
+            c.path().to_str().unwrap(),
+            "eth0",
+            GO_PLUGIN_DIR,
+            &conf,
+        )
+        .assert_ok();
+    }
+    assert!(w.reservations().is_empty());
+}
+
+#[test]
+fn failing_add_after_ipam_undoes_everything() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    // The bridge already carries a different IPv4 address: the gateway cannot be set, after
+    // IPAM allocated and the container was configured.
+    sh_ok(
+        "ip",
+        &["-n", w.host.name(), "link", "add", &w.bridge, "type", "bridge"],
+    );
+    sh_ok(
+        "ip",
+        &[
+            "-n",
+            w.host.name(),
+            "addr",
+            "add",
+            "10.222.99.1/24",
+            "dev",
+            &w.bridge,
+        ],
+    );
+    let conf = w.conf(
+        "1.0.0",
+        v4(),
+        json!({"ipMasq": true, "ipMasqBackend": "nftables", "macspoofchk": true}),
+    );
+    let c = Netns::new();
+    let r = run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidf",
+        c.path().to_str().unwrap(),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    );
+    assert_ne!(r.status, 0, "{}", r.stdout);
+    assert!(
+        r.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("failed to set bridge addr"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.json["details"]
+            .as_str()
+            .unwrap()
+            .contains("already has an IP address different"),
+        "{}",
+        r.stdout
+    );
+    assert!(w.host_veths().is_empty(), "{:?}", w.host_veths());
+    assert!(w.reservations().is_empty(), "{:?}", w.reservations());
+    let eth0 = Command::new("ip")
+        .args(["-n", c.name(), "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    assert!(!eth0.status.success(), "eth0 is still in the container");
+    assert!(!w.nft().contains("macspoofchk"), "{}", w.nft());
+}
+
+#[test]
+fn del_without_netns_releases_address_and_rules() {
+    if skip() {
+        return;
+    }
+    for backend in ["nftables", "iptables"] {
+        let w = World::new();
+        let conf = w.conf(
+            "1.0.0",
+            dual(),
+            json!({"ipMasq": true, "ipMasqBackend": backend, "macspoofchk": true}),
+        );
+        let c = Netns::new();
+        let netns_path = c.path().to_str().unwrap().to_string();
+        run(
+            &w.host,
+            &ours(),
+            "ADD",
+            "cidn",
+            &netns_path,
+            "eth0",
+            GO_PLUGIN_DIR,
+            &conf,
+        )
+        .assert_ok();
+        assert!(w.nft().contains("macspoofchk-cidn-eth0"));
+        assert_eq!(w.reservations().len(), 2);
+        drop(c); // the runtime deleted the netns first
+        run(
+            &w.host,
+            &ours(),
+            "DEL",
+            "cidn",
+            &netns_path,
+            "eth0",
+            GO_PLUGIN_DIR,
+            &conf,
+        )
+        .assert_ok();
+        run(&w.host, &ours(), "DEL", "cidn", "", "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+        assert!(w.reservations().is_empty(), "{backend}");
+        let nft = w.nft();
+        assert!(!nft.contains("macspoofchk"), "{backend}: {nft}");
+        assert!(!nft.contains("id: cidn"), "{backend}: {nft}");
+        assert!(
+            !w.iptables_nat().contains("cidn"),
+            "{backend}: {}",
+            w.iptables_nat()
+        );
+    }
+}
+
+#[test]
+fn go_del_removes_ours_and_ours_removes_gos() {
+    if skip() {
+        return;
+    }
+    // Go 1.1.1 masquerades with iptables only.
+    for (adder, deleter) in [(ours(), go("bridge")), (go("bridge"), ours())] {
+        let w = World::new();
+        let conf = w.conf(
+            "1.0.0",
+            dual(),
+            json!({"ipMasq": true, "ipMasqBackend": "iptables", "macspoofchk": true}),
+        );
+        let c = Netns::new();
+        let p = c.path().to_str().unwrap();
+        run(&w.host, &adder, "ADD", "cidx", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+        assert!(
+            w.iptables_nat().contains("id: \\\"cidx\\\""),
+            "{}",
+            w.iptables_nat()
+        );
+        run(&w.host, &deleter, "DEL", "cidx", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+        assert!(
+            !w.iptables_nat().contains("cidx"),
+            "{:?} -> {:?}: {}",
+            adder,
+            deleter,
+            w.iptables_nat()
+        );
+        assert!(!w.nft().contains("macspoofchk-cidx"), "{}", w.nft());
+        assert!(w.host_veths().is_empty());
+        assert!(w.reservations().is_empty());
+    }
+}
+
+#[test]
+fn our_bridge_over_go_static_and_go_bridge_over_our_host_local() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Netns::new();
+    let p = c.path().to_str().unwrap();
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "rcnitest", "type": "bridge", "bridge": w.bridge, "isGateway": true,
+        "ipam": {"type": "static", "addresses": [{"address": "10.222.12.7/24", "gateway": "10.222.12.1"}]}
+    });
+    let r = run(&w.host, &ours(), "ADD", "cids", p, "eth0", GO_PLUGIN_DIR, &conf);
+    r.assert_ok();
+    assert_eq!(r.json["ips"][0]["address"], "10.222.12.7/24");
+    ping(&c, "10.222.12.1");
+    run(&w.host, &ours(), "DEL", "cids", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+
+    if !target_bin_dir().join("host-local").exists() {
+        eprintln!("our host-local is not built; skipping Go bridge over it");
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf("1.0.0", v4(), json!({}));
+    let r = run(
+        &w.host,
+        &go("bridge"),
+        "ADD",
+        "cidh",
+        p,
+        "eth0",
+        &path_ours_first(),
+        &conf,
+    );
+    r.assert_ok();
+    assert_eq!(w.reservations().len(), 1);
+    run(
+        &w.host,
+        &go("bridge"),
+        "DEL",
+        "cidh",
+        p,
+        "eth0",
+        &path_ours_first(),
+        &conf,
+    )
+    .assert_ok();
+    assert!(w.reservations().is_empty());
+}
+
+#[test]
+fn l2_only_vlan_trunk_promisc_and_disabled_container_interface() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Netns::new();
+    let p = c.path().to_str().unwrap();
+    let probe = Command::new("ip")
+        .args([
+            "-n",
+            w.host.name(),
+            "link",
+            "add",
+            "rcniprobe",
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let vlan_filtering = probe.status.success();
+    let conf = if vlan_filtering {
+        json!({"cniVersion": "1.0.0", "name": "rcnitest", "type": "bridge", "bridge": w.bridge,
+            "vlan": 100, "vlanTrunk": [{"id": 101}, {"minID": 200, "maxID": 202}], "promiscMode": true})
+    } else {
+        eprintln!("this kernel has no bridge vlan filtering: VLAN checks skipped");
+        json!({"cniVersion": "1.0.0", "name": "rcnitest", "type": "bridge", "bridge": w.bridge, "promiscMode": true})
+    };
+    let r = run(&w.host, &ours(), "ADD", "cidv", p, "eth0", GO_PLUGIN_DIR, &conf);
+    r.assert_ok();
+    assert!(
+        r.json
+            .get("ips")
+            .is_none_or(|i| i.as_array().is_none_or(|a| a.is_empty()))
+    );
+    assert!(c.link_is_up("eth0"));
+    let link = w.host.ip_json(&["-d", "link", "show", &w.bridge]);
+    assert!(
+        link[0]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "PROMISC")
+    );
+    if vlan_filtering {
+        let port = r.json["interfaces"][1]["name"].as_str().unwrap().to_string();
+        let vlans = sh_ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                w.host.name(),
+                "bridge",
+                "-j",
+                "vlan",
+                "show",
+                "dev",
+                &port,
+            ],
+        );
+        let vlans: Value = serde_json::from_str(&vlans).unwrap();
+        let ids: Vec<(u64, bool)> = vlans[0]["vlans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let pvid = v["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "PVID"));
+                (v["vlan"].as_u64().unwrap(), pvid)
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (100, true),
+                (101, false),
+                (200, false),
+                (201, false),
+                (202, false)
+            ]
+        );
+        assert_eq!(link[0]["linkinfo"]["info_data"]["vlan_filtering"], 1);
+    }
+    run(&w.host, &ours(), "DEL", "cidv", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+
+    let mut disabled = conf.clone();
+    disabled["disableContainerInterface"] = json!(true);
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidd",
+        p,
+        "eth0",
+        GO_PLUGIN_DIR,
+        &disabled,
+    )
+    .assert_ok();
+    assert!(!c.link_is_up("eth0"));
+    run(
+        &w.host,
+        &ours(),
+        "DEL",
+        "cidd",
+        p,
+        "eth0",
+        GO_PLUGIN_DIR,
+        &disabled,
+    )
+    .assert_ok();
+    let mut with_ipam = w.conf("1.0.0", v4(), json!({"disableContainerInterface": true}));
+    with_ipam["bridge"] = json!(w.bridge);
+    let r = run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cide",
+        p,
+        "eth0",
+        GO_PLUGIN_DIR,
+        &with_ipam,
+    );
+    r.assert_code(7);
+}
+
+#[test]
+fn mac_from_runtime_config_and_hairpin_and_isolation() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Netns::new();
+    let p = c.path().to_str().unwrap();
+    let conf = w.conf(
+        "1.0.0",
+        v4(),
+        json!({"hairpinMode": true, "portIsolation": true, "runtimeConfig": {"mac": "0a:22:22:00:00:01"},
+               "args": {"cni": {"mac": "0a:22:22:00:00:02"}}}),
+    );
+    let r = run(&w.host, &ours(), "ADD", "cidm", p, "eth0", GO_PLUGIN_DIR, &conf);
+    r.assert_ok();
+    assert_eq!(r.json["interfaces"][2]["mac"], "0a:22:22:00:00:01");
+    let port = r.json["interfaces"][1]["name"].as_str().unwrap().to_string();
+    let info = sh_ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            w.host.name(),
+            "bridge",
+            "-j",
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &port,
+        ],
+    );
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info[0]["hairpin"], true, "{info}");
+    assert_eq!(info[0]["isolated"], true, "{info}");
+    run(&w.host, &ours(), "DEL", "cidm", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+}
+
+#[test]
+fn gc_removes_masquerade_rules_of_attachments_not_valid() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf(
+        "1.0.0",
+        v4(),
+        json!({"ipMasq": true, "ipMasqBackend": "nftables"}),
+    );
+    let (c1, c2) = (Netns::new(), Netns::new());
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "gc1",
+        c1.path().to_str().unwrap(),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    let mut ipt = conf.clone();
+    ipt["ipMasqBackend"] = json!("iptables");
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "gc2",
+        c2.path().to_str().unwrap(),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &ipt,
+    )
+    .assert_ok();
+    let mut gc = conf.clone();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["ipam"] = json!(null);
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "gc1", "ifname": "eth0"}]);
+    run(&w.host, &ours(), "GC", "", "", "", GO_PLUGIN_DIR, &gc).assert_ok();
+    assert!(w.nft().contains("id: gc1"));
+    assert!(!w.iptables_nat().contains("gc2"), "{}", w.iptables_nat());
+    gc["cni.dev/valid-attachments"] = json!([]);
+    run(&w.host, &ours(), "GC", "", "", "", GO_PLUGIN_DIR, &gc).assert_ok();
+    assert!(!w.nft().contains("id: gc1"));
+}
+
+/// flannel host-gw: two hosts (netns) linked by a veth, each with its bridge and /24 of the
+/// cluster's /16, a route to the other's subnet via the other host; a container on A reaches one
+/// on B.
+#[test]
+fn flannel_style_two_hosts() {
+    if skip() {
+        return;
+    }
+    let (a, b) = (World::new(), World::new());
+    let link = format!("rcl{}", std::process::id() % 100000);
+    sh_ok(
+        "ip",
+        &[
+            "-n",
+            a.host.name(),
+            "link",
+            "add",
+            &link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &link,
+            "netns",
+            b.host.name(),
+        ],
+    );
+    for (w, ip) in [(&a, "10.222.250.1/24"), (&b, "10.222.250.2/24")] {
+        sh_ok("ip", &["-n", w.host.name(), "addr", "add", ip, "dev", &link]);
+        sh_ok("ip", &["-n", w.host.name(), "link", "set", &link, "up"]);
+    }
+    sh_ok(
+        "ip",
+        &[
+            "-n",
+            a.host.name(),
+            "route",
+            "add",
+            "10.222.21.0/24",
+            "via",
+            "10.222.250.2",
+        ],
+    );
+    sh_ok(
+        "ip",
+        &[
+            "-n",
+            b.host.name(),
+            "route",
+            "add",
+            "10.222.20.0/24",
+            "via",
+            "10.222.250.1",
+        ],
+    );
+    let delegate = |w: &World, subnet: &str| {
+        json!({
+            "cniVersion": "0.3.1", "name": "rcnitest", "type": "bridge", "bridge": w.bridge,
+            "isGateway": true, "ipMasq": false, "mtu": 1450, "hairpinMode": true, "isDefaultGateway": true,
+            "ipam": {"type": "host-local", "dataDir": w.data.path(), "subnet": subnet,
+                     "routes": [{"dst": "10.222.0.0/16"}]}
+        })
+    };
+    let (ca, cb) = (Netns::new(), Netns::new());
+    let ra = run(
+        &a.host,
+        &ours(),
+        "ADD",
+        "fa",
+        ca.path().to_str().unwrap(),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &delegate(&a, "10.222.20.0/24"),
+    );
+    ra.assert_ok();
+    let rb = run(
+        &b.host,
+        &ours(),
+        "ADD",
+        "fb",
+        cb.path().to_str().unwrap(),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &delegate(&b, "10.222.21.0/24"),
+    );
+    rb.assert_ok();
+    let mtu = ca.ip_json(&["link", "show", "eth0"])[0]["mtu"].as_u64();
+    assert_eq!(mtu, Some(1450));
+    ping(&ca, &ips_of(&rb.json)[0]);
+    ping(&cb, &ips_of(&ra.json)[0]);
+}
