@@ -607,9 +607,8 @@ fn map_set(family: IpFamily, name: &str, host_ip: bool) -> Set {
         });
     }
     key.extend([KeyType::InetProto, KeyType::InetService]);
-    let mut set = Set::new(nft_family(family), TABLE, name, &key).map(MapData::Verdict);
-    set.flags |= nft::SET_F_CONCAT;
-    set
+    // A hash map: the concat flag is only for interval (pipapo) sets.
+    Set::new(nft_family(family), TABLE, name, &key).map(MapData::Verdict)
 }
 
 /// The part of an ADD batch that makes sure of the table, chains, maps and
@@ -672,6 +671,7 @@ pub fn remove_attachment(batch: &mut Batch, family: IpFamily, chain: &str, keys:
 pub fn install_attachment(batch: &mut Batch, family: IpFamily, a: &AttachmentRules) {
     let f = nft_family(family);
     batch.add_chain(Chain::new(f, TABLE, a.chain.as_str()));
+    batch.flush_chain(f, TABLE, a.chain.as_str());
     for r in &a.rules {
         batch.add_rule(r.to_nft(family));
     }
@@ -731,9 +731,12 @@ impl NftBackend {
         let existing = self.rules_or_empty(family, &wanted.chain)?;
         let mut batch = Batch::new();
         base_batch(&mut batch, family, snat_mark, have_dispatch, have_masq);
-        if let Some(rules) = &existing {
-            // A repeated ADD replaces what the earlier one made.
-            remove_attachment(&mut batch, family, &wanted.chain, &keys_from_rules(rules));
+        if let Some(rules) = existing.as_deref().filter(|r| !r.is_empty()) {
+            // A repeated ADD replaces what the earlier one made (the chain is flushed below).
+            let f = nft_family(family);
+            for key in keys_from_rules(rules) {
+                batch.delete_elements(f, TABLE, key.map(), [key.element(&wanted.chain)]);
+            }
         }
         install_attachment(&mut batch, family, &wanted);
         self.sock.apply(&batch).map_err(|e| {
@@ -767,6 +770,16 @@ impl NftBackend {
         let Some(rules) = self.rules_or_empty(family, chain)? else {
             return Ok(());
         };
+        if rules.is_empty() {
+            // A missing chain may list as empty: delete it if it is there.
+            let mut b = Batch::new();
+            b.delete_chain(nft_family(family), TABLE, chain);
+            return match self.sock.apply(&b) {
+                Ok(()) => Ok(()),
+                Err(e) if is_enoent(&e) => Ok(()),
+                Err(e) => Err(net_err(format!("cannot delete nftables chain {chain}"), e)),
+            };
+        }
         let keys = keys_from_rules(&rules);
         let mut batch = Batch::new();
         remove_attachment(&mut batch, family, chain, &keys);
@@ -802,12 +815,13 @@ impl NftBackend {
         let family = IpFamily::of(container.ip());
         let wanted = attachment_rules(conf, att, container)?;
         let fail = |msg: String| Error::new(crate::CHECK_FAILED, msg);
-        let Some(rules) = self.rules_or_empty(family, &wanted.chain)? else {
+        let rules = self.rules_or_empty(family, &wanted.chain)?.unwrap_or_default();
+        if rules.is_empty() {
             return Err(fail(format!(
                 "nftables chain {} not found in table {TABLE}",
                 wanted.chain
             )));
-        };
+        }
         let mut want: Vec<String> = wanted.rules.iter().filter_map(|r| r.comment.clone()).collect();
         let mut have: Vec<String> = rules.iter().filter_map(|r| r.comment.clone()).collect();
         want.sort();
