@@ -2,7 +2,12 @@
 //! network namespaces `rcni-nft-<pid>-<n>` deleted on drop, also when a test panics, and veth
 //! links between them. Included by the test files with `#[path]`; on its own it has no tests.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::new_without_default
+)]
 
 use std::path::PathBuf;
 use std::process::Command;
