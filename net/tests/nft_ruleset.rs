@@ -568,3 +568,47 @@ fn dnat_rule_forwards_a_tcp_connection() {
         "DNAT keeps the client's source address"
     );
 }
+
+#[test]
+fn anonymous_sets_and_verdict_maps_live_with_their_rule() {
+    let ns = Ns::new();
+    let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
+    let f = Family::Inet;
+    let v4 = |s: &str| SetElement::new([Value::Ip(ip(s))]);
+    let port = |p: u16, v: Verdict| SetElement::new([Value::Port(p)]).verdict(v);
+    let mut b = Batch::new();
+    b.add_table(Table::new(f, "x"))
+        .add_chain(Chain::new(f, "x", "c"))
+        .add_rule(
+            Rule::new(f, "x", "c")
+                .lookup_in(&[Field::IpDaddr], [v4("10.222.0.1"), v4("10.222.0.2")])
+                .drop(),
+        )
+        .add_rule(
+            Rule::new(f, "x", "c")
+                .vmap_in(
+                    &[Field::Dport(L4Proto::Tcp)],
+                    [port(80, Verdict::Accept), port(443, Verdict::Drop)],
+                )
+                .comment("vm"),
+        );
+    nft.apply(&b).unwrap();
+    let text = ns.ruleset();
+    assert!(
+        text.contains("ip daddr { 10.222.0.1, 10.222.0.2 } drop"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tcp dport vmap { 80 : accept, 443 : drop } comment "vm""#),
+        "{text}"
+    );
+
+    // Deleting the rule takes its anonymous map with it.
+    let rule = &nft.rules_with_comment(f, "x", "c", "vm").unwrap()[0];
+    let mut del = Batch::new();
+    del.delete_rule(f, "x", "c", rule.handle);
+    nft.apply(&del).unwrap();
+    let text = ns.ruleset();
+    assert!(!text.contains("vmap"), "{text}");
+    assert!(text.contains("10.222.0.2"), "{text}");
+}

@@ -1,8 +1,10 @@
 //! The atomic batch: every change of one call, applied by the kernel as one transaction.
 
-use super::expr::{NFTA_DATA_VALUE, Verdict};
-use super::object::{Chain, ElementData, Family, MapData, Set, SetElement, Table, key_len};
-use super::rule::{Position, Rule};
+use super::expr::{Expr, NFTA_DATA_VALUE, Verdict};
+use super::object::{
+    Chain, ElementData, Family, MapData, SET_F_ANONYMOUS, SET_F_CONSTANT, Set, SetElement, Table, key_len,
+};
+use super::rule::{ANON_SET_NAME, AnonSet, Position, Rule};
 use super::wire::{Attrs, put_message};
 use crate::error::{Error, Result};
 
@@ -385,7 +387,31 @@ impl Batch {
                     if let Some(why) = &r.invalid {
                         return Err(Error::InvalidArgument(format!("{what}: {why}")));
                     }
-                    let (a, flags) = encode_rule(r);
+                    // Anonymous sets first, each with a batch-wide id the lookup refers to.
+                    let mut ids = Vec::with_capacity(r.anon_sets.len());
+                    for anon in &r.anon_sets {
+                        set_id += 1;
+                        ids.push(set_id);
+                        let (a, elems) = encode_anon_set(r, anon, set_id)?;
+                        push(
+                            &mut out,
+                            NFT_MSG_NEWSET,
+                            NLM_F_CREATE,
+                            r.family,
+                            a,
+                            format!("{what}: anonymous set"),
+                        );
+                        let elem_what = format!("{what}: anonymous set elements");
+                        push(
+                            &mut out,
+                            NFT_MSG_NEWSETELEM,
+                            NLM_F_CREATE,
+                            r.family,
+                            elems,
+                            elem_what,
+                        );
+                    }
+                    let (a, flags) = encode_rule(r, &ids);
                     push(&mut out, NFT_MSG_NEWRULE, NLM_F_CREATE | flags, r.family, a, what);
                 }
                 Op::DeleteRule {
@@ -519,15 +545,34 @@ fn encode_chain(c: &Chain) -> Result<Attrs> {
     Ok(a)
 }
 
-/// The attributes of a NEWRULE and the position flag.
-fn encode_rule(r: &Rule) -> (Attrs, u16) {
+/// The attributes of a NEWRULE and the position flag; `anon_ids` are the batch ids of the
+/// rule's anonymous sets, replacing their indexes in the lookups.
+fn encode_rule(r: &Rule, anon_ids: &[u32]) -> (Attrs, u16) {
     let mut a = Attrs::new();
     a.put_str(1, &r.table); // NFTA_RULE_TABLE
     a.put_str(2, &r.chain); // NFTA_RULE_CHAIN
     a.nest(4, |a| {
         // NFTA_RULE_EXPRESSIONS: one NFTA_LIST_ELEM per expression
         for e in &r.exprs {
-            a.nest(1, |a| e.encode(a));
+            match e {
+                Expr::Lookup {
+                    set,
+                    set_id: Some(index),
+                    sreg,
+                    dreg,
+                    invert,
+                } if set == ANON_SET_NAME => {
+                    let bound = Expr::Lookup {
+                        set: set.clone(),
+                        set_id: anon_ids.get(*index as usize).copied(),
+                        sreg: *sreg,
+                        dreg: *dreg,
+                        invert: *invert,
+                    };
+                    a.nest(1, |a| bound.encode(a));
+                }
+                e => a.nest(1, |a| e.encode(a)),
+            }
         }
     });
     let flags = match r.position {
@@ -546,6 +591,19 @@ fn encode_rule(r: &Rule) -> (Attrs, u16) {
         a.put(7, &comment_udata(comment)); // NFTA_RULE_USERDATA
     }
     (a, flags)
+}
+
+/// NEWSET and NEWSETELEM attributes of a rule's anonymous constant set.
+fn encode_anon_set(r: &Rule, anon: &AnonSet, set_id: u32) -> Result<(Attrs, Attrs)> {
+    let mut set = Set::new(r.family, r.table.clone(), ANON_SET_NAME, &anon.key);
+    set.flags = SET_F_ANONYMOUS | SET_F_CONSTANT;
+    if anon.verdict_map {
+        set = set.map(MapData::Verdict);
+    }
+    let a = encode_set(&set, set_id)?;
+    let mut elems = encode_elements(&r.table, ANON_SET_NAME, &anon.elements, key_len(&anon.key))?;
+    elems.put_u32(4, set_id); // NFTA_SET_ELEM_LIST_SET_ID: the set has no name yet
+    Ok((a, elems))
 }
 
 fn encode_set(s: &Set, set_id: u32) -> Result<Attrs> {
@@ -741,7 +799,7 @@ mod tests {
     #[test]
     fn rule_comment_goes_last_as_userdata() {
         let r = Rule::new(Family::Ip, "t", "c").masquerade().comment("ab");
-        let (a, flags) = encode_rule(&r);
+        let (a, flags) = encode_rule(&r, &[]);
         assert_eq!(flags, NLM_F_APPEND);
         // The tail is NFTA_RULE_USERDATA: len 9, type 7, 00 03 'a' 'b' 00, padding.
         assert_eq!(

@@ -10,7 +10,7 @@ use super::expr::{
     CmpOp, CtKey, Expr, FIB_F_DADDR, FibResult, MetaKey, NAT_RANGE_PROTO_SPECIFIED, NatKind, PayloadBase,
     RTN_LOCAL, Reg, Verdict,
 };
-use super::object::{Family, KeyType};
+use super::object::{Family, KeyType, SetElement};
 
 /// Longest comment accepted: the limit of the `nft` tool (`NFTNL_UDATA_COMMENT_MAXLEN`), so
 /// every ruleset written here can be saved and restored with `nft -f`.
@@ -108,7 +108,21 @@ pub struct Rule {
     /// The `meta l4proto` already checked.
     l4proto: Option<u8>,
     pub(crate) invalid: Option<String>,
+    /// Anonymous constant sets this rule looks up (`ip daddr { a, b }`), added in the same
+    /// batch right before the rule; their lookups carry the index here as a provisional set id.
+    pub(crate) anon_sets: Vec<AnonSet>,
 }
+
+/// An anonymous set (or verdict map) bound to one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AnonSet {
+    pub(crate) key: Vec<KeyType>,
+    pub(crate) verdict_map: bool,
+    pub(crate) elements: Vec<SetElement>,
+}
+
+/// Name of every anonymous set: the kernel replaces `%d` with a free number.
+pub(crate) const ANON_SET_NAME: &str = "__set%d";
 
 impl Rule {
     /// An empty rule for `chain` of `table`.
@@ -123,6 +137,7 @@ impl Rule {
             nfproto: None,
             l4proto: None,
             invalid: None,
+            anon_sets: Vec::new(),
         }
     }
 
@@ -546,6 +561,39 @@ impl Rule {
             invert: false,
         });
         self
+    }
+
+    fn anon_lookup(mut self, fields: &[Field], elements: Vec<SetElement>, verdict_map: bool) -> Self {
+        if elements.is_empty() {
+            return self.invalid("an anonymous set needs at least one element".into());
+        }
+        self = self.load_fields(fields);
+        let index = self.anon_sets.len() as u32;
+        self.anon_sets.push(AnonSet {
+            key: fields.iter().map(|f| f.key_type()).collect(),
+            verdict_map,
+            elements,
+        });
+        self.exprs.push(Expr::Lookup {
+            set: ANON_SET_NAME.into(),
+            set_id: Some(index),
+            sreg: Reg::R1,
+            dreg: verdict_map.then_some(Reg::VERDICT),
+            invert: false,
+        });
+        self
+    }
+
+    /// `FIELDS { e1, e2, ... }`: the key is one of `elements` (an anonymous constant set that
+    /// lives and dies with the rule).
+    pub fn lookup_in(self, fields: &[Field], elements: impl IntoIterator<Item = SetElement>) -> Self {
+        self.anon_lookup(fields, elements.into_iter().collect(), false)
+    }
+
+    /// `FIELDS vmap { k1 : verdict1, ... }` with an anonymous verdict map (elements made with
+    /// [`SetElement::verdict`]).
+    pub fn vmap_in(self, fields: &[Field], elements: impl IntoIterator<Item = SetElement>) -> Self {
+        self.anon_lookup(fields, elements.into_iter().collect(), true)
     }
 
     /// `meta mark set meta mark | BITS`.
