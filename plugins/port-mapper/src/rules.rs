@@ -1,0 +1,299 @@
+//! The port mapper's DNAT rules: Mesos's iptables layout (a NAT chain of the
+//! config's name, rules tagged `container_id: <id>`), or portmap's nftables
+//! layout (an attachment chain, without masquerading, as Mesos has none).
+
+use crate::config::{MapperConf, MapperError, code};
+use ipnetwork::IpNetwork;
+use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, HostFirewalls, PortMapConf, RealHost};
+use portmap::iptables_backend::{IptablesRunner, Rule, SavedTable, ip_port};
+use portmap::mapping::{Attachment, IpFamily};
+use portmap::nft_backend::NftBackend;
+
+/// Mesos's comment tag.
+pub fn comment(container_id: &str) -> String {
+    format!("container_id: {container_id}")
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+/// The jumps into the chain, as Mesos creates them.
+pub fn entry_rules(chain: &str) -> Vec<Rule> {
+    vec![
+        Rule {
+            chain: s("PREROUTING"),
+            tokens: vec![
+                s("-m"),
+                s("addrtype"),
+                s("--dst-type"),
+                s("LOCAL"),
+                s("-j"),
+                s(chain),
+            ],
+        },
+        Rule {
+            chain: s("OUTPUT"),
+            tokens: vec![
+                s("!"),
+                s("-d"),
+                s("127.0.0.0/8"),
+                s("-m"),
+                s("addrtype"),
+                s("--dst-type"),
+                s("LOCAL"),
+                s("-j"),
+                s(chain),
+            ],
+        },
+    ]
+}
+
+/// The container's rules in canonical `iptables-save` form. One excluded
+/// device is `! -i DEV` on the DNAT rule (as Mesos writes it); several are
+/// one RETURN rule each before it, so that every one is honoured.
+pub fn container_rules(conf: &MapperConf, container_id: &str, addr: IpNetwork) -> Vec<Rule> {
+    let tag = comment(container_id);
+    let mut out = Vec::new();
+    for m in &conf.mappings {
+        let p = m.protocol.as_str();
+        let port = [
+            s("-p"),
+            s(p),
+            s("-m"),
+            s(p),
+            s("--dport"),
+            m.host_port.to_string(),
+        ];
+        let tail = [s("-m"), s("comment"), s("--comment"), tag.clone()];
+        let dnat = [
+            s("-j"),
+            s("DNAT"),
+            s("--to-destination"),
+            ip_port(addr.ip(), m.container_port),
+        ];
+        if let [dev] = conf.exclude_devices.as_slice() {
+            let mut t = vec![s("!"), s("-i"), dev.clone()];
+            t.extend(port.iter().cloned());
+            t.extend(tail.iter().cloned());
+            t.extend(dnat.iter().cloned());
+            out.push(Rule {
+                chain: conf.chain.clone(),
+                tokens: t,
+            });
+            continue;
+        }
+        for dev in &conf.exclude_devices {
+            let mut t = vec![s("-i"), dev.clone()];
+            t.extend(port.iter().cloned());
+            t.extend(tail.iter().cloned());
+            t.extend([s("-j"), s("RETURN")]);
+            out.push(Rule {
+                chain: conf.chain.clone(),
+                tokens: t,
+            });
+        }
+        let mut t = port.to_vec();
+        t.extend(tail.iter().cloned());
+        t.extend(dnat.iter().cloned());
+        out.push(Rule {
+            chain: conf.chain.clone(),
+            tokens: t,
+        });
+    }
+    out
+}
+
+/// The restore input for ADD: the chain and its jumps if missing, the rules not yet there.
+pub fn add_batch(saved: &SavedTable, conf: &MapperConf, container_id: &str, addr: IpNetwork) -> String {
+    let mut lines = vec![s("*nat")];
+    if !saved.has_chain(&conf.chain) {
+        lines.push(format!(":{} - [0:0]", conf.chain));
+    }
+    for r in entry_rules(&conf.chain) {
+        if !saved.has_rule(&r) {
+            lines.push(format!("-A {}", r.spec()));
+        }
+    }
+    for r in container_rules(conf, container_id, addr) {
+        if !saved.has_rule(&r) {
+            lines.push(format!("-A {}", r.spec()));
+        }
+    }
+    lines.push(s("COMMIT"));
+    lines.join("\n") + "\n"
+}
+
+/// The restore input for DEL: every rule of the chain tagged with the container.
+pub fn del_batch(saved: &SavedTable, chain: &str, container_id: &str) -> Option<String> {
+    let tag = comment(container_id);
+    let mut lines = vec![s("*nat")];
+    for r in saved.rules.iter().filter(|r| r.chain == chain) {
+        let tagged = r.tokens.windows(2).any(|w| w[0] == "--comment" && w[1] == tag);
+        if tagged {
+            lines.push(format!("-D {}", r.spec()));
+        }
+    }
+    if lines.len() == 1 {
+        return None;
+    }
+    lines.push(s("COMMIT"));
+    Some(lines.join("\n") + "\n")
+}
+
+/// Which backend: the config's, else portmap's default.
+pub fn backend(conf: &MapperConf) -> Result<Backend, MapperError> {
+    match conf.backend.as_deref() {
+        Some("iptables") => Ok(Backend::Iptables),
+        Some("nftables") => Ok(Backend::Nftables),
+        Some(other) => Err(MapperError::new(
+            code::BAD_ARGS,
+            format!("unrecognized backend {other:?}"),
+        )),
+        None if RealHost.has_nftables() => Ok(Backend::Nftables),
+        None => Ok(Backend::Iptables),
+    }
+}
+
+/// portmap's view of the mapper config, for the nftables backend.
+fn portmap_conf(conf: &MapperConf) -> PortMapConf {
+    let mut cond = Vec::new();
+    for dev in &conf.exclude_devices {
+        cond.extend([s("iifname"), s("!="), dev.clone()]);
+    }
+    PortMapConf {
+        name: conf.name.clone(),
+        mappings: conf.mappings.clone(),
+        snat: false,
+        masq_all: false,
+        mark_masq_bit: DEFAULT_MARK_BIT,
+        external_set_mark_chain: None,
+        conditions: Conditions {
+            v4: cond.clone(),
+            v6: cond,
+        },
+        backend: Backend::Nftables,
+        backend_explicit: true,
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> MapperError {
+    MapperError::new(code::PORTMAP, format!("Failed to set up port mappings: {e}"))
+}
+
+/// Installs the rules towards `addrs`.
+pub fn add(
+    conf: &MapperConf,
+    container_id: &str,
+    addrs: &[IpNetwork],
+    runner: &dyn IptablesRunner,
+) -> Result<(), MapperError> {
+    match backend(conf)? {
+        Backend::Iptables => {
+            for addr in addrs {
+                let family = IpFamily::of(addr.ip());
+                let saved = SavedTable::parse(&runner.save_nat(family).map_err(fail)?);
+                runner
+                    .restore(family, &add_batch(&saved, conf, container_id, *addr))
+                    .map_err(fail)?;
+            }
+        }
+        Backend::Nftables => {
+            let pm = portmap_conf(conf);
+            let att = Attachment::new(&conf.name, container_id);
+            let mut nft = NftBackend::new().map_err(fail)?;
+            for addr in addrs {
+                nft.add(&pm, &att, *addr).map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the container's rules (both families); nothing there is success.
+pub fn del(conf: &MapperConf, container_id: &str, runner: &dyn IptablesRunner) -> Result<(), MapperError> {
+    match backend(conf)? {
+        Backend::Iptables => {
+            for family in [IpFamily::V4, IpFamily::V6] {
+                let Ok(text) = runner.save_nat(family) else {
+                    continue;
+                };
+                let saved = SavedTable::parse(&text);
+                if let Some(batch) = del_batch(&saved, &conf.chain, container_id) {
+                    runner.restore(family, &batch).map_err(fail)?;
+                }
+            }
+        }
+        Backend::Nftables => {
+            let att = Attachment::new(&conf.name, container_id);
+            NftBackend::new().and_then(|mut n| n.del(&att)).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(devs: &str) -> MapperConf {
+        MapperConf::parse(
+            format!(
+                r#"{{"name":"mesos","chain":"MESOS-PM","excludeDevices":{devs},"delegate":{{"type":"bridge"}},
+                "args":{{"org.apache.mesos":{{"network_info":{{"port_mappings":[{{"host_port":8080,"container_port":80}}]}}}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn mesos_layout() {
+        let c = conf(r#"["eth1"]"#);
+        let b = add_batch(&SavedTable::default(), &c, "c1", "10.222.9.2/24".parse().unwrap());
+        assert_eq!(
+            b,
+            "*nat\n:MESOS-PM - [0:0]\n\
+             -A PREROUTING -m addrtype --dst-type LOCAL -j MESOS-PM\n\
+             -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j MESOS-PM\n\
+             -A MESOS-PM ! -i eth1 -p tcp -m tcp --dport 8080 -m comment --comment \"container_id: c1\" -j DNAT --to-destination 10.222.9.2:80\n\
+             COMMIT\n"
+        );
+    }
+
+    #[test]
+    fn every_excluded_device_is_honoured() {
+        let c = conf(r#"["eth1","eth2"]"#);
+        let rules: Vec<String> = container_rules(&c, "c1", "10.222.9.2/24".parse().unwrap())
+            .iter()
+            .map(|r| r.tokens.join(" "))
+            .collect();
+        assert_eq!(rules.len(), 3);
+        assert!(rules[0].starts_with("-i eth1 ") && rules[0].ends_with("-j RETURN"));
+        assert!(rules[1].starts_with("-i eth2 ") && rules[1].ends_with("-j RETURN"));
+        assert!(rules[2].ends_with("-j DNAT --to-destination 10.222.9.2:80"));
+    }
+
+    #[test]
+    fn del_removes_only_the_tagged_rules() {
+        let saved = SavedTable::parse(
+            "*nat\n:MESOS-PM - [0:0]\n\
+             -A MESOS-PM -p tcp -m tcp --dport 8080 -m comment --comment \"container_id: c1\" -j DNAT --to-destination 10.222.9.2:80\n\
+             -A MESOS-PM -p tcp -m tcp --dport 8081 -m comment --comment \"container_id: c2\" -j DNAT --to-destination 10.222.9.3:80\n\
+             COMMIT\n",
+        );
+        let b = del_batch(&saved, "MESOS-PM", "c1").unwrap();
+        assert!(
+            b.contains("-D MESOS-PM") && b.contains("c1") && !b.contains("c2"),
+            "{b}"
+        );
+        assert_eq!(del_batch(&saved, "MESOS-PM", "c3"), None);
+        // The nft view excludes every device.
+        let pm = portmap_conf(&conf(r#"["eth1","eth2"]"#));
+        assert_eq!(
+            pm.conditions.v4,
+            ["iifname", "!=", "eth1", "iifname", "!=", "eth2"]
+        );
+        assert!(!pm.snat);
+    }
+}
