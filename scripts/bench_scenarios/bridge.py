@@ -1,0 +1,116 @@
+"""bridge + host-local: ADD and DEL, plain v4, with ipMasq, and dual stack without DAD.
+
+Each column has its own bridge (`rcnib<pid><r|g>`, created by the first ADD, deleted in
+cleanup) and its own host-local data dir and subnet inside 10.222.0.0/16 / fd00:222::/48.
+Every ADD run is released by an untimed DEL of the same implementation, every DEL run's
+attachment is made by an untimed ADD, so each run starts from the same state.
+
+ipMasq: rcni uses the nftables backend in-process (`ipMasqBackend: nftables`); Go 1.1.1 does
+not know the field and uses iptables, its only backend, as it does by default on every
+version. isGateway is off so the host's forwarding sysctls are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bench_lib import Exec, Scenario
+
+from .common import RSS_KB, conf
+
+SUBNETS = {"rcni": ("10.222.200.0/24", "fd00:222:c8::/64"), "go": ("10.222.201.0/24", "fd00:222:c9::/64"),
+           "floor": ("10.222.202.0/24", "fd00:222:ca::/64")}
+
+
+def _bridge(col) -> str:
+    return "rcnib%d%s" % (os.getpid() % 100000, col.kind[0])
+
+
+def _prepare(col):
+    data = os.path.join(col.tmpdir, "data")
+    os.makedirs(data, mode=0o755)
+    col.state["data_dir"] = data
+
+
+def _cleanup(col):
+    col.sh("ip", "link", "del", _bridge(col), check=False)
+
+
+def _conf(run, masq: bool, dual: bool) -> dict:
+    v4, v6 = SUBNETS[run.col.kind]
+    ranges = [[{"subnet": v4}]] + ([[{"subnet": v6}]] if dual else [])
+    c = conf("bridge", bridge=_bridge(run.col),
+             ipam={"type": "host-local", "ranges": ranges, "dataDir": run.col.state["data_dir"]})
+    if masq:
+        c["ipMasq"] = True
+        c["ipMasqBackend"] = "nftables"
+    if dual:
+        c["enabledad"] = False
+    return c
+
+
+def _fresh(masq: bool, dual: bool):
+    def setup(run):
+        run.state["netns"] = run.netns()
+        run.state["conf"] = _conf(run, masq, dual)
+    return setup
+
+
+def _added(masq: bool, dual: bool):
+    def setup(run):
+        _fresh(masq, dual)(run)
+        run.exec(Exec("bridge", "ADD", run.state["conf"], netns=run.state["netns"]))
+        run.state["added"] = True
+    return setup
+
+
+def _release(run):
+    # After an ADD run: DEL it (untimed). After a DEL run: DEL again is a no-op.
+    if "conf" in run.state and run.kind != "floor":
+        run.exec(Exec("bridge", "DEL", run.state["conf"], netns=run.state["netns"]))
+
+
+def _add(run):
+    return [Exec("bridge", "ADD", run.state["conf"], netns=run.state["netns"])]
+
+
+def _del(run):
+    return [Exec("bridge", "DEL", run.state["conf"], netns=run.state["netns"])]
+
+
+def _verify_add(run, results):
+    out = results[-1].json()
+    names = [i.get("name") for i in out.get("interfaces", [])]
+    if len(names) < 3 or names[0] != _bridge(run.col) or not (names[1] or "").startswith("veth"):
+        return "unexpected interfaces: %s" % names
+    if not out.get("ips"):
+        return "no ips in result"
+    return None
+
+
+def _scenario(name, desc, masq, dual, verb, targets):
+    return Scenario(
+        name=name,
+        description=desc,
+        setup=_fresh(masq, dual) if verb == "add" else _added(masq, dual),
+        timed=_add if verb == "add" else _del,
+        teardown=_release,
+        verify=_verify_add if verb == "add" else None,
+        prepare=_prepare,
+        cleanup=_cleanup,
+        plugins=["bridge", "host-local"],
+        runs=60,
+        targets=targets,
+    )
+
+
+SCENARIOS = [
+    _scenario("bridge-add", "bridge+host-local ADD, v4", False, False, "add",
+              {"min_ratio": 2.5, "max_rss_kb": RSS_KB}),
+    _scenario("bridge-del", "bridge+host-local DEL, v4", False, False, "del", {"min_ratio": 1.5}),
+    _scenario("bridge-masq-add", "bridge+host-local ADD with ipMasq (rcni: nftables in-process; Go: iptables)",
+              True, False, "add", {"min_ratio": 8.0}),
+    _scenario("bridge-masq-del", "bridge+host-local DEL with ipMasq", True, False, "del", {}),
+    _scenario("bridge-dual-add", "bridge+host-local ADD, dual stack, enabledad=false", False, True, "add", {}),
+    _scenario("bridge-dual-del", "bridge+host-local DEL, dual stack", False, True, "del", {}),
+]
