@@ -19,7 +19,7 @@
 //! `netlink-packet-netfilter` 0.4 has nf_tables message types, but no `nat`, `masq`, `fib`,
 //! `ct` or `counter` expressions, no batch framing and no userdata; mixing its types with
 //! hand-made attributes for half of each rule would be harder to read and to test than the
-//! small encoder here ([`wire`]: TLVs, big-endian integers, nested flags). Conntrack messages
+//! small encoder here (`wire.rs`: TLVs, big-endian integers, nested flags). Conntrack messages
 //! do come from that crate (see [`crate::conntrack`]).
 //!
 //! ```no_run
@@ -67,4 +67,4 @@ pub use object::{
     SET_F_CONCAT, SET_F_CONSTANT, SET_F_INTERVAL, SET_F_MAP, Set, SetElement, Table, Value, priority,
 };
 pub use rule::{COMMENT_MAX_LEN, Field, L4Proto, Position, Rule};
-pub use socket::{BATCH_RETRIES, DUMP_RETRIES, NetfilterSocket};
+pub use socket::{BATCH_RETRIES, DUMP_RETRIES, NetfilterSocket, RECV_TIMEOUT_SECS};

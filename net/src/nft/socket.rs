@@ -31,6 +31,9 @@ pub const BATCH_RETRIES: u32 = 3;
 /// How often a dump is restarted when the kernel flags it as interrupted by a concurrent change.
 pub const DUMP_RETRIES: u32 = 5;
 
+/// How long one receive waits for the kernel before giving up.
+pub const RECV_TIMEOUT_SECS: i64 = 30;
+
 /// `ERESTART` as userspace sees it (Linux errno 85); `nix` does not export it on every target.
 const ERESTART: i32 = 85;
 
@@ -60,16 +63,38 @@ impl NetfilterSocket {
         let _ = socket.set_ext_ack(true);
         let _ = socket.set_cap_ack(true);
         let _ = socket.set_rx_buf_sz(SO_RCVBUF_SIZE);
-        Ok(NetfilterSocket {
+        let nf = NetfilterSocket {
             socket,
             seq: 0,
             buf: Vec::with_capacity(RECV_BUF_SIZE),
-        })
+        };
+        nf.set_recv_timeout(RECV_TIMEOUT_SECS);
+        Ok(nf)
     }
 
     /// Opens a socket inside `netns` (the calling thread enters it and comes back).
     pub fn new_in(netns: &Netns) -> Result<Self> {
         netns.run(NetfilterSocket::new)?
+    }
+
+    /// Bounds every wait for the kernel, so a plugin cannot hang on a lost answer; a timeout
+    /// surfaces as [`Error::Io`] with `EAGAIN`. Best effort: without it waits are unbounded.
+    fn set_recv_timeout(&self, secs: i64) {
+        let tv = libc::timeval {
+            tv_sec: secs as libc::time_t,
+            tv_usec: 0,
+        };
+        // SAFETY: the fd is a valid open socket owned by `self.socket`; the option value points
+        // to a live timeval and its exact size is passed.
+        let _ = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
     }
 
     fn next_seq(&mut self) -> u32 {
