@@ -446,6 +446,10 @@ fn failed_batch_names_the_message_and_changes_nothing() {
     del.delete_rule(f, "t", "c", 1);
     assert!(nft.apply(&del).unwrap_err().is_not_found());
 
+    // Listing what does not exist is empty, not an error.
+    assert!(nft.rules(f, "nope", "c").unwrap().is_empty());
+    assert!(nft.chains(f, "nope").unwrap().is_empty());
+
     // A rule the builder rejected never reaches the kernel.
     let mut b = Batch::new();
     b.add_rule(Rule::new(f, "t", "c").daddr(ip("fd00::1")).accept());

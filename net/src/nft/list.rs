@@ -52,8 +52,8 @@ pub struct TableInfo {
 }
 
 impl NetfilterSocket {
-    /// The rules of `chain` in `table`, in chain order. A missing table or chain gives an
-    /// `ENOENT` error ([`crate::Error::is_not_found`]).
+    /// The rules of `chain` in `table`, in chain order. A missing table or chain lists as
+    /// empty, so DEL needs no existence check first.
     pub fn rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {
         let mut a = Attrs::new();
         a.put_str(1, table); // NFTA_RULE_TABLE
@@ -82,7 +82,7 @@ impl NetfilterSocket {
             .collect())
     }
 
-    /// The chains of `table`.
+    /// The chains of `table` (empty when the table does not exist).
     pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<ChainInfo>> {
         let mut a = Attrs::new();
         a.put_str(1, table); // NFTA_CHAIN_TABLE
