@@ -1,0 +1,378 @@
+//! portmap and mesos-cni-port-mapper end to end, as root, inside throw-away
+//! namespaces: a "host" netns where the plugins run (`ip netns exec`), so the
+//! real host's firewall is never touched, and container namespaces on a
+//! bridge made by Go's bridge + host-local (10.222.0.0/16 only).
+
+use rcni_integration_tests::{
+    GO_PLUGIN_DIR, Invocation, Netns, TempDir, exec, go_plugin, is_root, rcni_plugin,
+};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SUBNET: AtomicU32 = AtomicU32::new(0);
+
+/// A script that runs `binary` inside the host namespace.
+fn in_host(dir: &TempDir, host: &Netns, binary: &Path) -> PathBuf {
+    let name = binary.file_name().unwrap().to_string_lossy().to_string();
+    let p = dir.path().join(format!("in-host-{name}"));
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
+            host.name(),
+            binary.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["+x", p.to_str().unwrap()])
+        .status()
+        .unwrap();
+    p
+}
+
+struct World {
+    dir: TempDir,
+    host: Netns,
+    bridge: String,
+    subnet: String,
+    gw: String,
+}
+
+impl World {
+    fn new() -> World {
+        let n = 100 + (std::process::id() % 50) * 2 + SUBNET.fetch_add(1, Ordering::Relaxed);
+        let host = Netns::new();
+        Command::new("ip")
+            .args(["-n", host.name(), "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        World {
+            dir: TempDir::new(),
+            host,
+            bridge: format!("pmbr{}", n),
+            subnet: format!("10.222.{n}.0/24"),
+            gw: format!("10.222.{n}.1"),
+        }
+    }
+
+    fn bridge_conf(&self) -> Value {
+        json!({"cniVersion":"1.0.0","name":"pmtest","type":"bridge","bridge":self.bridge,"isGateway":true,
+               "hairpinMode":true,"ipam":{"type":"host-local","subnet":self.subnet,
+               "dataDir": self.dir.path().join("ipam")}})
+    }
+
+    /// Go's bridge: the container's interface and address.
+    fn attach(&self, cid: &str, c: &Netns) -> Value {
+        let bridge = in_host(&self.dir, &self.host, &go_plugin("bridge").unwrap());
+        let mut inv = Invocation::new(
+            "ADD",
+            cid,
+            c.path().to_str().unwrap(),
+            "eth0",
+            &self.bridge_conf(),
+        );
+        inv.path = Some(GO_PLUGIN_DIR.into());
+        exec(&bridge, &inv).assert_ok().json.clone()
+    }
+
+    fn detach(&self, cid: &str, c: &Netns) {
+        let bridge = in_host(&self.dir, &self.host, &go_plugin("bridge").unwrap());
+        let mut inv = Invocation::new(
+            "DEL",
+            cid,
+            c.path().to_str().unwrap(),
+            "eth0",
+            &self.bridge_conf(),
+        );
+        inv.path = Some(GO_PLUGIN_DIR.into());
+        exec(&bridge, &inv).assert_ok();
+    }
+
+    fn portmap(
+        &self,
+        binary: &Path,
+        verb: &str,
+        cid: &str,
+        c: &Netns,
+        conf: &Value,
+    ) -> rcni_integration_tests::Outcome {
+        let wrapped = in_host(&self.dir, &self.host, binary);
+        exec(
+            &wrapped,
+            &Invocation::new(verb, cid, c.path().to_str().unwrap(), "eth0", conf),
+        )
+    }
+
+    fn host_sh(&self, script: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.host.name(), "sh", "-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn pm_conf(backend: &str, prev: &Value) -> Value {
+    json!({"cniVersion":"1.0.0","name":"pmtest","type":"portmap","backend":backend,"prevResult":prev,
+           "runtimeConfig":{"portMappings":[
+               {"hostPort":18080,"containerPort":80,"protocol":"tcp"},
+               {"hostPort":15353,"containerPort":53,"protocol":"udp"}]}})
+}
+
+/// TCP on 80 and UDP on 53 in the container: each answers "ok".
+struct Listeners(Child);
+
+impl Listeners {
+    fn start(c: &Netns) -> Listeners {
+        let py = r#"
+import socket, threading
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("0.0.0.0", 80)); t.listen(16)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 53))
+def udp():
+    while True:
+        d, a = u.recvfrom(100); u.sendto(b"ok", a)
+threading.Thread(target=udp, daemon=True).start()
+while True:
+    s, a = t.accept(); s.sendall(b"ok"); s.close()
+"#;
+        let child = Command::new("ip")
+            .args(["netns", "exec", c.name(), "python3", "-c", py])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        Listeners(child)
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Connects from inside `ns` to addr:port over TCP and UDP; true for each that answered.
+fn reach(ns: &str, addr: &str, tcp_port: u16, udp_port: u16) -> (bool, bool) {
+    let py = format!(
+        r#"
+import socket
+try:
+    s = socket.create_connection(("{addr}", {tcp_port}), timeout=1.5); print("tcp", s.recv(10) == b"ok")
+except Exception: print("tcp False")
+try:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1.5); u.sendto(b"x", ("{addr}", {udp_port}))
+    print("udp", u.recvfrom(10)[0] == b"ok")
+except Exception: print("udp False")
+"#
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &py])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    (text.contains("tcp True"), text.contains("udp True"))
+}
+
+fn skip() -> bool {
+    if !is_root() || go_plugin("bridge").is_none() {
+        eprintln!("skipped: needs root and Go's bridge in {GO_PLUGIN_DIR}");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn nftables_ports_reach_container_from_host_localhost_and_neighbour_then_del_leaves_nothing() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let prev = w.attach("pm-c1", &c1);
+    w.attach("pm-c2", &c2);
+    let conf = pm_conf("nftables", &prev);
+    let pm = rcni_plugin("portmap");
+    let out = w.portmap(&pm, "ADD", "pm-c1", &c1, &conf);
+    out.assert_ok();
+    assert_eq!(
+        out.json["ips"], prev["ips"],
+        "the previous result is passed through"
+    );
+    w.portmap(&pm, "CHECK", "pm-c1", &c1, &conf).assert_ok();
+    let _l = Listeners::start(&c1);
+    assert_eq!(
+        reach(w.host.name(), &w.gw, 18080, 15353),
+        (true, true),
+        "from the host"
+    );
+    assert_eq!(
+        reach(w.host.name(), "127.0.0.1", 18080, 15353),
+        (true, true),
+        "from localhost"
+    );
+    assert_eq!(
+        reach(c2.name(), &w.gw, 18080, 15353),
+        (true, true),
+        "from a neighbour"
+    );
+    assert_eq!(reach(c1.name(), &w.gw, 18080, 15353), (true, true), "hairpin");
+
+    w.portmap(&pm, "DEL", "pm-c1", &c1, &conf).assert_ok();
+    w.portmap(&pm, "DEL", "pm-c1", &c1, &conf).assert_ok();
+    assert_eq!(
+        reach(w.host.name(), &w.gw, 18080, 15353),
+        (false, false),
+        "after DEL"
+    );
+    let ruleset = w.host_sh("nft list ruleset");
+    assert!(!ruleset.contains("cni-dn-"), "{ruleset}");
+    assert!(
+        !ruleset.contains("18080") && !ruleset.contains("15353"),
+        "{ruleset}"
+    );
+    assert!(
+        w.portmap(&pm, "CHECK", "pm-c1", &c1, &conf).status != 0,
+        "CHECK after DEL fails"
+    );
+    w.detach("pm-c1", &c1);
+    w.detach("pm-c2", &c2);
+}
+
+#[test]
+fn nftables_second_container_on_a_taken_port_is_refused_and_undone() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let p1 = w.attach("pm-a", &c1);
+    let p2 = w.attach("pm-b", &c2);
+    let pm = rcni_plugin("portmap");
+    w.portmap(&pm, "ADD", "pm-a", &c1, &pm_conf("nftables", &p1))
+        .assert_ok();
+    let out = w.portmap(&pm, "ADD", "pm-b", &c2, &pm_conf("nftables", &p2));
+    assert_ne!(out.status, 0);
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("already published"),
+        "{}",
+        out.stdout
+    );
+    let ruleset = w.host_sh("nft list ruleset");
+    assert_eq!(
+        ruleset.matches("chain cni-dn-").count(),
+        1,
+        "the failed ADD left nothing: {ruleset}"
+    );
+    // GC with only pm-b valid removes pm-a's rules.
+    let gc = json!({"cniVersion":"1.1.0","name":"pmtest","type":"portmap","backend":"nftables",
+                    "cni.dev/valid-attachments":[{"containerID":"pm-b","ifname":"eth0"}]});
+    let wrapped = in_host(&w.dir, &w.host, &pm);
+    let mut inv = Invocation::new("GC", "", "", "", &gc);
+    inv.container_id = None;
+    inv.netns = None;
+    inv.ifname = None;
+    exec(&wrapped, &inv).assert_ok();
+    assert!(!w.host_sh("nft list ruleset").contains("cni-dn-"));
+    w.detach("pm-a", &c1);
+    w.detach("pm-b", &c2);
+}
+
+#[test]
+fn iptables_backend_interoperates_with_go_portmap_both_ways() {
+    if skip() || go_plugin("portmap").is_none() {
+        return;
+    }
+    let w = World::new();
+    let c1 = Netns::new();
+    let prev = w.attach("pm-go", &c1);
+    let conf = pm_conf("iptables", &prev);
+    let ours = rcni_plugin("portmap");
+    let go = go_plugin("portmap").unwrap();
+    let _l = Listeners::start(&c1);
+    for (adder, deleter) in [(&ours, &go), (&go, &ours)] {
+        w.portmap(adder, "ADD", "pm-go", &c1, &conf).assert_ok();
+        assert_eq!(reach(w.host.name(), &w.gw, 18080, 15353), (true, true));
+        assert_eq!(reach(w.host.name(), "127.0.0.1", 18080, 15353), (true, true));
+        // Ours CHECKs what either made (Go 1.1.1's CHECK also wants IPv6 rules for a v4-only
+        // container, a bug fixed in later Go versions).
+        w.portmap(&ours, "CHECK", "pm-go", &c1, &conf).assert_ok();
+        w.portmap(deleter, "DEL", "pm-go", &c1, &conf).assert_ok();
+        let saved = w.host_sh("iptables-save -t nat");
+        assert!(!saved.contains("CNI-DN-"), "{saved}");
+        assert!(!saved.contains("pm-go"), "{saved}");
+    }
+    // Same rules, byte for byte.
+    w.portmap(&go, "ADD", "pm-go", &c1, &conf).assert_ok();
+    let by_go = w.host_sh("iptables-save -t nat | grep -v '^#'");
+    w.portmap(&go, "DEL", "pm-go", &c1, &conf).assert_ok();
+    w.portmap(&ours, "ADD", "pm-go", &c1, &conf).assert_ok();
+    let by_us = w.host_sh("iptables-save -t nat | grep -v '^#'");
+    w.portmap(&ours, "DEL", "pm-go", &c1, &conf).assert_ok();
+    assert_eq!(by_go, by_us);
+    w.detach("pm-go", &c1);
+}
+
+#[test]
+fn bad_input_is_an_error_json_not_a_panic() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let c1 = Netns::new();
+    let pm = rcni_plugin("portmap");
+    let no_prev = json!({"cniVersion":"1.0.0","name":"pmtest","type":"portmap",
+                         "runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":1,"protocol":"tcp"}]}});
+    w.portmap(&pm, "ADD", "x", &c1, &no_prev).assert_code(7);
+    let bad = json!({"cniVersion":"1.0.0","name":"pmtest","type":"portmap","prevResult":{"cniVersion":"1.0.0"},
+                     "runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":1,"protocol":"tcp"}]}});
+    w.portmap(&pm, "ADD", "x", &c1, &bad).assert_code(7);
+    let conflict = json!({"cniVersion":"1.0.0","name":"pmtest","type":"portmap","backend":"nftables",
+                          "externalSetMarkChain":"KUBE-MARK-MASQ"});
+    w.portmap(&pm, "DEL", "x", &c1, &conflict).assert_code(7);
+}
+
+#[test]
+fn mesos_port_mapper_runs_its_delegate_and_tags_rules() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let c1 = Netns::new();
+    let mapper = in_host(&w.dir, &w.host, &rcni_plugin("mesos-cni-port-mapper"));
+    let _l = Listeners::start(&c1);
+    for backend in ["iptables", "nftables"] {
+        let mut delegate = w.bridge_conf();
+        delegate["cniVersion"] = json!("0.3.1");
+        let conf = json!({"name":"pmtest","type":"mesos-cni-port-mapper","chain":"MESOS-PM-TEST","backend":backend,
+            "excludeDevices":["eth9","eth8"],"delegate":delegate,
+            "args":{"org.apache.mesos":{"network_info":{"port_mappings":[
+                {"host_port":18080,"container_port":80},{"host_port":15353,"container_port":53,"protocol":"udp"}]}}}});
+        let mut inv = Invocation::new("ADD", "mesos-c1", c1.path().to_str().unwrap(), "eth0", &conf);
+        inv.path = Some(GO_PLUGIN_DIR.into());
+        exec(&mapper, &inv).assert_ok();
+        assert_eq!(
+            reach(w.host.name(), &w.gw, 18080, 15353),
+            (true, true),
+            "{backend}"
+        );
+        inv.command = Some("DEL".into());
+        exec(&mapper, &inv).assert_ok();
+        assert_eq!(
+            reach(w.host.name(), &w.gw, 18080, 15353),
+            (false, false),
+            "{backend}"
+        );
+        assert!(
+            !w.host_sh("iptables-save -t nat")
+                .contains("container_id: mesos-c1")
+        );
+        assert!(!w.host_sh("nft list ruleset").contains("cni-dn-"));
+        inv.command = Some("CHECK".into());
+        let out = exec(&mapper, &inv);
+        assert_eq!((out.status, out.code()), (1, Some(104)));
+    }
+}
