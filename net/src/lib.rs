@@ -31,10 +31,13 @@
 
 pub mod addr;
 pub mod bridge_vlan;
+pub mod conntrack;
 pub mod error;
+pub mod iptables;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod route;
 pub mod sysctl;
 
