@@ -137,9 +137,10 @@ fn slot_offset(slot: u64) -> u64 {
     HEADER_LEN + slot * SLOT_LEN
 }
 
-/// The smallest power-of-two table that keeps `n` entries at most a quarter full.
+/// The smallest power-of-two table that keeps `n` entries at most a third full
+/// (the file is read by Go's directory walks, so it should not be much larger).
 fn slots_for(n: u64) -> u64 {
-    n.saturating_mul(4).max(MIN_SLOTS).next_power_of_two()
+    n.saturating_mul(3).max(MIN_SLOTS).next_power_of_two()
 }
 
 fn corrupt(what: &str) -> io::Error {
