@@ -33,6 +33,7 @@ pub mod addr;
 pub mod bridge_vlan;
 pub mod conntrack;
 pub mod error;
+pub mod hash;
 pub mod iptables;
 pub mod link;
 pub mod netlink;

@@ -8,7 +8,6 @@ mod check;
 mod config;
 mod del;
 mod gc;
-mod hash;
 mod ipam;
 mod l3;
 mod masquerade;

@@ -17,7 +17,7 @@ use ipnetwork::IpNetwork;
 
 use crate::config::MasqBackend;
 use crate::gc::ValidAttachment;
-use crate::hash::sha512_hex;
+use cni_net::hash::sha512_hex;
 use crate::masquerade_iptables;
 
 /// Go's table, chain and comments.
@@ -55,7 +55,7 @@ impl Attachment {
         format!(
             "{}-{}",
             network_hash(&self.network),
-            sha512_hex(&format!("{}:{}", self.ifname, self.container_id), 16)
+            sha512_hex(format!("{}:{}", self.ifname, self.container_id).as_bytes(), 16)
         )
     }
 
@@ -81,7 +81,7 @@ impl Attachment {
 
 /// The nftables comment prefix of every rule of `network`.
 pub fn network_hash(network: &str) -> String {
-    sha512_hex(network, 16)
+    sha512_hex(network.as_bytes(), 16)
 }
 
 /// Go's default: iptables when it is installed, else nftables.

@@ -12,12 +12,12 @@ use cni::{Error, Result};
 use ipnetwork::IpNetwork;
 
 use crate::gc::ValidAttachment;
-use crate::hash::sha512_hex;
+use cni_net::hash::sha512_hex;
 use crate::masquerade::Attachment;
 
 /// Go's `FormatChainName`: `CNI-` + the first 24 hex digits of sha512(name + id).
 pub fn chain_name(network: &str, container_id: &str) -> String {
-    format!("CNI-{}", sha512_hex(&format!("{network}{container_id}"), 24))
+    format!("CNI-{}", sha512_hex(format!("{network}{container_id}").as_bytes(), 24))
 }
 
 /// Go's `FormatComment`: `name: "<net>" id: "<cid>"` (Go `%q` quoting).
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn chain_name_is_gos() {
         // sha512("mynet" + "cid1") hex starts with these 24 digits.
-        let want = format!("CNI-{}", &sha512_hex("mynetcid1", 24));
+        let want = format!("CNI-{}", &sha512_hex(b"mynetcid1", 24));
         assert_eq!(chain_name("mynet", "cid1"), want);
         assert_eq!(chain_name("mynet", "cid1").len(), 28);
     }
