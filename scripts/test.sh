@@ -11,6 +11,8 @@ command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
 [ -x /usr/lib/cni/loopback ] || need_pkgs+=(containernetworking-plugins)
 [ -x /usr/bin/time ] || need_pkgs+=(time)
+command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "== installing ${need_pkgs[*]}"
