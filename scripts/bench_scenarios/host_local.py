@@ -7,7 +7,12 @@ rcni: the first call after files appeared behind its back rebuilds its index, on
 Each run's ADD is released by an untimed DEL and each DEL's reservation is made by an
 untimed ADD, so every run sees the same number of reservations.
 
-`host-local-{add,del}-N` works for any N up to 65,000 (`--scenario host-local-add-20000`).
+`host-local-add-wrapped-N` is the worst case of the round robin: `last_reserved_ip.0` is
+reset before each run to just before the N reservations, as after a wrap-around, so the
+allocator must get past all of them (Go tries an O_EXCL create on each).
+
+`host-local-{add,del,add-wrapped}-N` works for any N up to 65,000
+(`--scenario host-local-add-20000`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,13 @@ def _prepare(count: int):
         col.exec(Exec("host-local", "ADD", cfg, netns=col.state["netns"], containerid="warmup"))
         col.exec(Exec("host-local", "DEL", cfg, netns=col.state["netns"], containerid="warmup"))
     return prepare
+
+
+def _rewind(run):
+    """Round robin back to just before the existing reservations (file rewritten in
+    place, as Go does: the directory itself does not change)."""
+    with open(os.path.join(run.col.state["store"], "last_reserved_ip.0"), "w") as f:
+        f.write(str(ipaddress.ip_address(FIRST - 1)))
 
 
 def _cleanup(col):
@@ -149,17 +161,35 @@ def host_local_del(count: int, default: bool = True) -> Scenario:
     )
 
 
+def host_local_add_wrapped(count: int, default: bool = False) -> Scenario:
+    return Scenario(
+        name="host-local-add-wrapped-%d" % count,
+        description="host-local ADD that must skip %d reservations in a row (after a wrap-around)" % count,
+        prepare=_prepare(count),
+        cleanup=_cleanup,
+        setup=_rewind,
+        timed=_add,
+        teardown=_release,
+        verify=_verify_add,
+        plugins=["host-local"],
+        runs=_runs(count),
+        default=default,
+        targets={"max_rss_kb": RSS_KB},
+    )
+
+
 def make(name):
-    """host-local-add-N / host-local-del-N: ADD or DEL with N existing reservations."""
-    m = re.fullmatch(r"host-local-(add|del)-(\d+)", name)
+    """host-local-add-N / host-local-del-N / host-local-add-wrapped-N: N existing reservations."""
+    m = re.fullmatch(r"host-local-(add|del|add-wrapped)-(\d+)", name)
     if not m or int(m.group(2)) > 65000:
         return None
     n = int(m.group(2))
-    return host_local_add(n) if m.group(1) == "add" else host_local_del(n)
+    return {"add": host_local_add, "del": host_local_del, "add-wrapped": host_local_add_wrapped}[m.group(1)](n)
 
 
 SCENARIOS = [
     host_local_add(0), host_local_add(1000), host_local_add(10000),
     host_local_del(0), host_local_del(1000), host_local_del(10000),
     host_local_add(50000, default=False), host_local_del(50000, default=False),
+    host_local_add_wrapped(10000), host_local_add_wrapped(50000),
 ]

@@ -3,6 +3,7 @@
 //! round-robin order. Messages are Go's; a failure releases exactly what
 //! this call reserved.
 
+use crate::addr;
 use crate::config::IpamConfig;
 use crate::range_set::RangeSet;
 use crate::reservations::{Attachment, Reservations};
@@ -90,10 +91,28 @@ fn allocate_one(
             )));
         }
     }
-    let candidates = set.candidates(res.last_reserved(idx)).map(|(ip, _)| ip);
-    res.reserve_first(who, idx, candidates)?
+    let mut candidates = set.candidates(res.last_reserved(idx)).map(|(ip, _)| ip);
+    if let Some(ip) = res.reserve_first(who, idx, candidates.by_ref().take(LINK_TRIES))? {
+        return Ok(ip);
+    }
+    // A dense stretch (after a wrap-around, say): Go would try one O_EXCL
+    // create per taken address, tens of thousands of syscalls. The index
+    // knows every taken address, so skip them in memory and only try the
+    // ones it believes free (the link still decides).
+    let mut taken: Vec<u128> = res
+        .addresses_where(|ip| set.contains(ip))?
+        .into_iter()
+        .map(addr::to_u128)
+        .collect();
+    taken.sort_unstable();
+    let free = |ip: &IpAddr| taken.binary_search(&addr::to_u128(*ip)).is_err();
+    res.reserve_first(who, idx, candidates.filter(free))?
         .ok_or_else(|| Error::internal(format!("no IP addresses available in range set: {set}")))
 }
+
+/// Round-robin candidates tried by link attempts before the index is used
+/// to skip taken addresses: the next one is almost always free.
+const LINK_TRIES: usize = 32;
 
 /// Releases what this call reserved, best effort: the caller is already failing.
 fn undo(res: &mut Reservations, who: &Attachment, reserved: &[IpAddr]) {

@@ -138,7 +138,6 @@ pub fn status(cmd: &CmdArgs) -> Result<(), Error> {
         return Ok(());
     };
     let total = u128::from(res.count());
-    let mut entries = None;
     for set in &config.range_sets {
         let capacity = set.capacity();
         // Fewer reservations in the whole store than the set has addresses:
@@ -146,14 +145,7 @@ pub fn status(cmd: &CmdArgs) -> Result<(), Error> {
         if total < capacity {
             continue;
         }
-        if entries.is_none() {
-            entries = Some(res.entries()?);
-        }
-        let used = entries
-            .iter()
-            .flatten()
-            .filter(|e| set.is_allocatable(e.ip))
-            .count() as u128;
+        let used = res.addresses_where(|ip| set.is_allocatable(ip))?.len() as u128;
         if used >= capacity {
             return Err(Error::new(
                 Code::UNAVAILABLE,

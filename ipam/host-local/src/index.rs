@@ -329,21 +329,34 @@ impl Index {
         Ok(())
     }
 
-    /// Every live slot: one sequential read of the table, for GC and STATUS.
-    pub fn entries(&self) -> io::Result<Vec<Entry>> {
-        let len = usize::try_from(self.header.slots * SLOT_LEN).map_err(|_| corrupt("too large"))?;
-        let mut table = vec![0u8; len];
-        self.file.read_exact_at(&mut table, HEADER_LEN)?;
-        let mut out = Vec::with_capacity(usize::try_from(self.header.live).unwrap_or(0));
-        for (slot, raw) in table.chunks_exact(SLOT_LEN as usize).enumerate() {
-            if let Some((LIVE, key, ip)) = decode_slot(raw) {
-                out.push(Entry {
-                    slot: slot as u64,
-                    key,
-                    ip,
-                });
+    /// Calls `visit` with every live slot, reading the table sequentially in
+    /// 64 KiB pieces (the whole table of 50,000 reservations is 8 MiB).
+    pub fn for_each(&self, mut visit: impl FnMut(Entry)) -> io::Result<()> {
+        const PIECE_SLOTS: u64 = 2048;
+        let mut buf = vec![0u8; (PIECE_SLOTS * SLOT_LEN) as usize];
+        let mut slot = 0u64;
+        while slot < self.header.slots {
+            let n = PIECE_SLOTS.min(self.header.slots - slot);
+            let bytes = usize::try_from(n * SLOT_LEN).map_err(|_| corrupt("too large"))?;
+            self.file.read_exact_at(&mut buf[..bytes], slot_offset(slot))?;
+            for (i, raw) in buf[..bytes].chunks_exact(SLOT_LEN as usize).enumerate() {
+                if let Some((LIVE, key, ip)) = decode_slot(raw) {
+                    visit(Entry {
+                        slot: slot + i as u64,
+                        key,
+                        ip,
+                    });
+                }
             }
+            slot += n;
         }
+        Ok(())
+    }
+
+    /// Every live slot, for GC and rehashing.
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::with_capacity(usize::try_from(self.header.live).unwrap_or(0));
+        self.for_each(|e| out.push(e))?;
         Ok(out)
     }
 }

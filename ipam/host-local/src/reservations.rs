@@ -199,6 +199,19 @@ impl Reservations {
             .map_err(|e| self.err("cannot read the index", &e))
     }
 
+    /// Every reserved address `keep` accepts (one sequential read of the table, no file reads).
+    pub fn addresses_where(&self, mut keep: impl FnMut(IpAddr) -> bool) -> Result<Vec<IpAddr>, Error> {
+        let mut out = Vec::new();
+        self.index
+            .for_each(|e| {
+                if keep(e.ip) {
+                    out.push(e.ip);
+                }
+            })
+            .map_err(|e| self.err("cannot read the index", &e))?;
+        Ok(out)
+    }
+
     /// How many reservations the index holds.
     pub fn count(&self) -> u64 {
         self.index.live()

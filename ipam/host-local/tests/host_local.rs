@@ -526,3 +526,38 @@ fn many_reservations_keep_working_across_index_growth() {
     owners.dedup();
     assert_eq!(owners.len(), left.len(), "one address per attachment");
 }
+
+#[test]
+fn a_dense_stretch_after_wrap_around_is_skipped() {
+    let dir = DataDir::new("dense");
+    let c = conf("1.1.0", "mynet", &dir, json!({"subnet": "10.5.0.0/20"}));
+    Call::new(OURS, "ADD", "first").run(&c).ok(); // 10.5.0.2
+    let store = dir.net("mynet");
+    // 3,000 addresses in a row right after the last reserved one, as Go would leave them.
+    for i in 0..3000u32 {
+        let n = 3 + i;
+        std::fs::write(
+            store.join(format!("10.5.{}.{}", n / 256, n % 256)),
+            format!("pre{i}\r\neth0"),
+        )
+        .unwrap();
+    }
+    let r = Call::new(OURS, "ADD", "next").run(&c).ok();
+    assert_eq!(addresses(&r), ["10.5.11.187/20"]); // 3 + 3000 = 3003 = 11 * 256 + 187
+    // Free one address behind: the walk wraps past the end and finds it.
+    Call::new(OURS, "DEL", "pre10").run(&c).ok();
+    let mut got = Vec::new();
+    // 4,093 allocatable (.0.2-.15.254), 3,001 taken: first, next and 2,999 of pre.
+    for i in 0..(4093 - 3001) {
+        let id = format!("fill{i}");
+        got.push(addresses(&Call::new(OURS, "ADD", &id).run(&c).ok())[0].clone());
+    }
+    assert_eq!(got.last().unwrap(), "10.5.0.13/20", "pre10 held 10.5.0.13");
+    let (_, msg) = Call::new(OURS, "ADD", "toomany").run(&c).err();
+    assert!(
+        msg.ends_with("no IP addresses available in range set: 10.5.0.1-10.5.15.254"),
+        "{msg}"
+    );
+    let (code, _) = Call::new(OURS, "STATUS", "").run(&c).err();
+    assert_eq!(code, 50);
+}
