@@ -323,15 +323,17 @@ fn dispatch<P: Plugin>(
     }
 }
 
-/// Prints JSON as the Go plugins do: 4-space indentation.
+/// Prints JSON as the Go plugins do: 4-space indentation, in one write.
 pub fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<()> {
+    let mut buf = Vec::with_capacity(1024);
     let mut ser = serde_json::Serializer::with_formatter(
-        &mut *out,
+        &mut buf,
         serde_json::ser::PrettyFormatter::with_indent(b"    "),
     );
     serde::Serialize::serialize(value, &mut ser)
         .map_err(|e| Error::io("cannot write output").with_details(e.to_string()))?;
-    out.flush()
+    out.write_all(&buf)
+        .and_then(|()| out.flush())
         .map_err(|e| Error::io("cannot write output").with_details(e.to_string()))
 }
 
