@@ -149,11 +149,10 @@ impl Reservations {
             }
         }
         self.store.crash_point("after-link");
+        // Nothing free: the prepared content stays for the caller's next try.
+        let Some(ip) = got else { return Ok(None) };
+        // Linked: that inode is the reservation now, never to be linked again.
         let discarded = self.store.discard_reservation();
-        let Some(ip) = got else {
-            discarded.map_err(|e| self.err("cannot remove a temporary file", &e))?;
-            return Ok(None);
-        };
         let dir = self.store.dir().to_path_buf();
         self.index
             .insert(&dir, key_of(&content), ip)
@@ -233,6 +232,9 @@ impl Reservations {
         if !self.changed {
             return Ok(());
         }
+        self.store
+            .discard_reservation()
+            .map_err(|e| self.err("cannot remove a temporary file", &e))?;
         self.store.crash_point("before-seal");
         let stamp = self
             .store

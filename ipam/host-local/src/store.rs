@@ -64,8 +64,16 @@ pub struct Stamp {
 enum Prepared {
     /// An `O_TMPFILE` inode, linked through `/proc/self/fd`, and its content.
     Unnamed(File, Vec<u8>),
-    /// `RESERVE_TEMP`, hard-linked.
-    Named,
+    /// `RESERVE_TEMP`, hard-linked, and its content.
+    Named(Vec<u8>),
+}
+
+impl Prepared {
+    fn content(&self) -> &[u8] {
+        match self {
+            Prepared::Unnamed(_, c) | Prepared::Named(c) => c,
+        }
+    }
 }
 
 /// The store directory of one network, locked for as long as this lives.
@@ -158,8 +166,12 @@ impl Store {
     }
 
     /// Writes a reservation's content to a fresh unnamed file, ready to be
-    /// linked to candidate addresses.
+    /// linked to candidate addresses; kept when it already holds `content`
+    /// (a new inode is the dearest step of an ADD).
     pub fn prepare_reservation(&mut self, content: &[u8]) -> io::Result<()> {
+        if self.prepared.as_ref().is_some_and(|p| p.content() == content) {
+            return Ok(());
+        }
         self.discard_reservation()?;
         let unnamed = OpenOptions::new()
             .write(true)
@@ -192,7 +204,7 @@ impl Store {
         remove_if_exists(&temp)?;
         let mut f = temp_options().open(&temp)?;
         f.write_all(content)?;
-        self.prepared = Some(Prepared::Named);
+        self.prepared = Some(Prepared::Named(content.to_vec()));
         Ok(())
     }
 
@@ -214,11 +226,13 @@ impl Store {
             }
         }
         match self.prepared {
-            Some(Prepared::Named) => match fs::hard_link(self.dir.join(RESERVE_TEMP), self.dir.join(&name)) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e),
-            },
+            Some(Prepared::Named(_)) => {
+                match fs::hard_link(self.dir.join(RESERVE_TEMP), self.dir.join(&name)) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
             _ => Err(io::Error::other("no reservation prepared")),
         }
     }
@@ -226,7 +240,7 @@ impl Store {
     /// Drops the prepared content (the unnamed file vanishes on close).
     pub fn discard_reservation(&mut self) -> io::Result<()> {
         match self.prepared.take() {
-            Some(Prepared::Named) => remove_if_exists(&self.dir.join(RESERVE_TEMP)),
+            Some(Prepared::Named(_)) => remove_if_exists(&self.dir.join(RESERVE_TEMP)),
             _ => Ok(()),
         }
     }
