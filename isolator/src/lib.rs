@@ -1,0 +1,37 @@
+//! `cni-isolator`: the Apache Mesos `network/cni` isolator in Rust.
+//!
+//! [`Isolator`] is the isolator's lifecycle as a blocking, thread-safe API:
+//! [`Isolator::recover`], [`Isolator::prepare`] (which namespaces to create,
+//! `LIBPROCESS_IP=0.0.0.0`), [`Isolator::isolate`] (pin the netns, ADD every
+//! network concurrently, write hostname/hosts/resolv.conf, bind them in),
+//! [`Isolator::status`], [`Isolator::usage`] and [`Isolator::cleanup`]. Its
+//! inputs mirror the Mesos messages ([`types`]) and its [`Options`] the agent
+//! flags. State on disk keeps the C++ isolator's layout ([`paths`]), so
+//! either can recover what the other left.
+//!
+//! Beyond Mesos: `.conflist` networks, results of every spec version, a
+//! timeout per plugin exec, CNI_ARGS, CHECK, every address in `/etc/hosts`,
+//! `lo` up over netlink, and a recovery that survives one container's
+//! corrupt state.
+//!
+//! Mount and UTS work happens in the single-threaded `cni-isolator-setup`
+//! helper ([`setup`]): a threaded process cannot enter a mount namespace.
+
+pub mod attach;
+pub mod configs;
+pub mod error;
+pub mod files;
+pub mod isolator;
+pub mod netns_pin;
+pub mod options;
+pub mod paths;
+pub mod setup;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use isolator::{Isolator, NetnsSource, RecoveryReport};
+pub use options::Options;
+pub use types::{
+    ContainerClass, ContainerConfig, ContainerId, ContainerInfo, ContainerState, ContainerStatus,
+    ContainerType, LaunchInfo, Namespace, NetworkInfo, PortMapping, ResourceStatistics,
+};

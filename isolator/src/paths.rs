@@ -1,0 +1,138 @@
+//! The on-disk layout of the Mesos `network/cni` isolator (`paths.cpp`),
+//! kept exactly so that either implementation recovers the other's state:
+//!
+//! ```text
+//! <root>/                      <runtime_dir|work_dir>/isolators/network/cni
+//!   <containerId>/             dotted for a nested container with its own network
+//!     ns                       bind mount of the container's netns (a plain file after a reboot)
+//!     hostname  hosts  resolv.conf
+//!     <networkName>/
+//!       network.conf           the plugin's stdin, written before ADD
+//!       <ifName>/network.info  the plugin's stdout from ADD
+//! ```
+//!
+//! A conflist network keeps libcni's result cache under
+//! `<ifName>/cache/` (the C++ isolator ignores it and removes it with the
+//! directory).
+
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The root directory below `--runtime_dir` or `--work_dir`.
+pub const CNI_DIR: &str = "isolators/network/cni";
+
+/// The container directory.
+pub fn container_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+/// The pinned netns handle.
+pub fn ns_path(root: &Path, id: &str) -> PathBuf {
+    root.join(id).join("ns")
+}
+
+/// The network directory of one network.
+pub fn network_dir(root: &Path, id: &str, network: &str) -> PathBuf {
+    root.join(id).join(network)
+}
+
+/// The checkpointed plugin input.
+pub fn network_conf_path(root: &Path, id: &str, network: &str) -> PathBuf {
+    network_dir(root, id, network).join("network.conf")
+}
+
+/// The interface directory.
+pub fn interface_dir(root: &Path, id: &str, network: &str, ifname: &str) -> PathBuf {
+    network_dir(root, id, network).join(ifname)
+}
+
+/// The checkpointed plugin output.
+pub fn network_info_path(root: &Path, id: &str, network: &str, ifname: &str) -> PathBuf {
+    interface_dir(root, id, network, ifname).join("network.info")
+}
+
+/// Where a conflist network caches its result for DEL.
+pub fn cache_dir(root: &Path, id: &str, network: &str, ifname: &str) -> PathBuf {
+    interface_dir(root, id, network, ifname).join("cache")
+}
+
+/// The names of the entries of `dir` that are directories, sorted.
+pub fn subdirs(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| Error::io("stat entries of", dir, e))?
+            .is_dir();
+        if is_dir {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `data` to `path` atomically: a temporary file in the same
+/// directory, then a rename (Mesos's `state::checkpoint`), so a crash never
+/// leaves half a `network.conf` or `network.info` behind.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("write", path, e)
+    })
+}
+
+/// Creates a directory and its parents.
+pub fn mkdir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_mesos() {
+        let root = Path::new("/r");
+        assert_eq!(ns_path(root, "c"), Path::new("/r/c/ns"));
+        assert_eq!(
+            network_conf_path(root, "c", "net"),
+            Path::new("/r/c/net/network.conf")
+        );
+        assert_eq!(
+            network_info_path(root, "c", "net", "eth0"),
+            Path::new("/r/c/net/eth0/network.info")
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = std::env::temp_dir().join(format!("rcni-iso-paths-{}", std::process::id()));
+        mkdir_all(&dir).unwrap();
+        let f = dir.join("x");
+        write_atomic(&f, b"one").unwrap();
+        write_atomic(&f, b"two").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
