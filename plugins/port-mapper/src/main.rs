@@ -9,7 +9,6 @@ mod rules;
 use cni::plugin::{CmdArgs, Command};
 use cni::version::Version;
 use config::{MapperConf, MapperError, code};
-use portmap::iptables_backend::IptablesCommands;
 use portmap::mapping::ContainerAddrs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -96,10 +95,10 @@ fn run() -> Result<Option<serde_json::Value>, MapperError> {
                 ));
             }
             if !conf.mappings.is_empty()
-                && let Err(e) = rules::add(&conf, &container_id, &addrs, &IptablesCommands)
+                && let Err(e) = rules::add(&conf, &container_id, &addrs)
             {
                 // Undo: our rules, then the delegate's attachment.
-                let _ = rules::del(&conf, &container_id, &IptablesCommands);
+                let _ = rules::del(&conf, &container_id);
                 let _ = cni::runtime::delegate_del(&conf.delegate_type, &delegate_stdin, &cmd);
                 return Err(e);
             }
@@ -109,7 +108,7 @@ fn run() -> Result<Option<serde_json::Value>, MapperError> {
             Ok(Some(out))
         }
         _ => {
-            rules::del(&conf, &container_id, &IptablesCommands)?;
+            rules::del(&conf, &container_id)?;
             cni::runtime::delegate_del(&conf.delegate_type, &delegate_stdin, &cmd).map_err(delegate_err)?;
             Ok(None)
         }

@@ -3,9 +3,10 @@
 //! layout (an attachment chain, without masquerading, as Mesos has none).
 
 use crate::config::{MapperConf, MapperError, code};
+use cni_net::iptables::{IptablesRunner, RestoreBatch, SavedTable};
 use ipnetwork::IpNetwork;
 use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, HostFirewalls, PortMapConf, RealHost};
-use portmap::iptables_backend::{IptablesRunner, Rule, SavedTable, ip_port};
+use portmap::iptables_backend::{Rule, ip_port, iptables_error, net_family};
 use portmap::mapping::{Attachment, IpFamily};
 use portmap::nft_backend::NftBackend;
 
@@ -104,41 +105,29 @@ pub fn container_rules(conf: &MapperConf, container_id: &str, addr: IpNetwork) -
     out
 }
 
-/// The restore input for ADD: the chain and its jumps if missing, the rules not yet there.
-pub fn add_batch(saved: &SavedTable, conf: &MapperConf, container_id: &str, addr: IpNetwork) -> String {
-    let mut lines = vec![s("*nat")];
-    if !saved.has_chain(&conf.chain) {
-        lines.push(format!(":{} - [0:0]", conf.chain));
+/// The restore batch for ADD: the chain and its jumps if missing, the rules not yet there.
+pub fn add_batch(saved: &SavedTable, conf: &MapperConf, container_id: &str, addr: IpNetwork) -> RestoreBatch {
+    let mut b = RestoreBatch::new("nat");
+    b.ensure_chain(saved, &conf.chain);
+    for r in entry_rules(&conf.chain)
+        .iter()
+        .chain(&container_rules(conf, container_id, addr))
+    {
+        r.ensure_in(&mut b, saved);
     }
-    for r in entry_rules(&conf.chain) {
-        if !saved.has_rule(&r) {
-            lines.push(format!("-A {}", r.spec()));
-        }
-    }
-    for r in container_rules(conf, container_id, addr) {
-        if !saved.has_rule(&r) {
-            lines.push(format!("-A {}", r.spec()));
-        }
-    }
-    lines.push(s("COMMIT"));
-    lines.join("\n") + "\n"
+    b
 }
 
-/// The restore input for DEL: every rule of the chain tagged with the container.
-pub fn del_batch(saved: &SavedTable, chain: &str, container_id: &str) -> Option<String> {
+/// The restore batch for DEL: every rule of the chain tagged with the container.
+pub fn del_batch(saved: &SavedTable, chain: &str, container_id: &str) -> Option<RestoreBatch> {
     let tag = comment(container_id);
-    let mut lines = vec![s("*nat")];
-    for r in saved.rules.iter().filter(|r| r.chain == chain) {
-        let tagged = r.tokens.windows(2).any(|w| w[0] == "--comment" && w[1] == tag);
-        if tagged {
-            lines.push(format!("-D {}", r.spec()));
+    let mut b = RestoreBatch::new("nat");
+    for r in saved.chain(chain).map(|c| c.rules.as_slice()).unwrap_or_default() {
+        if r.comment.as_deref() == Some(tag.as_str()) {
+            b.delete_saved(r);
         }
     }
-    if lines.len() == 1 {
-        return None;
-    }
-    lines.push(s("COMMIT"));
-    Some(lines.join("\n") + "\n")
+    (!b.is_empty()).then_some(b)
 }
 
 /// Which backend: the config's, else portmap's default.
@@ -181,21 +170,22 @@ fn fail(e: impl std::fmt::Display) -> MapperError {
     MapperError::new(code::PORTMAP, format!("Failed to set up port mappings: {e}"))
 }
 
+fn ipt_fail(e: cni_net::iptables::IptablesError) -> MapperError {
+    let e = iptables_error("iptables", &e);
+    fail(e.details)
+}
+
 /// Installs the rules towards `addrs`.
-pub fn add(
-    conf: &MapperConf,
-    container_id: &str,
-    addrs: &[IpNetwork],
-    runner: &dyn IptablesRunner,
-) -> Result<(), MapperError> {
+pub fn add(conf: &MapperConf, container_id: &str, addrs: &[IpNetwork]) -> Result<(), MapperError> {
     match backend(conf)? {
         Backend::Iptables => {
+            let runner = IptablesRunner::host();
             for addr in addrs {
-                let family = IpFamily::of(addr.ip());
-                let saved = SavedTable::parse(&runner.save_nat(family).map_err(fail)?);
+                let family = net_family(IpFamily::of(addr.ip()));
+                let saved = runner.save(family, "nat").map_err(ipt_fail)?;
                 runner
                     .restore(family, &add_batch(&saved, conf, container_id, *addr))
-                    .map_err(fail)?;
+                    .map_err(ipt_fail)?;
             }
         }
         Backend::Nftables => {
@@ -211,16 +201,16 @@ pub fn add(
 }
 
 /// Removes the container's rules (both families); nothing there is success.
-pub fn del(conf: &MapperConf, container_id: &str, runner: &dyn IptablesRunner) -> Result<(), MapperError> {
+pub fn del(conf: &MapperConf, container_id: &str) -> Result<(), MapperError> {
     match backend(conf)? {
         Backend::Iptables => {
-            for family in [IpFamily::V4, IpFamily::V6] {
-                let Ok(text) = runner.save_nat(family) else {
+            let runner = IptablesRunner::host();
+            for family in [cni_net::Family::V4, cni_net::Family::V6] {
+                let Ok(saved) = runner.save(family, "nat") else {
                     continue;
                 };
-                let saved = SavedTable::parse(&text);
                 if let Some(batch) = del_batch(&saved, &conf.chain, container_id) {
-                    runner.restore(family, &batch).map_err(fail)?;
+                    runner.restore(family, &batch).map_err(ipt_fail)?;
                 }
             }
         }
@@ -252,8 +242,8 @@ mod tests {
         let c = conf(r#"["eth1"]"#);
         let b = add_batch(&SavedTable::default(), &c, "c1", "10.222.9.2/24".parse().unwrap());
         assert_eq!(
-            b,
-            "*nat\n:MESOS-PM - [0:0]\n\
+            b.render().unwrap(),
+            "*nat\n-N MESOS-PM\n\
              -A PREROUTING -m addrtype --dst-type LOCAL -j MESOS-PM\n\
              -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j MESOS-PM\n\
              -A MESOS-PM ! -i eth1 -p tcp -m tcp --dport 8080 -m comment --comment \"container_id: c1\" -j DNAT --to-destination 10.222.9.2:80\n\
@@ -276,13 +266,15 @@ mod tests {
 
     #[test]
     fn del_removes_only_the_tagged_rules() {
-        let saved = SavedTable::parse(
+        let saved = cni_net::iptables::parse_save(
             "*nat\n:MESOS-PM - [0:0]\n\
              -A MESOS-PM -p tcp -m tcp --dport 8080 -m comment --comment \"container_id: c1\" -j DNAT --to-destination 10.222.9.2:80\n\
              -A MESOS-PM -p tcp -m tcp --dport 8081 -m comment --comment \"container_id: c2\" -j DNAT --to-destination 10.222.9.3:80\n\
              COMMIT\n",
-        );
-        let b = del_batch(&saved, "MESOS-PM", "c1").unwrap();
+        )
+        .unwrap()
+        .remove(0);
+        let b = del_batch(&saved, "MESOS-PM", "c1").unwrap().render().unwrap();
         assert!(
             b.contains("-D MESOS-PM") && b.contains("c1") && !b.contains("c2"),
             "{b}"

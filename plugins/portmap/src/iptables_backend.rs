@@ -10,16 +10,18 @@
 //! ```
 //!
 //! Rules are generated in the canonical form `iptables-save` prints, so
-//! that "is this rule there" is a comparison of token lists, and a DEL by
+//! that "is this rule there" is a comparison of argument lists, and a DEL by
 //! Go's portmap finds our rules as it finds its own (and the reverse).
+//! Running the tools, parsing `iptables-save` and writing restore batches is
+//! [`cni_net::iptables`]'s job.
 
 use crate::config::PortMapConf;
 use crate::mapping::{Attachment, IpFamily, PortMapping};
-use cni::{Error, Result};
+use cni::{Code, Error, Result};
+use cni_net::iptables::{IptablesError, IptablesRunner, RestoreBatch, SavedTable, quote_arg};
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 /// Go's top-level chain names, never to be changed.
 pub const TOP_LEVEL_DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";
@@ -30,12 +32,12 @@ pub const MARK_MASQ_CHAIN: &str = "CNI-HOSTPORT-MASQ";
 /// The top-level SNAT chain of old Go versions.
 pub const OLD_TOP_LEVEL_SNAT_CHAIN: &str = "CNI-HOSTPORT-SNAT";
 
-/// A rule: the chain it is in and its tokens (without `-A <chain>`).
+/// A rule: the chain it is in and its arguments (without `-A <chain>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// The chain.
     pub chain: String,
-    /// Match and target tokens, unquoted.
+    /// Match and target arguments, unquoted.
     pub tokens: Vec<String>,
 }
 
@@ -56,118 +58,50 @@ impl Rule {
             .map(|w| w[1].as_str())
     }
 
-    /// The rule in `iptables-restore` syntax after `-A`/`-D`/`-I`: chain and quoted tokens.
+    /// The rule as `iptables-save` prints it after `-A`: chain and quoted arguments.
     pub fn spec(&self) -> String {
-        let mut out = quote(&self.chain);
+        let mut out = self.chain.clone();
         for t in &self.tokens {
             out.push(' ');
-            out.push_str(&quote(t));
+            out.push_str(&quote_arg(t));
         }
         out
     }
+
+    /// Whether `saved` has exactly this rule.
+    pub fn is_in(&self, saved: &SavedTable) -> bool {
+        saved.has_rule(&self.chain, &self.tokens)
+    }
+
+    /// Appends the rule to `batch`.
+    pub fn append_to(&self, batch: &mut RestoreBatch) {
+        batch.append(&self.chain, &self.tokens);
+    }
+
+    /// Appends the rule to `batch` unless `saved` has it.
+    pub fn ensure_in(&self, batch: &mut RestoreBatch, saved: &SavedTable) {
+        batch.append_if_missing(saved, &self.chain, &self.tokens);
+    }
 }
 
-/// Quotes a token the way `iptables-save` does: bare when it has only
-/// harmless characters, else in double quotes with `"` and `\` escaped.
-pub fn quote(token: &str) -> String {
-    let bare = !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+,=@[]!%".contains(&b));
-    if bare {
-        return token.to_string();
+/// The cni-net family of an IP family.
+pub fn net_family(f: IpFamily) -> cni_net::Family {
+    match f {
+        IpFamily::V4 => cni_net::Family::V4,
+        IpFamily::V6 => cni_net::Family::V6,
     }
-    let mut out = String::with_capacity(token.len() + 2);
-    out.push('"');
-    for c in token.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+}
+
+/// A failed iptables call as a CNI error: `msg`, then the tool's error and, for a
+/// failed restore, the batch it was given.
+pub fn iptables_error(msg: impl Into<String>, e: &IptablesError) -> Error {
+    let err = Error::from_chain(Code::IO_FAILURE, msg, e);
+    match e {
+        IptablesError::Failed { input, .. } if !input.is_empty() => {
+            let details = format!("{}; input:\n{input}", err.details);
+            err.with_details(details)
         }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// Splits a saved rule into tokens, undoing `iptables-save`'s quoting.
-pub fn tokenize(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_token = false;
-    let mut quoted = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            '"' => {
-                quoted = !quoted;
-                in_token = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_token {
-                    out.push(std::mem::take(&mut cur));
-                    in_token = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_token = true;
-            }
-        }
-    }
-    if in_token {
-        out.push(cur);
-    }
-    out
-}
-
-/// The nat table as `iptables-save -t nat` printed it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SavedTable {
-    /// Chain names, built-in ones included.
-    pub chains: Vec<String>,
-    /// Rules in order.
-    pub rules: Vec<Rule>,
-}
-
-impl SavedTable {
-    /// Parses the output of `iptables-save -t <table>`.
-    pub fn parse(text: &str) -> SavedTable {
-        let mut t = SavedTable::default();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix(':') {
-                if let Some(name) = rest.split_whitespace().next() {
-                    t.chains.push(name.to_string());
-                }
-            } else if let Some(rest) = line.strip_prefix("-A ") {
-                let mut tokens = tokenize(rest);
-                if tokens.is_empty() {
-                    continue;
-                }
-                let chain = tokens.remove(0);
-                t.rules.push(Rule { chain, tokens });
-            }
-        }
-        t
-    }
-
-    /// Whether the chain exists.
-    pub fn has_chain(&self, name: &str) -> bool {
-        self.chains.iter().any(|c| c == name)
-    }
-
-    /// Whether exactly this rule exists.
-    pub fn has_rule(&self, rule: &Rule) -> bool {
-        self.rules.iter().any(|r| r == rule)
-    }
-
-    /// The rules that jump to `target`.
-    pub fn jumps_to<'a>(&'a self, target: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
-        self.rules.iter().filter(move |r| r.target() == Some(target))
+        _ => err,
     }
 }
 
@@ -375,57 +309,65 @@ fn port_match(m: &PortMapping) -> [String; 6] {
     ]
 }
 
-/// The `iptables-restore --noflush` input that sets up one container's
+/// The `iptables-restore --noflush` batch that sets up one container's
 /// forwarding: shared chains and rules only where missing, the container's
 /// chain replaced whole.
-pub fn add_batch(saved: &SavedTable, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> String {
-    let mut b = Batch::default();
+pub fn add_batch(
+    saved: &SavedTable,
+    conf: &PortMapConf,
+    att: &Attachment,
+    container: IpNetwork,
+) -> RestoreBatch {
+    let mut b = RestoreBatch::new("nat");
     if conf.snat && conf.external_set_mark_chain.is_none() {
         let mark = conf.mark();
         b.ensure_chain(saved, SET_MARK_CHAIN);
-        b.ensure_rule(saved, &set_mark_rule(mark));
+        set_mark_rule(mark).ensure_in(&mut b, saved);
         b.ensure_chain(saved, MARK_MASQ_CHAIN);
-        b.ensure_rule(saved, &mark_masq_rule(mark));
+        mark_masq_rule(mark).ensure_in(&mut b, saved);
         let entry = mark_masq_entry_rule();
-        if !saved.has_rule(&entry) {
-            b.line(format!(
-                "-I {} 1 {}",
-                entry.chain,
-                entry.spec().split_once(' ').map_or("", |x| x.1)
-            ));
+        if !entry.is_in(saved) {
+            b.insert(&entry.chain, 1, &entry.tokens);
         }
     }
     b.ensure_chain(saved, TOP_LEVEL_DNAT_CHAIN);
     for r in top_level_entry_rules() {
-        b.ensure_rule(saved, &r);
+        r.ensure_in(&mut b, saved);
     }
     let chain = dnat_chain(conf, att, container);
     // A repeated ADD replaces what an earlier one left.
-    for r in saved.jumps_to(&chain.name) {
-        b.line(format!("-D {}", r.spec()));
+    for r in saved.rules_jumping_to(&chain.name) {
+        b.delete_saved(r);
     }
-    b.line(format!(":{} - [0:0]", chain.name));
+    b.declare_chain(&chain.name);
     for r in chain.rules.iter().chain(chain.entry_rules.iter()) {
-        b.line(format!("-A {}", r.spec()));
+        r.append_to(&mut b);
     }
-    b.finish()
+    b
 }
 
-/// The batch that removes one container's chains (ours or Go's) and every
-/// jump to them; `None` when there is nothing to remove.
-pub fn del_batch(saved: &SavedTable, att: &Attachment) -> Option<String> {
-    let mut b = Batch::default();
+/// Adds to `b` the removal of one container's chains (ours or Go's) and of
+/// every jump to them; false when there was nothing to remove.
+pub fn del_into(b: &mut RestoreBatch, saved: &SavedTable, att: &Attachment) -> bool {
+    let mut any = false;
     for chain in [att.dnat_chain(), att.old_snat_chain()] {
         if !saved.has_chain(&chain) {
             continue;
         }
-        for r in saved.jumps_to(&chain) {
-            b.line(format!("-D {}", r.spec()));
+        for r in saved.rules_jumping_to(&chain) {
+            b.delete_saved(r);
         }
-        b.line(format!("-F {chain}"));
-        b.line(format!("-X {chain}"));
+        b.flush_chain(&chain).delete_chain(&chain);
+        any = true;
     }
-    (!b.lines.is_empty()).then(|| b.finish())
+    any
+}
+
+/// The batch that removes one container's chains and every jump to them;
+/// `None` when there is nothing to remove.
+pub fn del_batch(saved: &SavedTable, att: &Attachment) -> Option<RestoreBatch> {
+    let mut b = RestoreBatch::new("nat");
+    del_into(&mut b, saved, att).then_some(b)
 }
 
 /// What CHECK compares: the container's chain, each of its rules, and one
@@ -444,7 +386,7 @@ pub fn check_saved(
         ));
     }
     for r in &chain.rules {
-        if !saved.has_rule(r) {
+        if !r.is_in(saved) {
             return Err(Error::new(
                 crate::CHECK_FAILED,
                 format!(
@@ -455,7 +397,7 @@ pub fn check_saved(
             ));
         }
     }
-    let jumps = saved.jumps_to(&chain.name).count();
+    let jumps = saved.rules_jumping_to(&chain.name).count();
     if jumps < chain.entry_rules.len() {
         return Err(Error::new(
             crate::CHECK_FAILED,
@@ -470,120 +412,48 @@ pub fn check_saved(
     Ok(())
 }
 
-#[derive(Default)]
-struct Batch {
-    lines: Vec<String>,
+/// The iptables backend: `iptables-save` to read, one `iptables-restore` to change.
+pub struct IptablesBackend {
+    runner: IptablesRunner,
 }
 
-impl Batch {
-    fn line(&mut self, l: String) {
-        self.lines.push(l);
-    }
-
-    fn ensure_chain(&mut self, saved: &SavedTable, chain: &str) {
-        // Declaring a chain in --noflush mode flushes it: only new ones.
-        if !saved.has_chain(chain) {
-            self.line(format!(":{chain} - [0:0]"));
-        }
-    }
-
-    fn ensure_rule(&mut self, saved: &SavedTable, rule: &Rule) {
-        if !saved.has_rule(rule) {
-            self.line(format!("-A {}", rule.spec()));
-        }
-    }
-
-    fn finish(self) -> String {
-        let mut out = String::from("*nat\n");
-        for l in self.lines {
-            out.push_str(&l);
-            out.push('\n');
-        }
-        out.push_str("COMMIT\n");
-        out
+impl Default for IptablesBackend {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// Runs `iptables-save` and `iptables-restore` (or the ip6 ones).
-pub trait IptablesRunner {
-    /// `iptables-save -t nat` of the family.
-    fn save_nat(&self, family: IpFamily) -> Result<String>;
-    /// `iptables-restore --noflush -w` with `input`.
-    fn restore(&self, family: IpFamily, input: &str) -> Result<()>;
-}
-
-/// The real commands.
-pub struct IptablesCommands;
-
-fn tool(family: IpFamily, what: &str) -> String {
-    match family {
-        IpFamily::V4 => format!("iptables-{what}"),
-        IpFamily::V6 => format!("ip6tables-{what}"),
-    }
-}
-
-impl IptablesRunner for IptablesCommands {
-    fn save_nat(&self, family: IpFamily) -> Result<String> {
-        let bin = tool(family, "save");
-        let out = Command::new(&bin)
-            .args(["-t", "nat"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Error::io(format!("cannot run {bin}")).with_details(e.to_string()))?;
-        if !out.status.success() {
-            return Err(Error::io(format!("{bin} -t nat failed"))
-                .with_details(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+impl IptablesBackend {
+    /// A backend on the calling process's network namespace.
+    pub fn new() -> Self {
+        IptablesBackend {
+            runner: IptablesRunner::host(),
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn restore(&self, family: IpFamily, input: &str) -> Result<()> {
-        use std::io::Write;
-        let bin = tool(family, "restore");
-        let mut child = Command::new(&bin)
-            .args(["--noflush", "-w"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::io(format!("cannot run {bin}")).with_details(e.to_string()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(input.as_bytes())
-                .map_err(|e| Error::io(format!("cannot write to {bin}")).with_details(e.to_string()))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::io(format!("{bin} failed")).with_details(e.to_string()))?;
-        if !out.status.success() {
-            return Err(Error::io(format!("{bin} failed")).with_details(format!(
-                "{}; input:\n{input}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
+    /// The nat table of `family`.
+    pub fn save_nat(&self, family: IpFamily) -> Result<SavedTable> {
+        self.runner
+            .save(net_family(family), "nat")
+            .map_err(|e| iptables_error("unable to read the iptables nat table", &e))
     }
-}
 
-/// The iptables backend over a runner.
-pub struct IptablesBackend<'a> {
-    runner: &'a dyn IptablesRunner,
-}
-
-impl<'a> IptablesBackend<'a> {
-    /// A backend using `runner`.
-    pub fn new(runner: &'a dyn IptablesRunner) -> Self {
-        IptablesBackend { runner }
+    fn restore(&self, family: IpFamily, batch: &RestoreBatch, what: &str) -> Result<()> {
+        self.runner
+            .restore(net_family(family), batch)
+            .map_err(|e| iptables_error(what, &e))
     }
 
     /// Sets up forwarding to `container` (one family): one save, one restore.
     pub fn add(&self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
         let family = IpFamily::of(container.ip());
-        let saved = SavedTable::parse(&self.runner.save_nat(family)?);
+        let saved = self.save_nat(family)?;
         let batch = add_batch(&saved, conf, att, container);
-        self.runner.restore(family, &batch).map_err(|e| {
-            Error::io("unable to set up iptables rules for port mappings").with_details(e.to_string())
-        })
+        self.restore(
+            family,
+            &batch,
+            "unable to set up iptables rules for port mappings",
+        )
     }
 
     /// Removes the container's rules in both families; a family whose
@@ -592,16 +462,16 @@ impl<'a> IptablesBackend<'a> {
         let mut errors = Vec::new();
         let mut usable = 0;
         for family in [IpFamily::V4, IpFamily::V6] {
-            let saved = match self.runner.save_nat(family) {
-                Ok(text) => SavedTable::parse(&text),
+            let saved = match self.save_nat(family) {
+                Ok(saved) => saved,
                 Err(e) => {
-                    errors.push(e.to_string());
+                    errors.push(format!("{}: {}", e.msg, e.details));
                     continue;
                 }
             };
             usable += 1;
             if let Some(batch) = del_batch(&saved, att) {
-                self.runner.restore(family, &batch)?;
+                self.restore(family, &batch, "unable to remove iptables rules of port mappings")?;
             }
         }
         if usable == 0 {
@@ -613,57 +483,58 @@ impl<'a> IptablesBackend<'a> {
     /// Verifies the rules of one family.
     pub fn check(&self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
         let family = IpFamily::of(container.ip());
-        let saved = SavedTable::parse(&self.runner.save_nat(family)?);
-        check_saved(&saved, conf, att, container)
+        check_saved(&self.save_nat(family)?, conf, att, container)
     }
 
     /// Removes the chains of every attachment of `network` whose container
     /// is not in `valid`: found by the comment of their entry rules.
     pub fn gc(&self, network: &str, valid: &[String]) -> Result<()> {
         for family in [IpFamily::V4, IpFamily::V6] {
-            let Ok(text) = self.runner.save_nat(family) else {
+            let Ok(saved) = self.save_nat(family) else {
                 continue;
             };
-            let saved = SavedTable::parse(&text);
-            let mut stale: Vec<Attachment> = Vec::new();
-            for r in saved.jumps_to_prefix("CNI-DN-") {
-                if let Some((net, cid)) = parse_comment(r)
-                    && net == network
-                    && !valid.contains(&cid)
-                {
-                    let a = Attachment::new(net, cid);
-                    if !stale.contains(&a) {
-                        stale.push(a);
-                    }
-                }
-            }
-            let mut batch = String::new();
-            for a in &stale {
-                if let Some(b) = del_batch(&saved, a) {
-                    batch.push_str(&b);
-                }
-            }
+            let batch = gc_batch(&saved, network, valid);
             if !batch.is_empty() {
-                self.runner.restore(family, &batch)?;
+                self.restore(
+                    family,
+                    &batch,
+                    "unable to remove stale iptables rules of port mappings",
+                )?;
             }
         }
         Ok(())
     }
 }
 
-impl SavedTable {
-    fn jumps_to_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
-        self.rules.iter().filter(move |r| {
-            r.chain == TOP_LEVEL_DNAT_CHAIN && r.target().is_some_and(|t| t.starts_with(prefix))
-        })
+/// The batch that removes the chains of `network`'s attachments whose container is not in `valid`.
+pub fn gc_batch(saved: &SavedTable, network: &str, valid: &[String]) -> RestoreBatch {
+    let mut stale: Vec<Attachment> = Vec::new();
+    let entries = saved
+        .chain(TOP_LEVEL_DNAT_CHAIN)
+        .map(|c| c.rules.as_slice())
+        .unwrap_or_default();
+    for r in entries {
+        if r.target.as_deref().is_some_and(|t| t.starts_with("CNI-DN-"))
+            && let Some((net, cid)) = r.comment.as_deref().and_then(parse_comment)
+            && net == network
+            && !valid.contains(&cid)
+        {
+            let a = Attachment::new(net, cid);
+            if !stale.contains(&a) {
+                stale.push(a);
+            }
+        }
     }
+    let mut batch = RestoreBatch::new("nat");
+    for a in &stale {
+        del_into(&mut batch, saved, a);
+    }
+    batch
 }
 
 /// Network and container ID from an entry rule's `dnat name: "N" id: "C"` comment.
-fn parse_comment(rule: &Rule) -> Option<(String, String)> {
-    let i = rule.tokens.iter().position(|t| t == "--comment")?;
-    let c = rule.tokens.get(i + 1)?;
-    let rest = c.strip_prefix("dnat name: \"")?;
+fn parse_comment(comment: &str) -> Option<(String, String)> {
+    let rest = comment.strip_prefix("dnat name: \"")?;
     let (net, rest) = rest.split_once("\" id: \"")?;
     let cid = rest.strip_suffix('"')?;
     Some((net.to_string(), cid.to_string()))

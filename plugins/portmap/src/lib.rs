@@ -12,7 +12,6 @@ pub mod localnet;
 pub mod mapping;
 pub mod nft_backend;
 pub mod plugin;
-pub mod sha512;
 
 /// The code of a failed CHECK (Go's plugins report it as an internal error).
 pub const CHECK_FAILED: cni::Code = cni::Code::INTERNAL;

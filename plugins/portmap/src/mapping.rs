@@ -1,8 +1,8 @@
 //! The mapping model: published ports, the container addresses they lead to,
 //! and the names that identify one attachment's firewall objects.
 
-use crate::sha512::sha512_hex;
 use cni::CniResult;
+use cni_net::hash::sha512_hex;
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
 
@@ -154,7 +154,7 @@ impl Attachment {
     /// Go's `MustFormatChainNameWithPrefix`: `CNI-` + prefix + the hex
     /// SHA-512 of network name and container ID, cut to 28 characters.
     pub fn chain_name(&self, prefix: &str) -> String {
-        let hash = sha512_hex(format!("{}{}", self.network, self.container_id).as_bytes());
+        let hash = sha512_hex(format!("{}{}", self.network, self.container_id).as_bytes(), 128);
         let mut name = format!("CNI-{prefix}{hash}");
         name.truncate(28);
         name

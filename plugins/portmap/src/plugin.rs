@@ -2,7 +2,7 @@
 
 use crate::config::{Backend, PortMapConf};
 use crate::conntrack;
-use crate::iptables_backend::{IptablesBackend, IptablesCommands};
+use crate::iptables_backend::IptablesBackend;
 use crate::localnet;
 use crate::mapping::{Attachment, ContainerAddrs, IpFamily};
 use crate::nft_backend::NftBackend;
@@ -31,7 +31,7 @@ impl Firewall {
     pub fn add(&mut self, conf: &PortMapConf, att: &Attachment, addr: IpNetwork) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.add(conf, att, addr),
-            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).add(conf, att, addr),
+            Firewall::Iptables => IptablesBackend::new().add(conf, att, addr),
         }
     }
 
@@ -39,7 +39,7 @@ impl Firewall {
     pub fn del(&mut self, att: &Attachment) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.del(att),
-            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).del(att),
+            Firewall::Iptables => IptablesBackend::new().del(att),
         }
     }
 
@@ -47,7 +47,7 @@ impl Firewall {
     pub fn check(&mut self, conf: &PortMapConf, att: &Attachment, addr: IpNetwork) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.check(conf, att, addr),
-            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).check(conf, att, addr),
+            Firewall::Iptables => IptablesBackend::new().check(conf, att, addr),
         }
     }
 
@@ -55,7 +55,7 @@ impl Firewall {
     pub fn gc(&mut self, network: &str, valid: &[String]) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.gc(network, valid),
-            Firewall::Iptables => IptablesBackend::new(&IptablesCommands).gc(network, valid),
+            Firewall::Iptables => IptablesBackend::new().gc(network, valid),
         }
     }
 }
@@ -151,8 +151,9 @@ impl Plugin for Portmap {
                     .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "nf_tables", &e)))?;
             }
             Backend::Iptables => {
-                use crate::iptables_backend::IptablesRunner;
-                IptablesCommands.save_nat(IpFamily::V4).map_err(unavailable)?;
+                IptablesBackend::new()
+                    .save_nat(IpFamily::V4)
+                    .map_err(unavailable)?;
             }
         }
         Ok(())
