@@ -128,3 +128,127 @@ fn undo(res: &mut Reservations, who: &Attachment, reserved: &[IpAddr]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cni::args::CniArgs;
+    use std::collections::BTreeMap;
+
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(dir: &TempDir, requested: &[IpAddr]) -> IpamConfig {
+        let ips: Vec<String> = requested.iter().map(IpAddr::to_string).collect();
+        let json = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "prop",
+            "ipam": {"type": "host-local", "dataDir": dir.0,
+                "ranges": [
+                    [{"subnet": "10.0.0.0/27", "rangeStart": "10.0.0.4", "rangeEnd": "10.0.0.12", "gateway": "10.0.0.6"},
+                     {"subnet": "10.0.1.0/29"}],
+                    [{"subnet": "2001:db8::/120", "rangeStart": "2001:db8::f0"}]
+                ]},
+            "runtimeConfig": {"ips": ips}
+        });
+        IpamConfig::load(json.to_string().as_bytes(), &CniArgs::default()).unwrap()
+    }
+
+    /// Random ADDs (some with requested addresses) and DELs against a model
+    /// of the store: every allocation is the first free address in
+    /// round-robin order after the last one of its set, inside the set,
+    /// never the gateway, never a duplicate; a failed ADD leaves nothing;
+    /// the files always equal the model.
+    #[test]
+    fn allocations_follow_the_round_robin_model() {
+        let dir = TempDir(std::env::temp_dir().join(format!("rcni-hl-alloc-prop-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        let plain = config(&dir, &[]);
+        let mut model: BTreeMap<IpAddr, String> = BTreeMap::new();
+        let mut last: Vec<Option<IpAddr>> = vec![None; plain.range_sets.len()];
+        let mut seed = 0x1234_5678_9abc_def1_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..600 {
+            let id = format!("c{}", rand(40));
+            let who = Attachment::new(&id, "eth0");
+            let mut res = Reservations::open(&dir.0, "prop", true).unwrap().unwrap();
+            if rand(3) == 0 {
+                res.release_held_by(&who.content()).unwrap();
+                model.retain(|_, owner| *owner != id);
+                res.close().unwrap();
+                continue;
+            }
+            let want = if rand(4) == 0 {
+                let set = &plain.range_sets[0];
+                let all: Vec<IpAddr> = set.candidates(None).map(|(ip, _)| ip).collect();
+                vec![all[rand(all.len() as u64) as usize]]
+            } else {
+                vec![]
+            };
+            let conf = config(&dir, &want);
+            // What the model expects, set by set, up to the first failure.
+            let mut expected = Vec::new();
+            let mut failed_at = None;
+            for (i, set) in conf.range_sets.iter().enumerate() {
+                let holds_here = model.iter().any(|(ip, o)| *o == id && set.contains(*ip));
+                let pick = match want.iter().find(|ip| set.contains(**ip)) {
+                    Some(ip) => (!model.contains_key(ip)).then_some(*ip),
+                    None if holds_here => None,
+                    None => set
+                        .candidates(last[i])
+                        .map(|(ip, _)| ip)
+                        .find(|ip| !model.contains_key(ip)),
+                };
+                match pick {
+                    Some(ip) => expected.push(ip),
+                    None => {
+                        failed_at = Some(i);
+                        break;
+                    }
+                }
+            }
+            let got = allocate(&mut res, &conf, &who);
+            res.close().unwrap();
+            // Go's way, kept: every reservation moves its set's round robin,
+            // even one undone by a later set's failure.
+            for (i, ip) in expected.iter().enumerate() {
+                last[i] = Some(*ip);
+            }
+            match (got, failed_at) {
+                (Ok(ips), None) => {
+                    let got: Vec<IpAddr> = ips.iter().map(|c| c.address.ip()).collect();
+                    assert_eq!(got, expected, "step {step}");
+                    for (i, ip) in got.iter().enumerate() {
+                        assert!(conf.range_sets[i].is_allocatable(*ip), "step {step}: {ip}");
+                        assert!(model.insert(*ip, id.clone()).is_none(), "step {step}: {ip} twice");
+                    }
+                }
+                (Err(e), Some(i)) => assert!(
+                    e.msg.starts_with(&format!("failed to allocate for range {i}:")),
+                    "{e:?}"
+                ),
+                (got, failed_at) => {
+                    panic!("step {step}: got {got:?}, model expected failure at {failed_at:?}")
+                }
+            }
+            let on_disk: BTreeMap<IpAddr, String> = std::fs::read_dir(dir.0.join("prop"))
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.unwrap();
+                    let ip: IpAddr = e.file_name().to_str()?.parse().ok()?;
+                    let content = std::fs::read_to_string(e.path()).unwrap();
+                    Some((ip, content.split_once("\r\n").unwrap().0.to_string()))
+                })
+                .collect();
+            assert_eq!(on_disk, model, "step {step}");
+        }
+    }
+}
