@@ -561,3 +561,14 @@ fn a_dense_stretch_after_wrap_around_is_skipped() {
     let (code, _) = Call::new(OURS, "STATUS", "").run(&c).err();
     assert_eq!(code, 50);
 }
+
+#[test]
+fn does_not_output_an_error_message_upon_initial_subnet_creation() {
+    let dir = DataDir::new("quiet");
+    let c = conf("1.0.0", "mynet", &dir, json!({"subnet": "10.1.2.0/24"}));
+    let r = Call::new(OURS, "ADD", "testing").run(&c);
+    assert!(r.success, "{}", r.stdout);
+    assert!(r.stderr.is_empty(), "stderr: {}", r.stderr);
+    let r = Call::new(OURS, "DEL", "testing").run(&c);
+    assert!(r.success && r.stderr.is_empty(), "stderr: {}", r.stderr);
+}
