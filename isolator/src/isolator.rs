@@ -667,8 +667,9 @@ impl Isolator {
         })
     }
 
-    /// Runs CHECK for every network of the container (0.4.0+ configs; an
-    /// rcni extension).
+    /// Runs CHECK for every network of the container whose config is 0.4.0
+    /// or newer (older versions have no CHECK and are skipped; an rcni
+    /// extension).
     pub fn check(&self, id: &ContainerId) -> Result<()> {
         let Some(info) = lock(&self.infos).get(id).cloned() else {
             return Err(Error::Invalid(format!("unknown container {id}")));
@@ -689,8 +690,11 @@ impl Isolator {
                 ifname: &net.ifname,
                 cni_args: &info.cni_args,
             };
-            if let Err(e) = runner.check(&req, &ns) {
-                errors.push(e);
+            match runner.check(&req, &ns) {
+                // Before 0.4.0 there is no CHECK: nothing to verify.
+                Err(e) if e.cni_code() == Some(cni::Code::INCOMPATIBLE_VERSION) => {}
+                Err(e) => errors.push(e),
+                Ok(()) => {}
             }
         }
         Error::collect(errors)
