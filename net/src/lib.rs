@@ -40,6 +40,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod route;
+pub mod stats;
 pub mod sysctl;
 
 pub use addr::{Address, Family, Scope};
