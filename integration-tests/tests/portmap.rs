@@ -177,6 +177,35 @@ except Exception: print("udp False")
     (text.contains("tcp True"), text.contains("udp True"))
 }
 
+/// Sends one UDP datagram from inside `ns` to addr:port (no answer awaited).
+fn send_udp(ns: &str, addr: &str, port: u16) {
+    let py = format!(
+        "import socket\nu = socket.socket(socket.AF_INET6 if ':' in '{addr}' else socket.AF_INET, socket.SOCK_DGRAM)\nu.sendto(b'x', ('{addr}', {port}))"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &py])
+        .status()
+        .unwrap();
+}
+
+/// The conntrack entries of `ns` (the kernel's per-netns table) whose original
+/// direction is UDP to `dport`, as (original destination, whether it was DNAT'ed).
+fn udp_conntrack(ns: &str, dport: u16) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/nf_conntrack"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.get(2) == Some(&"udp")
+                && words.iter().find(|w| w.starts_with("dport=")) == Some(&format!("dport={dport}").as_str())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn skip() -> bool {
     if !is_root() || go_plugin("bridge").is_none() {
         eprintln!("skipped: needs root and Go's bridge in {GO_PLUGIN_DIR}");
@@ -375,4 +404,79 @@ fn mesos_port_mapper_runs_its_delegate_and_tags_rules() {
         let out = exec(&mapper, &inv);
         assert_eq!((out.status, out.code()), (1, Some(104)));
     }
+}
+
+#[test]
+fn stale_udp_conntrack_entries_of_the_published_port_go_on_add_and_on_del_and_no_others() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let c1 = Netns::new();
+    let prev = w.attach("pm-ct", &c1);
+    let conf = pm_conf("nftables", &prev);
+    let pm = rcni_plugin("portmap");
+    let _l = Listeners::start(&c1);
+    // Before the mapping: a client's datagram to the host port makes an entry that would
+    // steer later datagrams past the DNAT rule; one to another address's port 15353 (here the
+    // container's, sent directly) must stay.
+    // (conntrack runs in a netns only once a rule needs it: a filter chain with `ct state`.)
+    w.host_sh(
+        "nft add table ip pmtest && nft 'add chain ip pmtest out { type filter hook output priority 0; }' \
+         && nft add rule ip pmtest out ct state new counter",
+    );
+    let cip = prev["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let elsewhere = cip.clone();
+    send_udp(w.host.name(), &w.gw, 15353);
+    send_udp(w.host.name(), &elsewhere, 15353);
+    let before = udp_conntrack(w.host.name(), 15353);
+    assert_eq!(before.len(), 2, "{before:?}");
+    w.portmap(&pm, "ADD", "pm-ct", &c1, &conf).assert_ok();
+    let after_add = udp_conntrack(w.host.name(), 15353);
+    assert_eq!(after_add.len(), 1, "{after_add:?}");
+    assert!(
+        after_add[0].contains(&format!("dst={elsewhere} ")),
+        "{after_add:?}"
+    );
+    // Through the mapping: an entry translated to the container.
+    assert_eq!(reach(w.host.name(), &w.gw, 18080, 15353), (true, true));
+    let cip = prev["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // (original destination, reply source) of each entry.
+    let ends = |lines: &[String]| -> Vec<(String, String)> {
+        lines
+            .iter()
+            .map(|l| {
+                let field = |key: &str| -> Vec<String> {
+                    l.split_whitespace()
+                        .filter_map(|w| w.strip_prefix(key))
+                        .map(str::to_string)
+                        .collect()
+                };
+                (field("dst=")[0].clone(), field("src=")[1].clone())
+            })
+            .collect()
+    };
+    let translated = (w.gw.clone(), cip.clone());
+    let entries = ends(&udp_conntrack(w.host.name(), 15353));
+    assert!(entries.contains(&translated), "{entries:?}");
+    w.portmap(&pm, "DEL", "pm-ct", &c1, &conf).assert_ok();
+    let entries = ends(&udp_conntrack(w.host.name(), 15353));
+    assert!(
+        !entries.contains(&translated),
+        "the translated entry is gone: {entries:?}"
+    );
+    assert!(entries.contains(&(cip.clone(), cip.clone())), "{entries:?}");
+    w.detach("pm-ct", &c1);
 }

@@ -94,14 +94,17 @@ impl Plugin for Portmap {
         let att = Attachment::new(&conf.name, &cmd.container_id);
         let mut fw = Firewall::open(conf.backend)?;
         fw.del(&att)?;
-        // Flows that were translated to this container (the address comes from
-        // prevResult, when the runtime gives it).
-        if let Ok(Some(prev)) = cmd.prev_result() {
-            let addrs = ContainerAddrs::from_result(&prev, &cmd.ifname);
-            for addr in addrs.iter() {
-                conntrack::remove(&conntrack::udp_flows(&conf.mappings, addr.ip(), true));
-            }
+        // Flows that were translated to this container: scoped to its address when the
+        // runtime gives the previous result, else to the published ports on local addresses.
+        let addrs = match cmd.prev_result() {
+            Ok(Some(prev)) => ContainerAddrs::from_result(&prev, &cmd.ifname),
+            _ => ContainerAddrs::default(),
+        };
+        let mut flows = Vec::new();
+        for (family, addr) in [(IpFamily::V4, addrs.v4), (IpFamily::V6, addrs.v6)] {
+            flows.extend(conntrack::udp_flows(&conf.mappings, family, addr.map(|a| a.ip())));
         }
+        conntrack::remove(&flows);
         Ok(())
     }
 
@@ -164,7 +167,11 @@ fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &Cont
     for addr in addrs.iter() {
         fw.add(conf, att, addr)?;
         // After the rules, so new packets take them. Failures are only logged.
-        conntrack::remove(&conntrack::udp_flows(&conf.mappings, addr.ip(), false));
+        conntrack::remove(&conntrack::udp_flows(
+            &conf.mappings,
+            IpFamily::of(addr.ip()),
+            None,
+        ));
         if addr.is_ipv4() && conf.snat {
             localnet::enable_for(addr.ip())?;
         }
