@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# rcni demo: two containers on a bridge network, run by cni-isolator (the Mesos
+# network/cni isolator in Rust) with rcni's own plugins only (bridge, host-local,
+# portmap, loopback). Needs root and a Linux host (written for Debian 12).
+#
+#   sudo ./scripts/demo.sh            release build (cargo build --release), then the demo
+#   sudo RCNI_PROFILE=debug ./scripts/demo.sh   use target/debug (faster to build)
+#
+# It only uses 10.222.99.0/24, a bridge named rcnidemo<pid>, port 18080 on the host, and
+# namespaces, files and rules it creates; everything is removed at the end (also on Ctrl-C),
+# and the script shows that nothing is left.
+set -euo pipefail
+
+PROFILE=${RCNI_PROFILE:-release}
+SUBNET=10.222.99.0/24
+GATEWAY=10.222.99.1
+HOST_PORT=18080
+BRIDGE=rcnidemo$(( $$ % 100000 ))
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/rcni-demo.XXXXXX)
+BIN=$WORK/bin CONF=$WORK/net.d STATE=$WORK/run IPAM=$WORK/ipam
+PIDS=()
+
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+step() { STEP_NAME=$1; STEP_T0=$(date +%s%N); bold "==> $1"; }
+done_step() { printf '    (%s ms)\n' "$(ms_since "$STEP_T0")"; }
+
+[ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (sudo $0)" >&2; exit 1; }
+for tool in ip cargo; do
+  command -v "$tool" >/dev/null || { echo "demo.sh: needs $tool" >&2; exit 1; }
+done
+PY=$(command -v python3 || true)
+[ -n "$PY" ] || { echo "demo.sh: needs python3 (the web server inside a container)" >&2; exit 1; }
+
+FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
+cleanup() {
+  set +e
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  [ -x "$BIN/cni-isolator" ] && "$BIN/cni-isolator" --config-dir "$CONF" --plugins-dir "$BIN" \
+      --root-dir "$STATE" gc >/dev/null 2>&1
+  ip link del "$BRIDGE" 2>/dev/null
+  umount -l "$STATE/isolators/network/cni" 2>/dev/null
+  echo "$FORWARD_BEFORE" > /proc/sys/net/ipv4/ip_forward
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+step "build ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  (cd "$REPO" && cargo build --release -q -p bridge -p host-local -p portmap -p loopback -p cni-isolator)
+else
+  (cd "$REPO" && cargo build -q -p bridge -p host-local -p portmap -p loopback -p cni-isolator)
+fi
+done_step
+
+step "install into a temporary CNI bin dir"
+mkdir -p "$BIN" "$CONF" "$STATE" "$IPAM"
+for b in bridge host-local portmap loopback cni-isolator cni-isolator-setup; do
+  install -m 0755 "$REPO/target/$PROFILE/$b" "$BIN/$b"
+done
+ls "$BIN" | sed 's/^/    /'
+done_step
+
+step "write the network config ($CONF/demo.conflist)"
+cat > "$CONF/demo.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "demo",
+  "plugins": [
+    { "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false,
+      "ipam": { "type": "host-local", "subnet": "$SUBNET", "gateway": "$GATEWAY", "dataDir": "$IPAM" } },
+    { "type": "portmap", "capabilities": { "portMappings": true } }
+  ]
+}
+EOF
+sed 's/^/    /' "$CONF/demo.conflist"
+done_step
+
+ISO=("$BIN/cni-isolator" --config-dir "$CONF" --plugins-dir "$BIN" --root-dir "$STATE")
+
+step "start container 'web' (python3 http.server on :80, published as host port $HOST_PORT)"
+mkdir -p "$WORK/www"
+echo "hello from the web container, served through rcni portmap" > "$WORK/www/index.html"
+"${ISO[@]}" run --id web --hostname web --network demo --publish "$HOST_PORT:80/tcp" -- \
+  "$PY" -m http.server 80 --bind 0.0.0.0 --directory "$WORK/www" > "$WORK/web.out" 2> "$WORK/web.err" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q 'eth0=' "$WORK/web.out" 2>/dev/null && break; sleep 0.05; done
+WEB_IP=$(sed -n 's/.*eth0=demo:\([0-9.]*\).*/\1/p' "$WORK/web.out" | head -1)
+[ -n "$WEB_IP" ] || { cat "$WORK/web.err" >&2; exit 1; }
+grep -h 'attached in' "$WORK/web.err" | sed 's/^/    /'
+echo "    web: $WEB_IP"
+done_step
+
+step "start container 'client': show its address, hostname and /etc/hosts, ping web"
+"${ISO[@]}" run --id client --hostname client --network demo -- sh -c "
+  echo \"    hostname: \$(hostname)\"
+  ip -4 -o addr show dev eth0 | awk '{print \"    eth0: \" \$4}'
+  sed 's/^/    hosts: /' /etc/hosts
+  ping -c 3 -i 0.2 -W 1 $WEB_IP | sed 's/^/    /'
+" 2> "$WORK/client.err" | grep -v '^client  eth0='
+grep -h 'attached in\|detached in' "$WORK/client.err" | sed 's/^/    /'
+done_step
+
+step "fetch a page from the host through the published port ($GATEWAY:$HOST_PORT -> $WEB_IP:80)"
+for _ in $(seq 50); do
+  PAGE=$("$PY" -c "import urllib.request,sys; print(urllib.request.urlopen('http://$GATEWAY:$HOST_PORT/', timeout=1).read().decode().strip())" 2>/dev/null) && break
+  sleep 0.1
+done
+echo "    $PAGE"
+[ -n "${PAGE:-}" ] || { echo "demo.sh: no answer through the port mapping" >&2; exit 1; }
+done_step
+
+step "status and traffic counters of 'web'"
+"${ISO[@]}" status web | sed 's/^/    /'
+"${ISO[@]}" usage web | sed 's/^/    /'
+done_step
+
+step "stop 'web' (SIGTERM to cni-isolator: it stops the server, then DELs)"
+kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" || true; PIDS=()
+grep -h 'detached in' "$WORK/web.err" | sed 's/^/    /'
+done_step
+
+step "check that nothing is left"
+LEFT=0
+check() { if [ -n "$2" ]; then echo "    LEFT: $1: $2"; LEFT=1; else echo "    ok: no $1"; fi; }
+check "container state" "$(ls -A "$STATE/isolators/network/cni")"
+check "netns handle mounts" "$(grep "$STATE" /proc/self/mountinfo | grep nsfs || true)"
+check "veth on $BRIDGE" "$(ip -o link show master "$BRIDGE" 2>/dev/null || true)"
+check "host-local reservations" "$(ls "$IPAM/demo" 2>/dev/null | grep -v -e '^lock$' -e '^last_reserved_ip' || true)"
+check "nftables rules for the containers" "$(nft list ruleset 2>/dev/null | grep -F -e "$WEB_IP" -e "$HOST_PORT" || true)"
+check "iptables rules for the containers" "$( (iptables-save 2>/dev/null || true) | grep -F -e "$WEB_IP" -e "dport $HOST_PORT" || true)"
+ip link del "$BRIDGE"
+check "bridge $BRIDGE (the bridge plugin keeps it by design; the demo deletes it)" "$(ip -o link show "$BRIDGE" 2>/dev/null || true)"
+done_step
+[ "$LEFT" = 0 ] && bold "demo finished: everything was removed" || { bold "demo finished with leftovers"; exit 1; }
