@@ -34,6 +34,8 @@ pub struct PluginRunner {
     pub plugin_dirs: Vec<PathBuf>,
     /// The limit per plugin exec.
     pub timeout: Option<Duration>,
+    /// fsync `network.conf` (see `Options::durable_checkpoints`).
+    pub durable: bool,
     /// Runs the binaries (a fake in unit tests).
     pub exec: Arc<dyn Exec>,
 }
@@ -175,10 +177,12 @@ impl PluginRunner {
         paths::mkdir_all(&if_dir)?;
         let conf = Self::network_conf(config, info)?;
         let conf_bytes = to_bytes(&conf)?;
-        paths::write_atomic(
-            &paths::network_conf_path(req.root, req.container, req.network),
-            &conf_bytes,
-        )?;
+        let conf_path = paths::network_conf_path(req.root, req.container, req.network);
+        if self.durable {
+            paths::write_atomic_durable(&conf_path, &conf_bytes)?;
+        } else {
+            paths::write_atomic(&conf_path, &conf_bytes)?;
+        }
         let mut rt = RuntimeConf::new(req.container, Some(netns.to_path_buf()), req.ifname);
         rt.args = req.cni_args.to_vec();
         if let Some(pm) = port_mappings_capability(info) {

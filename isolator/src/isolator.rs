@@ -138,6 +138,7 @@ impl Isolator {
                 let runner = PluginRunner {
                     plugin_dirs: plugins,
                     timeout: options.plugin_timeout,
+                    durable: options.durable_checkpoints,
                     exec,
                 };
                 (Some(Mutex::new(configs)), Some(runner), Some(root))

@@ -20,6 +20,9 @@ pub struct Options {
     pub default_dns: DefaultDns,
     /// Limit per plugin exec (Mesos has none); `None` waits for ever.
     pub plugin_timeout: Option<Duration>,
+    /// fsync `network.conf` before ADD (set it with a persistent root dir,
+    /// `--network_cni_root_dir_persist`, so DEL can run after a power loss).
+    pub durable_checkpoints: bool,
     /// The `cni-isolator-setup` binary (Mesos: `<launcher_dir>/mesos-containerizer`).
     /// `None`: next to the current executable, then `$PATH`.
     pub setup_helper: Option<PathBuf>,

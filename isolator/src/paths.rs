@@ -79,9 +79,23 @@ pub fn subdirs(dir: &Path) -> Result<Vec<String>> {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `data` to `path` atomically: a temporary file in the same
-/// directory, then a rename (Mesos's `state::checkpoint`), so a crash never
-/// leaves half a `network.conf` or `network.info` behind.
+/// directory, then a rename, so a crash of the process never leaves half a
+/// `network.conf` or `network.info` behind. No fsync (Mesos's `os::write`
+/// has none either): on this machine's ext4 the five fsyncs of one attach
+/// cost ~32 ms, ten times the isolator's own work. Use
+/// [`write_atomic_durable`] where a power loss must not lose the file.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, false)
+}
+
+/// [`write_atomic`] plus an fsync before the rename (for a persistent root
+/// dir, whose `network.conf` must survive a power loss so DEL can run after
+/// the reboot).
+pub fn write_atomic_durable(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, true)
+}
+
+fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let tmp = dir.join(format!(
@@ -92,7 +106,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {

@@ -281,6 +281,7 @@ fn persistent_root_and_cleanup_after_reboot() {
     assert!(persist_root.starts_with(&work));
     let mut o = env.options();
     o.root_dir = Some(persist_root.clone());
+    o.durable_checkpoints = true;
     let id = cid("c1");
     {
         let iso = Isolator::new(o.clone()).unwrap();
@@ -632,4 +633,156 @@ fn conflist_and_two_networks() {
         .filter(|n| n.starts_with("10."))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+// rcni's own bridge + host-local + portmap (when built) as a conflist: the
+// container gets its address, the published port reaches it from the host,
+// and DEL leaves no reservation.
+#[test]
+fn rcni_plugins_conflist_with_port_mapping() {
+    need_root!();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let ours = ["bridge", "host-local", "portmap"];
+    if ours.iter().any(|p| !target.join(p).exists()) {
+        eprintln!(
+            "skipped: rcni bridge/host-local/portmap not built in {}",
+            target.display()
+        );
+        return;
+    }
+    let mut env = Env::new();
+    for p in ours {
+        std::os::unix::fs::symlink(target.join(p), env.plugins.join(p)).unwrap();
+    }
+    let br = unique("rir");
+    env.track_link(&br);
+    env.config(
+        "ours.conflist",
+        &format!(
+            r#"{{"cniVersion":"1.0.0","name":"ours","plugins":[{{"type":"bridge","bridge":"{br}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","subnet":"10.222.34.0/24","dataDir":"{}"}}}},{{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+            env.base.join("ipam").display()
+        ),
+    );
+    let iso = env.isolator();
+    let id = cid("c1");
+    let mut config = config_for(&["ours"]);
+    config.container_info.as_mut().unwrap().network_infos[0].port_mappings =
+        vec![cni_isolator::PortMapping {
+            host_port: 18734,
+            container_port: 80,
+            protocol: None,
+        }];
+    let pid = started(&mut env, &iso, &id, &config);
+    let ip = iso.status(&id).unwrap().network_infos[0].ip_addresses[0]
+        .ip_address
+        .clone()
+        .unwrap();
+    assert!(ip.starts_with("10.222.34."), "{ip}");
+    assert!(in_container(pid, &["cat", "/etc/hosts"]).contains(&format!("{ip} c1\n")));
+    // A one-shot TCP listener in the container, reached through the host port.
+    let t = pid.to_string();
+    let mut server = std::process::Command::new("nsenter")
+        .args(["-t", &t, "-n", "--", "python3", "-c"])
+        .arg("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',80));s.listen(1);c,_=s.accept();c.sendall(b'hi');c.close()")
+        .spawn()
+        .unwrap();
+    let mut got = String::new();
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("10.222.34.1", 18734)) {
+            use std::io::Read;
+            let _ = s.read_to_string(&mut got);
+            if !got.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got, "hi");
+    iso.cleanup(&id).unwrap();
+    let left: Vec<_> = std::fs::read_dir(env.base.join("ipam/ours"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+// Figure for the closing note (DESIGN: recovery of 1,000 containers under
+// 1 s): `cargo test --release -p cni-isolator --test isolator_lifecycle -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn recovery_of_1000_containers_timing() {
+    need_root!();
+    let env = Env::new();
+    env.mock_plugin("mockcni", V020_RESULT);
+    env.mock_network("net1", "mockcni");
+    let root = env.root();
+    let conf = r#"{"args":{"org.apache.mesos":{"network_info":{"name":"net1"}}},"cniVersion":"0.2.0","name":"net1","type":"mockcni"}"#;
+    let mut states = Vec::new();
+    for i in 0..1000 {
+        let c = format!("c{i}");
+        std::fs::create_dir_all(root.join(&c).join("net1/eth0")).unwrap();
+        std::fs::write(root.join(&c).join("ns"), "").unwrap();
+        std::fs::write(root.join(&c).join("net1/network.conf"), conf).unwrap();
+        std::fs::write(root.join(&c).join("net1/eth0/network.info"), V020_RESULT).unwrap();
+        states.push(ContainerState {
+            container_id: cid(&c),
+            network_infos: vec![NetworkInfo::named("net1")],
+        });
+    }
+    let iso = env.isolator();
+    let t0 = Instant::now();
+    let report = iso.recover(&states, &HashSet::new()).unwrap();
+    let took = t0.elapsed();
+    assert_eq!(report.recovered.len(), 1000);
+    eprintln!(
+        "recovered 1000 containers in {:.1} ms",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(env.calls().is_empty());
+}
+
+// Figure for the closing note (DESIGN: attach costs no more than the
+// plugins plus 2 ms): isolate() (pin, ADD, files, lo, setup helper) minus
+// the same plugin exec'd alone, median of 30.
+#[test]
+#[ignore]
+fn attach_overhead_timing() {
+    need_root!();
+    let mut env = Env::new();
+    env.mock_plugin("mockcni", V020_RESULT);
+    env.mock_network("net1", "mockcni");
+    let iso = env.isolator();
+    let plugin = env.plugins.join("mockcni");
+    let mut attach = Vec::new();
+    let mut alone = Vec::new();
+    for i in 0..30 {
+        let id = cid(&format!("t{i}"));
+        iso.prepare(&id, &config_for(&["net1"])).unwrap();
+        let pid = env.container_process();
+        let t0 = Instant::now();
+        iso.isolate(&id, pid).unwrap();
+        attach.push(t0.elapsed());
+        iso.cleanup(&id).unwrap();
+        env.kill_all();
+        let t0 = Instant::now();
+        let out = std::process::Command::new(&plugin)
+            .env("CNI_COMMAND", "ADD")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        alone.push(t0.elapsed());
+        assert!(out.status.success());
+    }
+    attach.sort();
+    alone.sort();
+    eprintln!(
+        "isolate median {:.2} ms, plugin alone median {:.2} ms, overhead {:.2} ms",
+        attach[15].as_secs_f64() * 1e3,
+        alone[15].as_secs_f64() * 1e3,
+        (attach[15].as_secs_f64() - alone[15].as_secs_f64()) * 1e3
+    );
 }
