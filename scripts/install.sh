@@ -23,9 +23,10 @@ done
 
 plugins=(loopback host-local bridge portmap mesos-cni-port-mapper)
 if [ "$build" -eq 1 ]; then
-  cargo build --release --locked --workspace
+  src=$(./scripts/build-release.sh)
+else
+  src=target/$(rustc -vV | sed -n 's/^host: //p')/release
 fi
-src=target/release
 mkdir -p "$dir"
 
 # Every rcni plugin carries this marker in its "about" text.

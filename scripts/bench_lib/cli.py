@@ -33,14 +33,14 @@ def parse(argv):
     p.add_argument("--runs", type=int, help="timed runs per column (default: per scenario)")
     p.add_argument("--scenario", nargs="+", action="extend", metavar="NAME",
                    help="scenario names or globs (e.g. 'loopback-*', host-local-add-10000); default: all defaults")
-    p.add_argument("--rcni-dir", help="dir with our binaries (default: <repo>/target/release, built if missing)")
+    p.add_argument("--rcni-dir", help="dir with our binaries (default: <repo>/target/<host>/release from scripts/build-release.sh, built if missing)")
     p.add_argument("--go-dir", default=GO_DIR, help="dir with the Go plugins (default: %(default)s)")
     p.add_argument("--no-go", action="store_true", help="skip the Go column")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per column first (default: %(default)s)")
     p.add_argument("--rss-runs", type=int, default=5,
                    help="extra runs per column under GNU time for peak RSS (default: %(default)s)")
     p.add_argument("--no-rss", action="store_true", help="do not measure RSS")
-    p.add_argument("--build", action="store_true", help="always `cargo build --release` first")
+    p.add_argument("--build", action="store_true", help="always run scripts/build-release.sh first")
     p.add_argument("--no-build", action="store_true", help="never build, even if binaries are missing")
     p.add_argument("--list", action="store_true", help="list registered scenarios and exit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -53,6 +53,16 @@ def _cmd_out(argv, cwd=None):
         return p.stdout.decode().strip() if p.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _static_release_dir():
+    """Where scripts/build-release.sh puts the plugins: target/<host>/release."""
+    try:
+        out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+        host = next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("host:"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return os.path.join(REPO, "target", "release")
+    return os.path.join(REPO, "target", host, "release")
 
 
 def _remove_stale_tmp():
@@ -95,17 +105,18 @@ def main(argv=None) -> int:
         return 2
     needed = sorted({p for s in scenarios for p in s.plugins})
 
-    rcni_dir = os.path.abspath(a.rcni_dir) if a.rcni_dir else os.path.join(REPO, "target", "release")
+    rcni_dir = os.path.abspath(a.rcni_dir) if a.rcni_dir else _static_release_dir()
     missing = [p for p in needed if not os.access(os.path.join(rcni_dir, p), os.X_OK)]
     want_build = not a.no_build and not a.rcni_dir and (a.build or missing)
     if want_build and not shutil.which("cargo"):
         print("warning: cargo not in PATH (sudo resets it: try `sudo env PATH=$PATH scripts/bench`); "
               "not building %s" % ", ".join(missing), file=sys.stderr)
     elif want_build:
-        print("building: cargo build --release (missing: %s)" % (", ".join(missing) or "-"), file=sys.stderr)
-        p = subprocess.run(["cargo", "build", "--release"], cwd=REPO, stdout=sys.stderr)
+        print("building: scripts/build-release.sh (missing: %s)" % (", ".join(missing) or "-"), file=sys.stderr)
+        p = subprocess.run([os.path.join(REPO, "scripts", "build-release.sh")], cwd=REPO,
+                           stdout=subprocess.DEVNULL)
         if p.returncode != 0:
-            print("warning: cargo build --release failed; rcni columns of missing binaries are skipped",
+            print("warning: scripts/build-release.sh failed; rcni columns of missing binaries are skipped",
                   file=sys.stderr)
     go_dir = None if a.no_go else (os.path.abspath(a.go_dir) if os.path.isdir(a.go_dir) else None)
 
