@@ -17,8 +17,8 @@ use ipnetwork::IpNetwork;
 
 use crate::config::MasqBackend;
 use crate::gc::ValidAttachment;
-use cni_net::hash::sha512_hex;
 use crate::masquerade_iptables;
+use cni_net::hash::sha512_hex;
 
 /// Go's table, chain and comments.
 pub const TABLE: &str = "cni_plugins_masquerade";

@@ -12,12 +12,15 @@ use cni::{Error, Result};
 use ipnetwork::IpNetwork;
 
 use crate::gc::ValidAttachment;
-use cni_net::hash::sha512_hex;
 use crate::masquerade::Attachment;
+use cni_net::hash::sha512_hex;
 
 /// Go's `FormatChainName`: `CNI-` + the first 24 hex digits of sha512(name + id).
 pub fn chain_name(network: &str, container_id: &str) -> String {
-    format!("CNI-{}", sha512_hex(format!("{network}{container_id}").as_bytes(), 24))
+    format!(
+        "CNI-{}",
+        sha512_hex(format!("{network}{container_id}").as_bytes(), 24)
+    )
 }
 
 /// Go's `FormatComment`: `name: "<net>" id: "<cid>"` (Go `%q` quoting).
