@@ -292,6 +292,11 @@ fn sysctls_follow_the_thread_namespace() {
     let a = TestNetns::new();
     let b = TestNetns::new();
     let (na, nb) = (a.open(), b.open());
+    // A new netns may inherit the host's value (devconf_inherit_init_net), so
+    // set b's explicitly: the point is that writing in a leaves b alone.
+    nb.run(|| sysctl::write("net.ipv4.ip_forward", "0"))
+        .unwrap()
+        .unwrap();
     na.run(|| sysctl::write("net.ipv4.ip_forward", "1"))
         .unwrap()
         .unwrap();
