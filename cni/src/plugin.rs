@@ -251,7 +251,8 @@ fn dispatch<P: Plugin>(
         )));
     }
 
-    let mut buf = Vec::new();
+    // Configs are small: one read in the common case instead of growing from 32 bytes.
+    let mut buf = Vec::with_capacity(16 * 1024);
     stdin
         .read_to_end(&mut buf)
         .map_err(|e| Error::io("error reading from stdin").with_details(e.to_string()))?;
