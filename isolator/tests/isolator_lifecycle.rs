@@ -636,11 +636,14 @@ fn conflist_and_two_networks() {
 }
 
 // rcni's own bridge + host-local + portmap (when built) as a conflist: the
-// container gets its address, the published port reaches it from the host,
-// and DEL leaves no reservation.
+// container gets its address, the published port reaches it from the
+// (throw-away) host, and DEL leaves no reservation. The whole flow ran in
+// the test's own "host" netns: the bridge, ip_forward=1 (isGateway) and the
+// cni_hostport table were there, and the real host is as it was.
 #[test]
-fn rcni_plugins_conflist_with_port_mapping() {
+fn rcni_plugins_conflist_with_port_mapping_leaves_the_real_host_alone() {
     need_root!();
+    let before = HostSnapshot::take();
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
     let ours = ["bridge", "host-local", "portmap"];
     if ours.iter().any(|p| !target.join(p).exists()) {
@@ -704,6 +707,15 @@ fn rcni_plugins_conflist_with_port_mapping() {
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(got, "hi");
+    // What the plugins changed is in the test's host netns.
+    let inside = HostSnapshot::take();
+    assert!(inside.links.contains(&br), "{:?}", inside.links);
+    assert_eq!(inside.ip_forward.trim(), "1");
+    assert!(
+        inside.nft_ruleset.contains("18734"),
+        "no port mapping in the test's host netns: {}",
+        inside.nft_ruleset
+    );
     iso.cleanup(&id).unwrap();
     let left: Vec<_> = std::fs::read_dir(env.base.join("ipam/ours"))
         .unwrap()
@@ -712,6 +724,24 @@ fn rcni_plugins_conflist_with_port_mapping() {
         .filter(|n| n.starts_with("10."))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    drop(iso);
+    drop(env);
+    // Back in the real host netns: nothing of it is here.
+    let after = HostSnapshot::take();
+    assert_eq!(after.ip_forward, before.ip_forward, "host ip_forward changed");
+    assert!(!after.links.contains(&br), "bridge {br} in the host netns");
+    // portmap's tables and chains (nftables backend: cni_hostport; iptables
+    // backend: CNI-HOSTPORT-*), unless the host had them before this test.
+    let portmap =
+        |s: &HostSnapshot| s.nft_ruleset.contains("cni_hostport") || s.nft_ruleset.contains("CNI-HOSTPORT");
+    assert!(
+        !portmap(&after) || portmap(&before),
+        "portmap's table in the host"
+    );
+    assert!(
+        !after.nft_ruleset.contains("18734"),
+        "host port 18734 in the host ruleset"
+    );
 }
 
 // Figure for the closing note (DESIGN: recovery of 1,000 containers under

@@ -3,10 +3,20 @@
 //! calls, like Mesos's mock plugin) and a runtime dir; container processes
 //! in new namespaces; everything unmounted and removed on drop, even when
 //! the test panics. Addresses: 10.222.0.0/16 and fd00:222::/48 only.
+//!
+//! The real host's network is never touched: [`Env::new`] moves the test
+//! thread into a fresh "host" network namespace ([`HostNetns`]) for the
+//! whole test. Every process the test or the isolator starts (plugins, the
+//! setup helper, containers, the CLI) inherits the calling thread's netns,
+//! and so does every thread the isolator spawns, so bridges, sysctls such
+//! as `ip_forward` (bridge `isGateway`) and nftables tables (portmap) land
+//! there and vanish with it. Mounts (the root dir, `ns` handles) still go to
+//! the host's mount namespace and are undone on drop.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use cni_isolator::{ContainerConfig, ContainerId, ContainerInfo, Isolator, NetworkInfo, Options};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,6 +56,88 @@ pub fn sh(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A throw-away network namespace that the calling thread stays in until
+/// drop (with `lo` up, like a host's). Only the thread moves: other threads
+/// of the test binary stay in the real host netns. The namespace is held
+/// by a file descriptor only (nothing under `/run/netns` to leak if the
+/// test is killed) and the kernel deletes it, with every bridge, sysctl and
+/// nftables table in it, once the thread has left and the last process in
+/// it is gone. Drop runs on panic too (the guard returns the thread first).
+pub struct HostNetns {
+    guard: Option<cni_net::netns::NetnsGuard>,
+    ns: cni_net::Netns,
+}
+
+impl HostNetns {
+    pub fn enter() -> HostNetns {
+        // A short-lived thread unshares (namespaces are per thread) and
+        // hands back a descriptor of its new namespace.
+        let fd: OwnedFd = std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            OwnedFd::from(std::fs::File::open(cni_net::netns::THREAD_SELF_NETNS).unwrap())
+        })
+        .join()
+        .unwrap();
+        let ns = cni_net::Netns::from_fd(fd, "throw-away host netns");
+        let mut sock = ns.socket().unwrap();
+        let lo = sock.link_by_name("lo").unwrap();
+        sock.set_link_up(lo.index).unwrap();
+        let guard = ns.enter().expect("enter the throw-away host netns");
+        HostNetns {
+            guard: Some(guard),
+            ns,
+        }
+    }
+
+    /// The namespace's inode (as in `/proc/PID/ns/net`).
+    pub fn ino(&self) -> u64 {
+        self.ns.id().unwrap().ino
+    }
+}
+
+impl Drop for HostNetns {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            // Aborts the process if the thread cannot go back (the guard's rule).
+            let _ = g.restore();
+        }
+    }
+}
+
+/// What the real host's network looks like, to prove a test left it alone.
+/// Read it from a thread in the real host netns (before [`Env::new`], after
+/// the `Env` is dropped).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostSnapshot {
+    pub ip_forward: String,
+    pub links: Vec<String>,
+    pub nft_tables: Vec<String>,
+    pub nft_ruleset: String,
+}
+
+impl HostSnapshot {
+    pub fn take() -> HostSnapshot {
+        let links = sh("ip", &["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect();
+        let nft = |args: &[&str]| {
+            Command::new("nft")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        HostSnapshot {
+            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            links,
+            nft_tables: nft(&["list", "tables"]).lines().map(str::to_string).collect(),
+            nft_ruleset: nft(&["list", "ruleset"]),
+        }
+    }
+}
+
 /// One test's world.
 pub struct Env {
     pub base: PathBuf,
@@ -55,12 +147,16 @@ pub struct Env {
     pub log: PathBuf,
     links: Vec<String>,
     children: Vec<Child>,
+    /// Dropped last, after the processes in it are gone.
+    pub host: HostNetns,
 }
 
 impl Env {
     pub fn new() -> Env {
+        let host = HostNetns::enter();
         let base = std::env::temp_dir().join(unique("rcni-iso-"));
         let env = Env {
+            host,
             conf: base.join("conf"),
             plugins: base.join("plugins"),
             runtime: base.join("runtime"),
@@ -172,7 +268,9 @@ impl Env {
             .unwrap();
         let pid = child.id() as i32;
         self.children.push(child);
-        let ours = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let ours = std::fs::metadata(cni_net::netns::THREAD_SELF_NETNS)
+            .unwrap()
+            .ino();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
