@@ -16,10 +16,14 @@
 //!
 //! Mount and UTS work happens in the single-threaded `cni-isolator-setup`
 //! helper ([`setup`]): a threaded process cannot enter a mount namespace.
+//!
+//! The same crate builds `libcni_isolator.so`, the C ABI of [`ffi`]
+//! (header `include/rcni_isolator.h`), for hosts written in C or C++.
 
 pub mod attach;
 pub mod configs;
 pub mod error;
+pub mod ffi;
 pub mod files;
 pub mod isolator;
 pub mod netns_pin;
