@@ -47,4 +47,7 @@ if [ "$left" -ne 0 ]; then
   ip netns list | grep '^rcni-' >&2
   exit 1
 fi
+echo "== fuzz every parser briefly (scripts/fuzz.sh)"
+./scripts/fuzz.sh "${RCNI_FUZZ_SECONDS:-10}"
+
 echo "== all tests passed"
