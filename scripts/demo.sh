@@ -3,12 +3,16 @@
 # network/cni isolator in Rust) with rcni's own plugins only (bridge, host-local,
 # portmap, loopback). Needs root and a Linux host (written for Debian 12).
 #
-#   sudo ./scripts/demo.sh            release build (cargo build --release), then the demo
+#   sudo ./scripts/demo.sh            release build: plugins by scripts/build-release.sh
+#                                     (static, target/<host-triple>/release), the isolator
+#                                     by cargo build --release (target/release); then the demo
 #   sudo RCNI_PROFILE=debug ./scripts/demo.sh   use target/debug (faster to build)
 #
 # It only uses 10.222.99.0/24, a bridge named rcnidemo<pid>, port 18080 on the host, and
-# namespaces, files and rules it creates; everything is removed at the end (also on Ctrl-C),
-# and the script shows that nothing is left.
+# namespaces, files and rules it creates. The bridge and the port mapping live in the host's
+# network namespace (it shows the real thing); everything is removed at the end (also on
+# Ctrl-C), every host setting it changed (net.ipv4.ip_forward) is put back, and the script
+# shows that nothing is left.
 set -euo pipefail
 
 PROFILE=${RCNI_PROFILE:-release}
@@ -27,40 +31,76 @@ step() { STEP_NAME=$1; STEP_T0=$(date +%s%N); bold "==> $1"; }
 done_step() { printf '    (%s ms)\n' "$(ms_since "$STEP_T0")"; }
 
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (sudo $0)" >&2; exit 1; }
-for tool in ip cargo; do
+for tool in ip cargo ping; do
   command -v "$tool" >/dev/null || { echo "demo.sh: needs $tool" >&2; exit 1; }
 done
 PY=$(command -v python3 || true)
 [ -n "$PY" ] || { echo "demo.sh: needs python3 (the web server inside a container)" >&2; exit 1; }
+# portmap's backend: nftables (its own table, ip cni_hostport) when nft is there to list and
+# remove it, else iptables (Go's CNI-HOSTPORT-* chains in the nat table).
+# RCNI_PORTMAP_BACKEND=iptables|nftables overrides.
+if command -v nft >/dev/null; then PORTMAP_BACKEND=nftables; else PORTMAP_BACKEND=iptables; fi
+PORTMAP_BACKEND=${RCNI_PORTMAP_BACKEND:-$PORTMAP_BACKEND}
 
+# What the host had before, so that teardown removes exactly what the demo added.
 FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
+NFT_TABLES_BEFORE=$(nft list tables 2>/dev/null || true)
+IPT_CHAINS_BEFORE=$( (iptables-save -t nat 2>/dev/null || true) | sed -n 's/^:\(CNI-HOSTPORT-[A-Z]*\) .*/\1/p')
+
+# Removes the host-wide things the plugins made and the demo owns: the bridge, portmap's
+# table or chains (only when they did not exist before), and ip_forward's old value.
+restore_host() {
+  ip link del "$BRIDGE" 2>/dev/null || true
+  for t in "ip cni_hostport" "ip6 cni_hostport"; do
+    if ! grep -qx "table $t" <<< "$NFT_TABLES_BEFORE" && nft list table $t >/dev/null 2>&1; then
+      nft delete table $t
+    fi
+  done
+  for c in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
+    grep -qx "$c" <<< "$IPT_CHAINS_BEFORE" && continue
+    iptables -w -t nat -S "$c" >/dev/null 2>&1 || continue
+    { iptables-save -t nat | grep -E "^-A [A-Z]+ .*-j $c( |\$)" || true; } | sed 's/^-A /-D /' |
+      while read -r rule; do eval "iptables -w -t nat $rule"; done
+    iptables -w -t nat -F "$c"; iptables -w -t nat -X "$c"
+  done
+  # iptables-nft made the nat table for those chains: drop it if it is new and now empty.
+  if ! grep -qx "table ip nat" <<< "$NFT_TABLES_BEFORE" && nft list table ip nat >/dev/null 2>&1 &&
+     ! iptables-save -t nat 2>/dev/null | grep -q '^-A'; then
+    nft delete table ip nat
+  fi
+  echo "$FORWARD_BEFORE" > /proc/sys/net/ipv4/ip_forward
+}
+
 cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -x "$BIN/cni-isolator" ] && "$BIN/cni-isolator" --config-dir "$CONF" --plugins-dir "$BIN" \
       --root-dir "$STATE" gc >/dev/null 2>&1
-  ip link del "$BRIDGE" 2>/dev/null
   umount -l "$STATE/isolators/network/cni" 2>/dev/null
-  echo "$FORWARD_BEFORE" > /proc/sys/net/ipv4/ip_forward
+  restore_host
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
 step "build ($PROFILE)"
 if [ "$PROFILE" = release ]; then
-  (cd "$REPO" && cargo build --release -q -p bridge -p host-local -p portmap -p loopback -p cni-isolator)
+  PLUGIN_DIR=$(cd "$REPO" && ./scripts/build-release.sh 2> "$WORK/build.log") ||
+    { cat "$WORK/build.log" >&2; exit 1; }
+  (cd "$REPO" && cargo build --release -q -p cni-isolator)
+  ISOLATOR_DIR=$REPO/target/release
 else
   (cd "$REPO" && cargo build -q -p bridge -p host-local -p portmap -p loopback -p cni-isolator)
+  PLUGIN_DIR=$REPO/target/debug ISOLATOR_DIR=$REPO/target/debug
 fi
+echo "    plugins from $PLUGIN_DIR, isolator from $ISOLATOR_DIR"
 done_step
 
 step "install into a temporary CNI bin dir"
 mkdir -p "$BIN" "$CONF" "$STATE" "$IPAM"
-for b in bridge host-local portmap loopback cni-isolator cni-isolator-setup; do
-  install -m 0755 "$REPO/target/$PROFILE/$b" "$BIN/$b"
-done
-ls "$BIN" | sed 's/^/    /'
+for b in bridge host-local portmap loopback; do install -m 0755 "$PLUGIN_DIR/$b" "$BIN/$b"; done
+for b in cni-isolator cni-isolator-setup; do install -m 0755 "$ISOLATOR_DIR/$b" "$BIN/$b"; done
+ls -l "$BIN" | awk 'NR > 1 { printf "    %-20s %8d bytes\n", $9, $5 }'
 done_step
 
 step "write the network config ($CONF/demo.conflist)"
@@ -71,7 +111,7 @@ cat > "$CONF/demo.conflist" <<EOF
   "plugins": [
     { "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false,
       "ipam": { "type": "host-local", "subnet": "$SUBNET", "gateway": "$GATEWAY", "dataDir": "$IPAM" } },
-    { "type": "portmap", "capabilities": { "portMappings": true } }
+    { "type": "portmap", "backend": "$PORTMAP_BACKEND", "capabilities": { "portMappings": true } }
   ]
 }
 EOF
@@ -131,7 +171,13 @@ check "veth on $BRIDGE" "$(ip -o link show master "$BRIDGE" 2>/dev/null || true)
 check "host-local reservations" "$(ls "$IPAM/demo" 2>/dev/null | grep -v -e '^lock$' -e '^last_reserved_ip' || true)"
 check "nftables rules for the containers" "$(nft list ruleset 2>/dev/null | grep -F -e "$WEB_IP" -e "$HOST_PORT" || true)"
 check "iptables rules for the containers" "$( (iptables-save 2>/dev/null || true) | grep -F -e "$WEB_IP" -e "dport $HOST_PORT" || true)"
-ip link del "$BRIDGE"
-check "bridge $BRIDGE (the bridge plugin keeps it by design; the demo deletes it)" "$(ip -o link show "$BRIDGE" 2>/dev/null || true)"
+echo "    the bridge plugin keeps $BRIDGE and portmap its table by design (as Go's); the demo removes them:"
+restore_host
+check "bridge $BRIDGE" "$(ip -o link show "$BRIDGE" 2>/dev/null || true)"
+check "new nftables tables" "$(diff <(echo "$NFT_TABLES_BEFORE") <(nft list tables 2>/dev/null || true) | grep '^>' || true)"
+check "new CNI-HOSTPORT chains" "$(comm -13 <(echo "$IPT_CHAINS_BEFORE" | sort) \
+  <( (iptables-save -t nat 2>/dev/null || true) | sed -n 's/^:\(CNI-HOSTPORT-[A-Z]*\) .*/\1/p' | sort) || true)"
+check "changed net.ipv4.ip_forward (was $FORWARD_BEFORE)" \
+  "$( [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$FORWARD_BEFORE" ] || cat /proc/sys/net/ipv4/ip_forward)"
 done_step
 [ "$LEFT" = 0 ] && bold "demo finished: everything was removed" || { bold "demo finished with leftovers"; exit 1; }
