@@ -201,6 +201,25 @@ impl PluginRunner {
                 .map_err(plugin_err(req.network, "ADD"))?;
             (result, raw)
         } else {
+            // A single config has no result cache of its own: keep CNI_ARGS
+            // in one (only when there are any) so DEL, also from another
+            // process or after a restart, passes the same ones.
+            if !rt.args.is_empty() {
+                let cache =
+                    ResultCache::new(paths::cache_dir(req.root, req.container, req.network, req.ifname));
+                cache
+                    .add(&CachedAttachment {
+                        network_name: req.network.to_string(),
+                        container_id: req.container.to_string(),
+                        ifname: req.ifname.to_string(),
+                        config: conf_bytes.clone(),
+                        netns: rt.netns.clone(),
+                        cni_args: rt.args.clone(),
+                        capability_args: rt.capability_args.clone(),
+                        result: None,
+                    })
+                    .map_err(plugin_err(req.network, "ADD"))?;
+            }
             let stdin = with_runtime_config(&conf, &rt)?;
             let stdout = self.exec_single(Command::Add, &conf, &rt, stdin).map_err(err)?;
             let version = cni::version::effective(conf.get("cniVersion").and_then(Value::as_str));
@@ -287,6 +306,11 @@ impl PluginRunner {
                 .del_list(&list, &rt)
                 .map_err(plugin_err(req.network, "DEL"))?;
         } else {
+            let cache = ResultCache::new(paths::cache_dir(req.root, req.container, req.network, req.ifname));
+            rt.args = match cache.get(req.network, req.container, req.ifname) {
+                Ok(Some(entry)) => entry.cni_args,
+                _ => req.cni_args.to_vec(),
+            };
             let mut stdin_conf = conf.clone();
             let version = cni::version::effective(conf.get("cniVersion").and_then(Value::as_str)).to_string();
             let wants_prev = cni::version::compare(&version, "0.4.0").is_ge();

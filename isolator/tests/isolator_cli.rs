@@ -179,3 +179,81 @@ fn networks_lists_configs_and_skipped_files() {
     let help = cli(&env, &["--help"]);
     assert!(text(&help.stdout).contains("USAGE"));
 }
+
+#[test]
+fn publish_names_any_network() {
+    need_root!();
+    let env = Env::new();
+    env.mock_plugin("mockcni", V020_RESULT);
+    env.mock_network("plain", "mockcni");
+    env.config(
+        "pm.conf",
+        r#"{"cniVersion":"0.4.0","name":"pm","type":"mockcni","capabilities":{"portMappings":true}}"#,
+    );
+    let out = cli(
+        &env,
+        &[
+            "run",
+            "--network",
+            "plain,pm",
+            "--publish",
+            "pm:18081:81/udp",
+            "--",
+            "true",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let eth0 = env.stdin_of("ADD", "eth0");
+    let eth1 = env.stdin_of("ADD", "eth1");
+    assert!(!eth0.contains("18081"), "{eth0}");
+    assert!(
+        eth1.contains(r#""port_mappings":[{"container_port":81,"host_port":18081,"protocol":"udp"}]"#),
+        "{eth1}"
+    );
+    let out = cli(
+        &env,
+        &["run", "--network", "plain", "--publish", "nope:1:2", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("\"nope\""), "{}", text(&out.stderr));
+}
+
+// CNI_ARGS given at attach reach the DEL of a single-config network, even
+// when the DEL runs in another process (detach) than the ADD.
+#[test]
+fn cni_args_of_a_single_config_are_passed_again_on_del() {
+    need_root!();
+    let env = Env::new();
+    env.script(
+        "argscni",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND args=$CNI_ARGS\" >> {}\n\
+             [ \"$CNI_COMMAND\" = ADD ] && echo '{}'\nexit 0\n",
+            env.log.display(),
+            V020_RESULT
+        ),
+    );
+    env.mock_network("net1", "argscni");
+    let out = cli(
+        &env,
+        &[
+            "attach",
+            "--id",
+            "ca1",
+            "--network",
+            "net1",
+            "--cni-args",
+            "FOO=bar;IgnoreUnknown=1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli(&env, &["detach", "ca1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        env.calls(),
+        [
+            "ADD args=FOO=bar;IgnoreUnknown=1",
+            "DEL args=FOO=bar;IgnoreUnknown=1"
+        ]
+    );
+}

@@ -635,6 +635,103 @@ fn conflist_and_two_networks() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Starts a one-shot TCP listener on port 80 in the netns of `pid` that
+/// answers "hi", and reads the answer through `via` (a published port) from
+/// the test's host netns.
+fn serve_once_and_fetch(pid: i32, via: (&str, u16)) -> String {
+    let t = pid.to_string();
+    let mut server = std::process::Command::new("nsenter")
+        .args(["-t", &t, "-n", "--", "python3", "-c"])
+        .arg("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',80));s.listen(1);c,_=s.accept();c.sendall(b'hi');c.close()")
+        .spawn()
+        .unwrap();
+    let mut got = String::new();
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect(via) {
+            use std::io::Read;
+            let _ = s.read_to_string(&mut got);
+            if !got.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    got
+}
+
+/// rcni's plugins in `target/debug`, symlinked into the env's plugin dir;
+/// false (test skipped) when one is not built or python3 is missing.
+fn link_rcni_plugins(env: &Env, plugins: &[&str]) -> bool {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    if plugins.iter().any(|p| !target.join(p).exists()) {
+        eprintln!("skipped: rcni {plugins:?} not all built in {}", target.display());
+        return false;
+    }
+    if std::process::Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: no python3 for the listener");
+        return false;
+    }
+    for p in plugins {
+        std::os::unix::fs::symlink(target.join(p), env.plugins.join(p)).unwrap();
+    }
+    true
+}
+
+// CniIsolatorPortMapperTest.ROOT_IPTABLES_NC_PortMapper with rcni's
+// mesos-cni-port-mapper as the network's plugin (delegating to rcni's bridge
+// + host-local): the container's port_mappings reach it from the host, the
+// plugin got Mesos's network_info, and DEL leaves no reservation and no DNAT
+// rule (the chain itself stays, as Mesos's).
+#[test]
+fn mesos_cni_port_mapper_network_publishes_port_mappings() {
+    need_root!();
+    let mut env = Env::new();
+    if !link_rcni_plugins(&env, &["mesos-cni-port-mapper", "bridge", "host-local"]) {
+        return;
+    }
+    let br = unique("rip");
+    env.track_link(&br);
+    let chain = format!("RCNI-PM-{}", std::process::id() % 100000);
+    env.config(
+        "pm.conf",
+        &format!(
+            r#"{{"cniVersion":"0.2.0","name":"pmnet","type":"mesos-cni-port-mapper","chain":"{chain}","delegate":{{"cniVersion":"0.2.0","type":"bridge","bridge":"{br}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","subnet":"10.222.35.0/24","dataDir":"{}"}}}}}}"#,
+            env.base.join("ipam").display()
+        ),
+    );
+    let iso = env.isolator();
+    let id = cid("pm1");
+    let mut config = config_for(&["pmnet"]);
+    config.container_info.as_mut().unwrap().network_infos[0].port_mappings =
+        vec![cni_isolator::PortMapping {
+            host_port: 18735,
+            container_port: 80,
+            protocol: Some("tcp".into()),
+        }];
+    let pid = started(&mut env, &iso, &id, &config);
+    let ip = iso.status(&id).unwrap().network_infos[0].ip_addresses[0]
+        .ip_address
+        .clone()
+        .unwrap();
+    assert!(ip.starts_with("10.222.35."), "{ip}");
+    assert!(in_container(pid, &["cat", "/etc/hosts"]).contains(&format!("{ip} pm1\n")));
+    assert_eq!(serve_once_and_fetch(pid, ("10.222.35.1", 18735)), "hi");
+    let rules = HostSnapshot::take().nft_ruleset;
+    assert!(rules.contains("18735"), "no DNAT rule: {rules}");
+    iso.cleanup(&id).unwrap();
+    let rules = HostSnapshot::take().nft_ruleset;
+    assert!(!rules.contains("18735"), "DNAT rule left: {rules}");
+    let left: Vec<_> = std::fs::read_dir(env.base.join("ipam/pmnet"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 // rcni's own bridge + host-local + portmap (when built) as a conflist: the
 // container gets its address, the published port reaches it from the
 // (throw-away) host, and DEL leaves no reservation. The whole flow ran in
@@ -686,27 +783,7 @@ fn rcni_plugins_conflist_with_port_mapping_leaves_the_real_host_alone() {
         .unwrap();
     assert!(ip.starts_with("10.222.34."), "{ip}");
     assert!(in_container(pid, &["cat", "/etc/hosts"]).contains(&format!("{ip} c1\n")));
-    // A one-shot TCP listener in the container, reached through the host port.
-    let t = pid.to_string();
-    let mut server = std::process::Command::new("nsenter")
-        .args(["-t", &t, "-n", "--", "python3", "-c"])
-        .arg("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',80));s.listen(1);c,_=s.accept();c.sendall(b'hi');c.close()")
-        .spawn()
-        .unwrap();
-    let mut got = String::new();
-    for _ in 0..50 {
-        if let Ok(mut s) = std::net::TcpStream::connect(("10.222.34.1", 18734)) {
-            use std::io::Read;
-            let _ = s.read_to_string(&mut got);
-            if !got.is_empty() {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = server.kill();
-    let _ = server.wait();
-    assert_eq!(got, "hi");
+    assert_eq!(serve_once_and_fetch(pid, ("10.222.34.1", 18734)), "hi");
     // What the plugins changed is in the test's host netns.
     let inside = HostSnapshot::take();
     assert!(inside.links.contains(&br), "{:?}", inside.links);

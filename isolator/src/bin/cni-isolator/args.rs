@@ -51,8 +51,9 @@ pub struct Attach {
     pub networks: Vec<String>,
     /// `--hostname`.
     pub hostname: Option<String>,
-    /// `--publish`, applied to the first network.
-    pub publish: Vec<PortMapping>,
+    /// `--publish [NETWORK:]HOST:CONTAINER[/PROTO]`: the network (`None`:
+    /// the first) and the mapping.
+    pub publish: Vec<(Option<String>, PortMapping)>,
     /// `--cni-args K=V;K=V`.
     pub cni_args: Vec<(String, String)>,
     /// `attach --pid`.
@@ -90,8 +91,22 @@ pub enum Cmd {
     Version,
 }
 
-/// Parses `HOSTPORT:CONTAINERPORT[/PROTO]`.
-pub fn parse_publish(s: &str) -> Result<PortMapping, String> {
+/// Parses `[NETWORK:]HOSTPORT:CONTAINERPORT[/PROTO]`; no network means the first.
+pub fn parse_publish(s: &str) -> Result<(Option<String>, PortMapping), String> {
+    match s.split(':').count() {
+        3 => {
+            let (network, mapping) = s.split_once(':').unwrap_or_default();
+            if network.is_empty() {
+                return Err(format!("--publish {s}: empty network name"));
+            }
+            Ok((Some(network.to_string()), parse_mapping(s, mapping)?))
+        }
+        _ => Ok((None, parse_mapping(s, s)?)),
+    }
+}
+
+/// Parses `HOSTPORT:CONTAINERPORT[/PROTO]` (`whole` is the flag, for messages).
+fn parse_mapping(whole: &str, s: &str) -> Result<PortMapping, String> {
     let (ports, proto) = match s.split_once('/') {
         Some((p, proto)) => (p, Some(proto.to_ascii_lowercase())),
         None => (s, None),
@@ -101,17 +116,17 @@ pub fn parse_publish(s: &str) -> Result<PortMapping, String> {
         && p != "udp"
         && p != "sctp"
     {
-        return Err(format!("--publish {s}: protocol must be tcp, udp or sctp"));
+        return Err(format!("--publish {whole}: protocol must be tcp, udp or sctp"));
     }
     let (h, c) = ports
         .split_once(':')
-        .ok_or_else(|| format!("--publish {s}: expected HOSTPORT:CONTAINERPORT[/PROTO]"))?;
+        .ok_or_else(|| format!("--publish {whole}: expected [NETWORK:]HOSTPORT:CONTAINERPORT[/PROTO]"))?;
     let port = |p: &str| {
         p.parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
             .map(u32::from)
-            .ok_or_else(|| format!("--publish {s}: {p:?} is not a port"))
+            .ok_or_else(|| format!("--publish {whole}: {p:?} is not a port"))
     };
     Ok(PortMapping {
         host_port: port(h)?,
@@ -285,7 +300,8 @@ mod tests {
         let Cmd::Run(a) = cmd else { panic!("not run") };
         assert_eq!(a.networks, ["a", "b", "c"]);
         assert_eq!(a.command, ["sh", "-c", "--x"]);
-        assert_eq!(a.publish[0].protocol.as_deref(), Some("udp"));
+        assert_eq!(a.publish[0].1.protocol.as_deref(), Some("udp"));
+        assert_eq!(a.publish[0].0, None);
         assert_eq!(a.hostname.as_deref(), Some("h"));
     }
 
@@ -297,6 +313,13 @@ mod tests {
         assert!(parse(&v(&["detach"])).is_err());
         assert!(parse_publish("80").is_err());
         assert!(parse_publish("0:80").is_err());
+        let (net, m) = parse_publish("web:8080:80/tcp").unwrap();
+        assert_eq!(
+            (net.as_deref(), m.host_port, m.container_port),
+            (Some("web"), 8080, 80)
+        );
+        assert!(parse_publish(":8080:80").is_err());
+        assert!(parse_publish("a:b:8080:80").is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m").unwrap(), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("0").unwrap(), None);

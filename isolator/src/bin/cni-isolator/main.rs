@@ -21,7 +21,7 @@ const HELP: &str = "\
 cni-isolator: run processes on CNI networks the way the Mesos agent's network/cni isolator does.
 
 USAGE
-  cni-isolator [FLAGS] run --network NAME[,NAME...] [--hostname H] [--publish HOST:CONTAINER[/PROTO]] -- CMD ARGS...
+  cni-isolator [FLAGS] run --network NAME[,NAME...] [--hostname H] [--publish [NET:]HOST:CONTAINER[/PROTO]] -- CMD ARGS...
   cni-isolator [FLAGS] attach --network NAME[,NAME...] [--id ID] [--pid PID | --netns PATH] [--hostname H]
   cni-isolator [FLAGS] detach ID
   cni-isolator [FLAGS] status [ID]        networks and addresses (all containers without ID)
@@ -36,8 +36,9 @@ WHAT run DOES
   in order, concurrently), writes its hostname (--hostname or the container ID), /etc/hosts (every
   address) and /etc/resolv.conf (the plugin's DNS, else --default-container-dns, else the host's),
   binds them over /etc inside its mount namespace, brings lo up, prints the addresses, runs CMD,
-  and DELs everything when CMD exits. --publish passes a port mapping to the first network (the
-  portMappings capability, and Mesos's port_mappings for mesos-cni-port-mapper).
+  and DELs everything when CMD exits. --publish passes a port mapping to network NET (without
+  NET: the first one) as the portMappings capability and Mesos's port_mappings (for
+  mesos-cni-port-mapper); repeat it for more ports or networks.
 
 FLAGS (mirroring the Mesos agent's)
   --config-dir DIR            network configs, .conf/.json/.conflist  [/etc/cni/net.d]
@@ -187,12 +188,22 @@ fn networks(g: &Global) -> cni_isolator::Result<i32> {
     Ok(0)
 }
 
-fn container_config(a: &Attach) -> ContainerConfig {
+fn container_config(a: &Attach) -> cni_isolator::Result<ContainerConfig> {
     let mut infos: Vec<NetworkInfo> = a.networks.iter().map(NetworkInfo::named).collect();
-    if let Some(first) = infos.first_mut() {
-        first.port_mappings = a.publish.clone();
+    for (network, mapping) in &a.publish {
+        let info = match network {
+            None => infos.first_mut(),
+            Some(n) => infos.iter_mut().find(|i| i.name.as_deref() == Some(n.as_str())),
+        };
+        let Some(info) = info else {
+            return Err(cni_isolator::Error::Invalid(format!(
+                "--publish names network {:?}, which is not one of --network",
+                network.as_deref().unwrap_or_default()
+            )));
+        };
+        info.port_mappings.push(mapping.clone());
     }
-    ContainerConfig {
+    Ok(ContainerConfig {
         container_class: None,
         container_info: Some(ContainerInfo {
             hostname: a.hostname.clone(),
@@ -200,7 +211,7 @@ fn container_config(a: &Attach) -> ContainerConfig {
             ..ContainerInfo::default()
         }),
         rootfs: None,
-    }
+    })
 }
 
 fn print_status(g: &Global, iso: &Isolator, id: &ContainerId) -> cni_isolator::Result<()> {
@@ -240,7 +251,8 @@ fn run(g: &Global, a: Attach) -> cni_isolator::Result<i32> {
     let iso = Isolator::new(options(g)?)?;
     let id = parse_id(&a.id.clone().unwrap_or_else(new_id))?;
     let t0 = Instant::now();
-    let Some(launch) = iso.prepare(&id, &container_config(&a))? else {
+    let config = container_config(&a)?;
+    let Some(launch) = iso.prepare(&id, &config)? else {
         return Err(Error::Invalid("no CNI network to attach to".into()));
     };
     iso.set_cni_args(&id, a.cni_args.clone())?;
@@ -249,10 +261,7 @@ fn run(g: &Global, a: Attach) -> cni_isolator::Result<i32> {
     let pid = i32::try_from(held.child.id()).unwrap_or(0);
     let rec = Record {
         id: id.to_string(),
-        networks: container_config(&a)
-            .container_info
-            .map(|c| c.network_infos)
-            .unwrap_or_default(),
+        networks: config.container_info.map(|c| c.network_infos).unwrap_or_default(),
         pid: Some(pid),
         start_time: records::process_start_time(pid),
     };
@@ -330,7 +339,8 @@ fn attach(g: &Global, a: Attach) -> cni_isolator::Result<i32> {
     if iso.containers().contains(&id) {
         return Err(Error::Invalid(format!("container {id} is already attached")));
     }
-    if iso.prepare(&id, &container_config(&a))?.is_none() {
+    let config = container_config(&a)?;
+    if iso.prepare(&id, &config)?.is_none() {
         return Err(Error::Invalid("no CNI network to attach to".into()));
     }
     iso.set_cni_args(&id, a.cni_args.clone())?;
@@ -355,10 +365,7 @@ fn attach(g: &Global, a: Attach) -> cni_isolator::Result<i32> {
     };
     let rec = Record {
         id: id.to_string(),
-        networks: container_config(&a)
-            .container_info
-            .map(|c| c.network_infos)
-            .unwrap_or_default(),
+        networks: config.container_info.map(|c| c.network_infos).unwrap_or_default(),
         pid: a.pid,
         start_time: a.pid.and_then(records::process_start_time),
     };
