@@ -451,20 +451,38 @@ fn same_results_and_codes_as_go_loopback() {
     }
     assert!(!a.link_is_up("lo") && !b.link_is_up("lo"));
 
-    for bad in bad_inputs().into_iter().filter(|b| b.go_agrees) {
-        let ns = Netns::new();
-        let mut i = inv("ADD", &ns, "1.0.0");
-        (bad.mutate)(&mut i);
-        let (m, t) = (ours(&i), exec(&go, &i));
-        assert_eq!(
-            m.code(),
-            t.code(),
-            "{}: ours {} go {}",
-            bad.what,
-            m.stdout,
-            t.stdout
-        );
-        assert_eq!(m.status != 0, t.status != 0, "{}", bad.what);
+    // Every version Go 1.1.1 speaks: the same addresses and interfaces. Go
+    // prints the 1.0 shape whatever the version (it never converts down), so
+    // its output is read as 1.0.0 and converted with our converter first.
+    for v in &VERSIONS[..6] {
+        let (a, b) = (Netns::new(), Netns::new());
+        let mine = ours(&inv("ADD", &a, v));
+        let theirs = exec(&go, &inv("ADD", &b, v));
+        mine.assert_ok();
+        theirs.assert_ok();
+        let mut go_json = theirs.json.clone();
+        go_json["cniVersion"] = json!("1.0.0");
+        go_json["interfaces"][0]["sandbox"] = json!(a.path().display().to_string());
+        let go_at_v = cni::result::convert(&go_json, v).unwrap();
+        assert_eq!(normalize(mine.json.clone()), normalize(go_at_v), "{v}");
+    }
+
+    for v in &VERSIONS[..6] {
+        for bad in bad_inputs().into_iter().filter(|b| b.go_agrees) {
+            let ns = Netns::new();
+            let mut i = inv("ADD", &ns, v);
+            (bad.mutate)(&mut i);
+            let (m, t) = (ours(&i), exec(&go, &i));
+            assert_eq!(
+                m.code(),
+                t.code(),
+                "{v} {}: ours {} go {}",
+                bad.what,
+                m.stdout,
+                t.stdout
+            );
+            assert_eq!(m.status != 0, t.status != 0, "{v} {}", bad.what);
+        }
     }
 }
 
