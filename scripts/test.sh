@@ -11,6 +11,9 @@ command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
 [ -x /usr/lib/cni/loopback ] || need_pkgs+=(containernetworking-plugins)
 [ -x /usr/bin/time ] || need_pkgs+=(time)
+command -v podman >/dev/null || need_pkgs+=(podman)        # scripts/e2e (issue 7)
+command -v runc >/dev/null || need_pkgs+=(runc)            # scripts/e2e (issue 7)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static) # scripts/e2e (issue 7)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -40,6 +43,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# --- e2e (issue 7): install.sh, the Debian package, Podman end to end -------
+./scripts/e2e/run.sh
+# --- end e2e ------------------------------------------------------------------
 
 left=$(ip netns list 2>/dev/null | grep -c '^rcni-' || true)
 if [ "$left" -ne 0 ]; then
