@@ -15,6 +15,11 @@ use crate::{bridge_link, ipam, l3, masquerade, result, spoofcheck, veth, vlan};
 /// How long the host port may take to become operationally up (Go: 2.55 s in total).
 const PORT_UP_TIMEOUT: Duration = Duration::from_millis(2550);
 
+/// IPAM plugins that only hand out addresses and never look at the container interface: they
+/// run while the bridge and the veth are made. Any other (dhcp talks through the interface)
+/// runs after the veth exists, as in Go.
+const INTERFACE_FREE_IPAM: [&str; 2] = ["host-local", "static"];
+
 /// Runs ADD; on failure everything done so far is undone, IPAM DEL included.
 pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
     let conf = BridgeConf::load(cmd)?;
@@ -33,7 +38,151 @@ pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
     }
 }
 
+/// What the link layer of an ADD made: the bridge, the veth pair, the namespaces and a socket
+/// inside the container namespace.
+struct Links {
+    sandbox: String,
+    bridge: Link,
+    netns: Netns,
+    host_ns: Netns,
+    inner: Socket,
+    pair: veth::Pair,
+}
+
 fn attach(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Undo) -> Result<CniResult> {
+    let early_ipam = conf
+        .ipam_type
+        .as_deref()
+        .filter(|t| INTERFACE_FREE_IPAM.contains(t));
+    // An IPAM exec costs a process start (2-3 ms), more than the link work: overlap the two.
+    // The thread starts before this one enters the container namespace, so the IPAM plugin runs
+    // in the host namespace like every other.
+    let (links, masq, allocation) = std::thread::scope(|s| {
+        let job = early_ipam.map(|ipam_type| s.spawn(move || ipam::add(ipam_type, cmd)));
+        let links = make_links(cmd, conf, host, undo);
+        let masq = (links.is_ok() && conf.ip_masq && conf.ipam_type.is_some()).then(|| {
+            let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
+            conf.masq_backend()
+                .and_then(|backend| masquerade::prepare(backend, &att))
+                .map(|prepared| (att, prepared))
+        });
+        let allocation = job.map(|job| {
+            job.join()
+                .unwrap_or_else(|_| Err(Error::internal("IPAM delegation panicked")))
+        });
+        (links, masq, allocation)
+    });
+    let allocation = match (allocation, &conf.ipam_type) {
+        (Some(allocation), Some(ipam_type)) => {
+            if allocation.is_ok() {
+                push_ipam_undo(undo, ipam_type, cmd);
+            }
+            Some(allocation)
+        }
+        _ => None,
+    };
+    let mut links = links?;
+    let allocation = match (allocation, &conf.ipam_type) {
+        (Some(allocation), _) => Some(allocation?),
+        (None, Some(ipam_type)) => {
+            let result = ipam::add(ipam_type, cmd)?;
+            push_ipam_undo(undo, ipam_type, cmd);
+            Some(result)
+        }
+        (None, None) => None,
+    };
+    let Links {
+        sandbox,
+        bridge,
+        netns,
+        host_ns,
+        inner,
+        pair,
+    } = &mut links;
+
+    let mut extra_interfaces = Vec::new();
+    let mut ipam_result = CniResult::default();
+    if let Some(allocated) = allocation {
+        ipam_result = allocated;
+        ipam::require_ips(&ipam_result)?;
+        let gws = l3::calc_gateways(&mut ipam_result, conf);
+        l3::configure_container(
+            inner,
+            netns,
+            &cmd.ifname,
+            pair.inner.index,
+            &ipam_result,
+            conf.enable_dad,
+        )?;
+        if conf.is_gateway {
+            let mut vlan_gateway: Option<Link> = None;
+            for gw in gws.v4.iter().chain(&gws.v6) {
+                if conf.vlan != 0 {
+                    let link = match &vlan_gateway {
+                        Some(link) => link.clone(),
+                        None => {
+                            let (link, _) = bridge_link::ensure_vlan_gateway(host, host_ns, bridge, conf)
+                                .map_err(|e| {
+                                    Error::internal("failed to create vlan interface")
+                                        .with_details(e.to_string())
+                                })?;
+                            extra_interfaces.push(result::interface(&link, None));
+                            vlan_gateway = Some(link.clone());
+                            link
+                        }
+                    };
+                    bridge_link::ensure_address(host, &link, *gw, conf.force_address).map_err(|e| {
+                        Error::internal("failed to set vlan interface for bridge with addr")
+                            .with_details(e.to_string())
+                    })?;
+                } else {
+                    bridge_link::ensure_address(host, bridge, *gw, conf.force_address).map_err(|e| {
+                        Error::internal("failed to set bridge addr").with_details(e.to_string())
+                    })?;
+                }
+            }
+            l3::enable_forwarding(&gws)?;
+        }
+        if let Some(masq) = masq {
+            let (att, prepared) = masq?;
+            let ips: Vec<_> = ipam_result.ips.iter().map(|ip| ip.address).collect();
+            // Registered first: the iptables backend applies one family at a time.
+            let installed = att.clone();
+            undo.push("masquerade rules", move |_| masquerade::teardown(&installed));
+            masquerade::install(prepared, &att, &ips)?;
+        }
+    } else if !conf.disable_container_interface {
+        inner
+            .set_link_up(pair.inner.index)
+            .internal(|| format!("failed to set {:?} up", cmd.ifname))?;
+    }
+
+    let host_link = if conf.disable_container_interface {
+        host.link_by_index(pair.host.index)
+            .internal(|| format!("failed to lookup {:?}", pair.host.name))?
+    } else {
+        wait_port_up(host, &pair.host)?
+    };
+    let bridge = bridge_link::by_name(host, &conf.bridge)?;
+
+    let mut interfaces = vec![
+        result::interface(&bridge, None),
+        result::interface(&host_link, None),
+        result::interface(&pair.inner, Some(sandbox.as_str())),
+    ];
+    interfaces.extend(extra_interfaces);
+    let dns: Dns = conf.dns.clone().unwrap_or(ipam_result.dns);
+    Ok(result::build(
+        cmd.cni_version(),
+        interfaces,
+        ipam_result.ips,
+        ipam_result.routes,
+        dns,
+    ))
+}
+
+/// The bridge, the veth pair with its host end on the bridge, and the spoof-check rules.
+fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Undo) -> Result<Links> {
     let netns_path = cmd
         .netns
         .as_ref()
@@ -62,88 +211,21 @@ fn attach(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Undo) 
         spoofcheck::setup(&pair.host.name, &mac, &id)?;
         undo.push("mac spoof check rules", move |_| spoofcheck::teardown(&id));
     }
+    Ok(Links {
+        sandbox,
+        bridge,
+        netns,
+        host_ns,
+        inner,
+        pair,
+    })
+}
 
-    let mut extra_interfaces = Vec::new();
-    let mut ipam_result = CniResult::default();
-    if let Some(ipam_type) = &conf.ipam_type {
-        ipam_result = ipam::add(ipam_type, cmd)?;
-        let (ipam_type, ipam_cmd) = (ipam_type.clone(), cmd.clone());
-        undo.push("IPAM allocation", move |_| {
-            ipam::run(Command::Del, &ipam_type, &ipam_cmd)
-        });
-        ipam::require_ips(&ipam_result)?;
-        let gws = l3::calc_gateways(&mut ipam_result, conf);
-        l3::configure_container(
-            &mut inner,
-            &netns,
-            &cmd.ifname,
-            pair.inner.index,
-            &ipam_result,
-            conf.enable_dad,
-        )?;
-        if conf.is_gateway {
-            let mut vlan_gateway: Option<Link> = None;
-            for gw in gws.v4.iter().chain(&gws.v6) {
-                if conf.vlan != 0 {
-                    let link = match &vlan_gateway {
-                        Some(link) => link.clone(),
-                        None => {
-                            let (link, _) = bridge_link::ensure_vlan_gateway(host, &host_ns, &bridge, conf)
-                                .map_err(|e| {
-                                Error::internal("failed to create vlan interface").with_details(e.to_string())
-                            })?;
-                            extra_interfaces.push(result::interface(&link, None));
-                            vlan_gateway = Some(link.clone());
-                            link
-                        }
-                    };
-                    bridge_link::ensure_address(host, &link, *gw, conf.force_address).map_err(|e| {
-                        Error::internal("failed to set vlan interface for bridge with addr")
-                            .with_details(e.to_string())
-                    })?;
-                } else {
-                    bridge_link::ensure_address(host, &bridge, *gw, conf.force_address).map_err(|e| {
-                        Error::internal("failed to set bridge addr").with_details(e.to_string())
-                    })?;
-                }
-            }
-            l3::enable_forwarding(&gws)?;
-        }
-        if conf.ip_masq {
-            let backend = conf.masq_backend()?;
-            let ips: Vec<_> = ipam_result.ips.iter().map(|ip| ip.address).collect();
-            let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
-            masquerade::setup(backend, &att, &ips)?;
-            undo.push("masquerade rules", move |_| masquerade::teardown(&att));
-        }
-    } else if !conf.disable_container_interface {
-        inner
-            .set_link_up(pair.inner.index)
-            .internal(|| format!("failed to set {:?} up", cmd.ifname))?;
-    }
-
-    let host_link = if conf.disable_container_interface {
-        host.link_by_index(pair.host.index)
-            .internal(|| format!("failed to lookup {:?}", pair.host.name))?
-    } else {
-        wait_port_up(host, &pair.host)?
-    };
-    let bridge = bridge_link::by_name(host, &conf.bridge)?;
-
-    let mut interfaces = vec![
-        result::interface(&bridge, None),
-        result::interface(&host_link, None),
-        result::interface(&pair.inner, Some(&sandbox)),
-    ];
-    interfaces.extend(extra_interfaces);
-    let dns: Dns = conf.dns.clone().unwrap_or(ipam_result.dns);
-    Ok(result::build(
-        cmd.cni_version(),
-        interfaces,
-        ipam_result.ips,
-        ipam_result.routes,
-        dns,
-    ))
+fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {
+    let (ipam_type, ipam_cmd) = (ipam_type.to_string(), cmd.clone());
+    undo.push("IPAM allocation", move |_| {
+        ipam::run(Command::Del, &ipam_type, &ipam_cmd)
+    });
 }
 
 /// Enslaves the host end to the bridge and sets hairpin, isolation and VLANs. A new port starts

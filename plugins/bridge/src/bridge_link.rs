@@ -20,15 +20,22 @@ pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
         mac: None,
     };
     let failed = || format!("failed to create bridge {:?}", conf.bridge);
-    let ensured = match host.ensure_bridge(&spec) {
-        Ok(ensured) => ensured,
-        Err(cni_net::Error::LinkKindMismatch { name, .. }) => {
-            return Err(Error::internal(failed())
-                .with_details(format!("{name:?} already exists but is not a bridge")));
-        }
-        Err(e) => return Err(e).internal(failed),
+    let not_a_bridge = || {
+        Error::internal(failed())
+            .with_details(format!("{:?} already exists but is not a bridge", conf.bridge))
     };
-    let link = ensured.link;
+    // The bridge exists on every ADD but the first: look it up (one round trip) before trying
+    // to create it (two, the first failing with EEXIST).
+    let existing = host.find_link_by_name(&conf.bridge).internal(failed)?;
+    let link = match existing {
+        Some(link) if link.kind == LinkKind::Bridge => link,
+        Some(_) => return Err(not_a_bridge()),
+        None => match host.ensure_bridge(&spec) {
+            Ok(ensured) => ensured.link,
+            Err(cni_net::Error::LinkKindMismatch { .. }) => return Err(not_a_bridge()),
+            Err(e) => return Err(e).internal(failed),
+        },
+    };
     if conf.promisc_mode {
         host.set_link_promisc(link.index, true)
             .internal(|| format!("could not set promiscuous mode on {:?}", conf.bridge))?;

@@ -2,11 +2,16 @@
 //! in Go's exact layouts so either implementation's DEL removes the other's rules.
 //!
 //! - nftables (in-process, one atomic batch): table `inet cni_plugins_masquerade`, base chain
-//!   `postrouting` (nat, srcnat) re-flushed on each ADD with `return` for multicast and
-//!   `goto masq_checks`; in `masq_checks` one rule per address
+//!   `postrouting` (nat, srcnat) with `return` for multicast and `goto masq_checks`; in
+//!   `masq_checks` one rule per address
 //!   `ip saddr <ip> ip daddr != <subnet> masquerade`, commented
 //!   `<hash16(net)>-<hash16(ifname:cid)>, net: <net>, if: <ifname>, id: <cid>`.
 //! - iptables (see [`crate::masquerade_iptables`]): chain `CNI-<24 hex of sha512(net+cid)>`.
+//!
+//! Go re-creates the table and re-flushes `postrouting` on every ADD. Here the base chain is
+//! listed first and written only when it is missing or differs, so a usual ADD sends nothing
+//! but its own rules: an nf_tables batch that touches existing chains costs 5-7 ms more (see
+//! [`setup_batch`]), and (re)registering the nat hook about 5 ms.
 //!
 //! Teardown removes both, since the attachment may have been made by another version or
 //! configuration.
@@ -93,60 +98,140 @@ pub fn default_backend() -> MasqBackend {
     }
 }
 
-/// Installs the rules for `ips` (addresses with their prefix length).
-pub fn setup(backend: MasqBackend, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+/// The first half of a setup, which needs no address yet and so runs while IPAM does: the
+/// netfilter socket with what is already installed.
+pub enum Prepared {
+    /// nftables: the socket, whether the table and base chain must be (re)written, and the
+    /// handles of rules the attachment has from an earlier ADD.
+    Nftables {
+        nft: NetfilterSocket,
+        with_base: bool,
+        stale: Vec<u64>,
+    },
+    /// iptables: all of it happens in [`install`].
+    Iptables,
+}
+
+/// Reads what the attachment's setup depends on (two dumps on nftables, nothing on iptables).
+pub fn prepare(backend: MasqBackend, att: &Attachment) -> Result<Prepared> {
     match backend {
-        MasqBackend::Nftables => setup_nft(att, ips),
-        MasqBackend::Iptables => masquerade_iptables::setup(att, ips),
+        MasqBackend::Iptables => Ok(Prepared::Iptables),
+        MasqBackend::Nftables => {
+            let mut nft = nft_socket()?;
+            let with_base = !base_is_current(&mut nft)?;
+            let stale = rules_with_prefix(&mut nft, &att.nft_hash())?
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect();
+            Ok(Prepared::Nftables {
+                nft,
+                with_base,
+                stale,
+            })
+        }
     }
 }
 
-/// The batch that (re)creates the table and chains, replaces the attachment's `stale` rules
-/// (handles) and adds one rule per address.
-pub fn setup_batch(att: &Attachment, ips: &[IpNetwork], stale: &[u64]) -> Result<Batch> {
+/// Installs the rules for `ips` (addresses with their prefix length): one batch on nftables,
+/// one `iptables-restore` per family on iptables.
+pub fn install(prepared: Prepared, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    match prepared {
+        Prepared::Iptables => masquerade_iptables::setup(att, ips),
+        Prepared::Nftables {
+            mut nft,
+            with_base,
+            stale,
+        } => {
+            let batch = setup_batch(att, ips, &stale, with_base)?;
+            nft.apply(&batch)
+                .internal(|| "failed to set up masquerading with nftables".to_string())
+        }
+    }
+}
+
+/// The rules of the base chain `postrouting`: multicast returns, everything else goes to
+/// `masq_checks`.
+fn postrouting_rules() -> Result<Vec<Rule>> {
+    let f = Family::Inet;
+    Ok(vec![
+        Rule::new(f, TABLE, POSTROUTING)
+            .daddr(net("224.0.0.0/4")?)
+            .return_(),
+        Rule::new(f, TABLE, POSTROUTING).daddr(net("ff00::/8")?).return_(),
+        Rule::new(f, TABLE, POSTROUTING).goto(CHECKS_CHAIN),
+    ])
+}
+
+/// The batch for one attachment: with `with_base`, (re)creates the table and both chains and
+/// rewrites `postrouting` (what Go does on every ADD); then replaces the attachment's `stale`
+/// rules (handles) and adds one rule per address to `masq_checks`.
+///
+/// Without `with_base` the batch holds only rule additions (and deletions of stale rules), so
+/// the kernel has nothing to free after an RCU grace period: touching an existing chain is an
+/// update whose transaction is freed by a deferred work, and closing the socket waits for that
+/// work (5-7 ms measured).
+pub fn setup_batch(att: &Attachment, ips: &[IpNetwork], stale: &[u64], with_base: bool) -> Result<Batch> {
     let f = Family::Inet;
     let mut batch = Batch::new();
-    batch
-        .add_table(
-            Table::new(f, TABLE)
-                .comment("Masquerading for plugins from github.com/containernetworking/plugins"),
-        )
-        .add_chain(
-            Chain::new(f, TABLE, CHECKS_CHAIN).comment(
+    if with_base {
+        batch
+            .add_table(
+                Table::new(f, TABLE)
+                    .comment("Masquerading for plugins from github.com/containernetworking/plugins"),
+            )
+            .add_chain(Chain::new(f, TABLE, CHECKS_CHAIN).comment(
                 "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet",
-            ),
-        )
-        .add_chain(Chain::new(f, TABLE, POSTROUTING).base(
-            ChainType::Nat,
-            Hook::Postrouting,
-            priority::SRCNAT,
-        ))
-        .flush_chain(f, TABLE, POSTROUTING)
-        .add_rule(
-            Rule::new(f, TABLE, POSTROUTING)
-                .daddr(net("224.0.0.0/4")?)
-                .return_(),
-        )
-        .add_rule(Rule::new(f, TABLE, POSTROUTING).daddr(net("ff00::/8")?).return_())
-        .add_rule(Rule::new(f, TABLE, POSTROUTING).goto(CHECKS_CHAIN));
+            ))
+            .add_chain(Chain::new(f, TABLE, POSTROUTING).base(
+                ChainType::Nat,
+                Hook::Postrouting,
+                priority::SRCNAT,
+            ))
+            .flush_chain(f, TABLE, POSTROUTING);
+        for rule in postrouting_rules()? {
+            batch.add_rule(rule);
+        }
+    }
     for handle in stale {
         batch.delete_rule(f, TABLE, CHECKS_CHAIN, *handle);
     }
     let comment = att.nft_comment();
     for ip in ips {
-        let subnet =
-            IpNetwork::new(ip.network(), ip.prefix()).internal(|| format!("invalid address {ip}"))?;
-        let host = IpNetwork::new(ip.ip(), if ip.is_ipv4() { 32 } else { 128 })
-            .internal(|| format!("invalid address {ip}"))?;
-        batch.add_rule(
-            Rule::new(f, TABLE, CHECKS_CHAIN)
-                .saddr(host)
-                .daddr_ne(subnet)
-                .masquerade()
-                .comment(comment.clone()),
-        );
+        batch.add_rule(address_rule(*ip, &comment)?);
     }
     Ok(batch)
+}
+
+/// `ip saddr <ip> ip daddr != <subnet> masquerade comment <comment>` for `ip` with its prefix.
+fn address_rule(ip: IpNetwork, comment: &str) -> Result<Rule> {
+    let subnet = IpNetwork::new(ip.network(), ip.prefix()).internal(|| format!("invalid address {ip}"))?;
+    let host = IpNetwork::new(ip.ip(), if ip.is_ipv4() { 32 } else { 128 })
+        .internal(|| format!("invalid address {ip}"))?;
+    Ok(Rule::new(Family::Inet, TABLE, CHECKS_CHAIN)
+        .saddr(host)
+        .daddr_ne(subnet)
+        .masquerade()
+        .comment(comment.to_string()))
+}
+
+/// Whether `postrouting` exists and holds exactly our rules (compared by their expression
+/// sequences): then the table and `masq_checks` exist too (the `goto` pins the chain), and
+/// nothing but the attachment's rules needs sending.
+fn base_is_current(nft: &mut NetfilterSocket) -> Result<bool> {
+    let have = match nft.rules(Family::Inet, TABLE, POSTROUTING) {
+        Ok(rules) => rules,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e).internal(|| format!("cannot list the rules of inet {TABLE} {POSTROUTING}")),
+    };
+    let want = postrouting_rules()?;
+    Ok(have.len() == want.len()
+        && have.iter().zip(&want).all(|(h, w)| {
+            h.comment.is_none()
+                && h.expressions
+                    .iter()
+                    .map(String::as_str)
+                    .eq(w.exprs.iter().map(|e| e.name()))
+        }))
 }
 
 fn net(text: &str) -> Result<IpNetwork> {
@@ -167,17 +252,6 @@ fn rules_with_prefix(nft: &mut NetfilterSocket, prefix: &str) -> Result<Vec<(u64
         Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => Err(e).internal(|| format!("cannot list the rules of inet {TABLE} {CHECKS_CHAIN}")),
     }
-}
-
-fn setup_nft(att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
-    let mut nft = nft_socket()?;
-    let stale: Vec<u64> = rules_with_prefix(&mut nft, &att.nft_hash())?
-        .into_iter()
-        .map(|(h, _)| h)
-        .collect();
-    let batch = setup_batch(att, ips, &stale)?;
-    nft.apply(&batch)
-        .internal(|| "failed to set up masquerading with nftables".to_string())
 }
 
 /// Removes the attachment's rules of both backends; absent rules are fine.
@@ -270,7 +344,9 @@ mod tests {
             "10.222.0.5/24".parse().unwrap(),
             "fd00:222::5/64".parse().unwrap(),
         ];
-        let batch = setup_batch(&att, &ips, &[7]).unwrap();
-        batch.encode(1).unwrap();
+        for with_base in [true, false] {
+            let batch = setup_batch(&att, &ips, &[7], with_base).unwrap();
+            batch.encode(1).unwrap();
+        }
     }
 }

@@ -877,3 +877,139 @@ fn flannel_style_two_hosts() {
     ping(&ca, &ips_of(&rb.json)[0]);
     ping(&cb, &ips_of(&ra.json)[0]);
 }
+
+/// Handles of the rules of `inet cni_plugins_masquerade postrouting` in `host`.
+fn postrouting_handles(host: &Netns) -> Vec<u64> {
+    let out = sh_ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            host.name(),
+            "nft",
+            "-j",
+            "list",
+            "chain",
+            "inet",
+            "cni_plugins_masquerade",
+            "postrouting",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["rule"]["handle"].as_u64())
+        .collect()
+}
+
+#[test]
+fn masquerade_base_chain_is_written_only_when_missing_or_different() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf(
+        "1.0.0",
+        v4(),
+        json!({"ipMasq": true, "ipMasqBackend": "nftables"}),
+    );
+    let (c1, c2, c3) = (Netns::new(), Netns::new(), Netns::new());
+    let p = |c: &Netns| c.path().to_str().unwrap().to_string();
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidb1",
+        &p(&c1),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    let first = postrouting_handles(&w.host);
+    assert_eq!(first.len(), 3, "{}", w.nft());
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidb2",
+        &p(&c2),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    assert_eq!(
+        postrouting_handles(&w.host),
+        first,
+        "a usual ADD leaves the base chain alone"
+    );
+
+    // Someone flushed the base chain: the next ADD writes it again.
+    sh_ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            w.host.name(),
+            "nft",
+            "flush",
+            "chain",
+            "inet",
+            "cni_plugins_masquerade",
+            "postrouting",
+        ],
+    );
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidb3",
+        &p(&c3),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    let again = postrouting_handles(&w.host);
+    assert_eq!(again.len(), 3, "{}", w.nft());
+    let nft = w.nft();
+    assert!(nft.contains("goto masq_checks"), "{nft}");
+    for cid in ["cidb1", "cidb2", "cidb3"] {
+        assert!(nft.contains(&format!("id: {cid}")), "{cid}: {nft}");
+    }
+
+    // DEL and ADD again: one rule for the attachment.
+    run(
+        &w.host,
+        &ours(),
+        "DEL",
+        "cidb3",
+        &p(&c3),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidb3",
+        &p(&c3),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    assert_eq!(w.nft().matches("id: cidb3").count(), 1, "{}", w.nft());
+    for (cid, c) in [("cidb1", &c1), ("cidb2", &c2), ("cidb3", &c3)] {
+        run(&w.host, &ours(), "DEL", cid, &p(c), "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+    }
+    let nft = w.nft();
+    assert!(!nft.contains("id: cidb"), "{nft}");
+    assert!(w.host_veths().is_empty());
+    assert!(w.reservations().is_empty());
+}
