@@ -50,5 +50,16 @@ impl Plugin for Bridge {
 }
 
 fn main() {
+    single_malloc_arena();
     cni::plugin::run(&Bridge, "bridge: attaches containers to a Linux bridge");
+}
+
+/// One malloc arena for all threads. glibc gives each new thread that allocates its own arena,
+/// a 64 MiB mapping set up on first use (0.5-0.8 ms measured per thread); an ADD starts four
+/// short-lived threads (the IPAM exec and its pipes) and a DEL one, which allocate little.
+fn single_malloc_arena() {
+    // SAFETY: mallopt only changes allocator tuning and is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
