@@ -1,6 +1,8 @@
 //! CHECK: Go's verifications. IPAM CHECK first; then, against `prevResult`: the bridge (a bridge,
 //! same MAC, promiscuous mode as configured), the container interface (a veth in the sandbox,
-//! same MAC), the host veth (its peer, enslaved to the bridge), every address and route.
+//! same MAC), the host veth (its peer, enslaved to the bridge), every address and route; with
+//! `ipMasq`, the masquerade rules of every address (Go does not check them; the spec says CHECK
+//! fails when something ADD set up is missing).
 
 use cni::plugin::{CmdArgs, Command};
 use cni::result::Interface;
@@ -10,7 +12,7 @@ use cni_net::{Family, Link, LinkKind, Netns, Socket};
 use netlink_packet_route::link::LinkFlags;
 
 use crate::config::BridgeConf;
-use crate::ipam;
+use crate::{ipam, masquerade};
 
 /// Runs CHECK.
 pub fn check(cmd: &CmdArgs) -> Result<()> {
@@ -92,7 +94,21 @@ pub fn check(cmd: &CmdArgs) -> Result<()> {
             conf.bridge
         )));
     }
-    check_addresses_and_routes(&mut inner, &cmd.ifname, container.index, &prev)
+    check_addresses_and_routes(&mut inner, &cmd.ifname, container.index, &prev)?;
+    if conf.ip_masq && conf.is_layer3() {
+        let ips: Vec<_> = prev
+            .ips
+            .iter()
+            .filter(|ip| {
+                ip.interface
+                    .is_none_or(|i| prev.interfaces.get(i).is_some_and(|x| x.name == cmd.ifname))
+            })
+            .map(|ip| ip.address)
+            .collect();
+        let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
+        masquerade::verify(conf.masq_backend()?, &att, &ips)?;
+    }
+    Ok(())
 }
 
 fn mac_text(intf: &Interface) -> String {

@@ -254,6 +254,35 @@ fn rules_with_prefix(nft: &mut NetfilterSocket, prefix: &str) -> Result<Vec<(u64
     }
 }
 
+/// CHECK: the attachment's rules for `ips` are installed on `backend`. Missing rules (or, on
+/// nftables, a missing or altered `postrouting`) are an error.
+pub fn verify(backend: MasqBackend, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    match backend {
+        MasqBackend::Iptables => masquerade_iptables::verify(att, ips),
+        MasqBackend::Nftables => {
+            let mut nft = nft_socket()?;
+            if !base_is_current(&mut nft)? {
+                return Err(Error::internal(format!(
+                    "masquerading: chain inet {TABLE} {POSTROUTING} is missing or altered"
+                )));
+            }
+            let comment = att.nft_comment();
+            let have = rules_with_prefix(&mut nft, &att.nft_hash())?
+                .into_iter()
+                .filter(|(_, c)| *c == comment)
+                .count();
+            if have < ips.len() {
+                return Err(Error::internal(format!(
+                    "masquerading: {have} of {} rules of {:?} in inet {TABLE} {CHECKS_CHAIN}",
+                    ips.len(),
+                    att.container_id
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Removes the attachment's rules of both backends; absent rules are fine.
 pub fn teardown(att: &Attachment) -> Result<()> {
     let mut errors = Vec::new();

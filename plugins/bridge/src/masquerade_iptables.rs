@@ -247,6 +247,64 @@ pub fn teardown(att: &Attachment) -> Result<()> {
     Ok(())
 }
 
+/// CHECK: the attachment's chain exists with its MASQUERADE rule, and POSTROUTING sends every
+/// address of `ips` to it.
+pub fn verify(att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    let chain = chain_name(&att.network, &att.container_id);
+    for ipt in [Ipt::V4, Ipt::V6] {
+        let mine: Vec<IpAddr> = ips
+            .iter()
+            .map(|ip| ip.ip())
+            .filter(|ip| Ipt::of(*ip) == ipt)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let save = save_nat(ipt)?;
+        if let Some(problem) = verify_save(&save, &chain, &mine) {
+            return Err(Error::internal(format!(
+                "masquerading ({}): {problem}",
+                ipt.save()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What is missing from `save` (a nat table) for `chain` and `ips`, if anything.
+pub fn verify_save(save: &str, chain: &str, ips: &[IpAddr]) -> Option<String> {
+    let declared = save
+        .lines()
+        .any(|l| l.strip_prefix(':').and_then(|d| d.split_whitespace().next()) == Some(chain));
+    if !declared {
+        return Some(format!("chain {chain} is missing"));
+    }
+    let masquerades = save.lines().any(|l| {
+        l.strip_prefix("-A ")
+            .is_some_and(|r| r.split_whitespace().next() == Some(chain) && r.contains("-j MASQUERADE"))
+    });
+    if !masquerades {
+        return Some(format!("chain {chain} has no MASQUERADE rule"));
+    }
+    for ip in ips {
+        let host = format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 });
+        let jumps = save.lines().any(|l| {
+            let Some(rule) = l.strip_prefix("-A POSTROUTING ") else {
+                return false;
+            };
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            words
+                .windows(2)
+                .any(|w| w[0] == "-s" && (w[1] == host || w[1] == ip.to_string()))
+                && words.windows(2).any(|w| w[0] == "-j" && w[1] == chain)
+        });
+        if !jumps {
+            return Some(format!("no POSTROUTING rule sends {ip} to {chain}"));
+        }
+    }
+    None
+}
+
 /// The masquerade chains of `network` in a nat table as `save` shows it: `CNI-` + 24 hex
 /// chains whose rules carry the network's comment, with the container id of the comment.
 pub fn network_chains(save: &str, network: &str) -> Vec<(String, String)> {
@@ -391,6 +449,20 @@ COMMIT
             )
         );
         assert!(teardown_script(SAVE, &["CNI-ffffffffffffffffffffffff".into()]).is_none());
+    }
+
+    #[test]
+    fn verify_finds_chain_and_jumps() {
+        let chain = "CNI-0123456789abcdef01234567";
+        let ip: IpAddr = "10.222.0.5".parse().unwrap();
+        assert_eq!(verify_save(SAVE, chain, &[ip]), None);
+        let other: IpAddr = "10.222.0.6".parse().unwrap();
+        assert!(verify_save(SAVE, chain, &[other]).unwrap().contains("10.222.0.6"));
+        assert!(
+            verify_save(SAVE, "CNI-ffffffffffffffffffffffff", &[ip])
+                .unwrap()
+                .contains("missing")
+        );
     }
 
     #[test]

@@ -1013,3 +1013,308 @@ fn masquerade_base_chain_is_written_only_when_missing_or_different() {
     assert!(w.host_veths().is_empty());
     assert!(w.reservations().is_empty());
 }
+
+/// Runs `sh -c script` inside `ns` and returns its stdout.
+fn in_ns(ns: &Netns, script: &str) -> String {
+    sh_ok("ip", &["netns", "exec", ns.name(), "sh", "-c", script])
+}
+
+#[test]
+fn check_fails_when_masquerade_rules_are_missing() {
+    if skip() {
+        return;
+    }
+    for backend in ["nftables", "iptables"] {
+        let w = World::new();
+        let conf = w.conf("1.0.0", dual(), json!({"ipMasq": true, "ipMasqBackend": backend}));
+        let c = Netns::new();
+        let p = c.path().to_str().unwrap();
+        let added = run(&w.host, &ours(), "ADD", "cidm", p, "eth0", GO_PLUGIN_DIR, &conf);
+        added.assert_ok();
+        let mut check = conf.clone();
+        check["prevResult"] = added.json.clone();
+        run(
+            &w.host,
+            &ours(),
+            "CHECK",
+            "cidm",
+            p,
+            "eth0",
+            GO_PLUGIN_DIR,
+            &check,
+        )
+        .assert_ok();
+
+        // Remove the attachment's rules behind the plugin's back.
+        if backend == "nftables" {
+            in_ns(
+                &w.host,
+                "nft -a list chain inet cni_plugins_masquerade masq_checks \
+                 | sed -n 's/.*id: cidm.* # handle \\([0-9]*\\)$/\\1/p' \
+                 | while read h; do nft delete rule inet cni_plugins_masquerade masq_checks handle $h; done",
+            );
+        } else {
+            in_ns(
+                &w.host,
+                "for t in iptables ip6tables; do \
+                 { echo '*nat'; $t-save -t nat | sed -n 's/^-A POSTROUTING \\(.*cidm.*\\)$/-D POSTROUTING \\1/p'; \
+                   echo COMMIT; } | $t-restore --noflush; done",
+            );
+        }
+        assert!(!w.nft().contains("id: cidm"), "{}", w.nft());
+        let failed = run(
+            &w.host,
+            &ours(),
+            "CHECK",
+            "cidm",
+            p,
+            "eth0",
+            GO_PLUGIN_DIR,
+            &check,
+        );
+        assert_ne!(failed.status, 0, "{backend}: CHECK passed without rules");
+        assert!(
+            failed.stdout.contains("masquerading"),
+            "{backend}: {}",
+            failed.stdout
+        );
+
+        // An altered base chain fails CHECK too (nftables).
+        if backend == "nftables" {
+            run(&w.host, &ours(), "DEL", "cidm", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+            let again = run(&w.host, &ours(), "ADD", "cidm", p, "eth0", GO_PLUGIN_DIR, &conf);
+            again.assert_ok();
+            check["prevResult"] = again.json.clone();
+            run(
+                &w.host,
+                &ours(),
+                "CHECK",
+                "cidm",
+                p,
+                "eth0",
+                GO_PLUGIN_DIR,
+                &check,
+            )
+            .assert_ok();
+            in_ns(&w.host, "nft flush chain inet cni_plugins_masquerade postrouting");
+            let failed = run(
+                &w.host,
+                &ours(),
+                "CHECK",
+                "cidm",
+                p,
+                "eth0",
+                GO_PLUGIN_DIR,
+                &check,
+            );
+            assert_ne!(failed.status, 0, "CHECK passed with an empty postrouting");
+        }
+        run(&w.host, &ours(), "DEL", "cidm", p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+        assert!(!w.nft().contains("id: cidm"), "{}", w.nft());
+        assert!(!w.iptables_nat().contains("cidm"), "{}", w.iptables_nat());
+        assert!(w.host_veths().is_empty());
+        assert!(w.reservations().is_empty());
+    }
+}
+
+/// Runs one verb over a plugin chain as libcni does: ADD in order, each plugin getting the
+/// previous result; CHECK in order and DEL in reverse, each getting the chain's ADD result.
+/// Returns the last ADD result (Null for CHECK and DEL).
+fn run_chain(
+    w: &World,
+    verb: &str,
+    cid: &str,
+    netns: &str,
+    plugins: &[(PathBuf, Value)],
+    added: Option<&Value>,
+) -> Value {
+    let mut prev = added.cloned();
+    let order: Vec<&(PathBuf, Value)> = if verb == "DEL" {
+        plugins.iter().rev().collect()
+    } else {
+        plugins.iter().collect()
+    };
+    for (plugin, conf) in order {
+        let mut stdin = conf.clone();
+        if let Some(prev) = &prev {
+            stdin["prevResult"] = prev.clone();
+        }
+        let out = run(
+            &w.host,
+            plugin,
+            verb,
+            cid,
+            netns,
+            "eth0",
+            &path_ours_first(),
+            &stdin,
+        );
+        assert_eq!(
+            out.status,
+            0,
+            "{verb} {}: {} {}",
+            plugin.display(),
+            out.stdout,
+            out.stderr
+        );
+        if verb == "ADD" {
+            prev = Some(out.json);
+        }
+    }
+    if verb == "ADD" {
+        prev.unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    }
+}
+
+#[test]
+fn go_tuning_bandwidth_and_firewall_chained_after_our_bridge() {
+    if skip() {
+        return;
+    }
+    for name in ["tuning", "bandwidth", "firewall"] {
+        if go_plugin(name).is_none() {
+            eprintln!("SKIPPED: Go {name} not installed in {GO_PLUGIN_DIR}");
+            return;
+        }
+    }
+    let w = World::new();
+    // Debian's Go meta plugins speak up to spec 1.0.0.
+    let meta = |v: Value| {
+        let mut v = v;
+        v["cniVersion"] = json!("1.0.0");
+        v["name"] = json!("rcnitest");
+        v
+    };
+    let plugins = vec![
+        (
+            ours(),
+            w.conf(
+                "1.0.0",
+                dual(),
+                json!({"ipMasq": true, "ipMasqBackend": "nftables"}),
+            ),
+        ),
+        (
+            go("tuning"),
+            meta(json!({"type": "tuning", "sysctl": {"net.core.somaxconn": "512"}})),
+        ),
+        (
+            go("bandwidth"),
+            meta(
+                json!({"type": "bandwidth", "ingressRate": 8_000_000, "ingressBurst": 80_000,
+                        "egressRate": 8_000_000, "egressBurst": 80_000}),
+            ),
+        ),
+        (
+            go("firewall"),
+            meta(json!({"type": "firewall", "backend": "iptables"})),
+        ),
+    ];
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let (p1, p2) = (c1.path().to_str().unwrap(), c2.path().to_str().unwrap());
+    let r1 = run_chain(&w, "ADD", "cidc1", p1, &plugins, None);
+    let r2 = run_chain(&w, "ADD", "cidc2", p2, &plugins, None);
+    let ips1 = ips_of(&r1);
+    assert_eq!(ips1.len(), 2, "{r1}");
+
+    // Each plugin did its part.
+    assert_eq!(in_ns(&c1, "sysctl -n net.core.somaxconn").trim(), "512");
+    let ifbs = w.host.ip_json(&["link", "show", "type", "ifb"]);
+    assert_eq!(ifbs.as_array().map(Vec::len), Some(2), "{ifbs}");
+    let filter = in_ns(&w.host, "iptables-save -t filter; ip6tables-save -t filter");
+    for ip in &ips1 {
+        assert!(filter.contains(ip.as_str()), "{ip}: {filter}");
+    }
+    assert!(w.nft().contains("id: cidc1"));
+    for ip in ips_of(&r2) {
+        ping(&c1, &ip);
+    }
+
+    run_chain(&w, "CHECK", "cidc1", p1, &plugins, Some(&r1));
+    run_chain(&w, "DEL", "cidc1", p1, &plugins, Some(&r1));
+    // DEL again: every plugin is idempotent.
+    run_chain(&w, "DEL", "cidc1", p1, &plugins, Some(&r1));
+    run_chain(&w, "DEL", "cidc2", p2, &plugins, Some(&r2));
+
+    assert!(w.host_veths().is_empty(), "{:?}", w.host_veths());
+    assert!(w.reservations().is_empty(), "{:?}", w.reservations());
+    let ifbs = w.host.ip_json(&["link", "show", "type", "ifb"]);
+    assert_eq!(ifbs.as_array().map(Vec::len).unwrap_or(0), 0, "{ifbs}");
+    let nft = w.nft();
+    assert!(!nft.contains("id: cidc"), "{nft}");
+    let all = in_ns(&w.host, "iptables-save; ip6tables-save");
+    for ip in ips1.iter().chain(&ips_of(&r2)) {
+        assert!(!all.contains(ip.as_str()), "{ip} left in iptables: {all}");
+    }
+}
+
+#[test]
+fn our_bridge_over_our_host_local_at_every_spec_version() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let host_local = target_bin_dir().join("host-local");
+    if !host_local.exists() {
+        eprintln!("SKIPPED: {} is not built", host_local.display());
+        return;
+    }
+    let ours_only = target_bin_dir().display().to_string();
+    let w = World::new();
+    for (i, version) in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+        .iter()
+        .enumerate()
+    {
+        let c = Netns::new();
+        let p = c.path().to_str().unwrap();
+        let conf = w.conf(
+            version,
+            dual(),
+            json!({"ipMasq": true, "ipMasqBackend": "nftables"}),
+        );
+        let cid = format!("own{i}");
+        let r = run(&w.host, &ours(), "ADD", &cid, p, "eth0", &ours_only, &conf);
+        r.assert_ok();
+        assert_eq!(r.json["cniVersion"], *version, "{}", r.stdout);
+        if version.starts_with("0.1") || version.starts_with("0.2") {
+            assert!(
+                r.json["ip4"]["ip"].as_str().unwrap().starts_with("10.222.11."),
+                "{}",
+                r.stdout
+            );
+            assert!(
+                r.json["ip6"]["ip"].as_str().unwrap().starts_with("fd00:222:11:"),
+                "{}",
+                r.stdout
+            );
+        } else {
+            assert_eq!(r.json["interfaces"].as_array().unwrap().len(), 3, "{}", r.stdout);
+            assert_eq!(r.json["ips"].as_array().unwrap().len(), 2, "{}", r.stdout);
+            for ip in r.json["ips"].as_array().unwrap() {
+                assert_eq!(ip["interface"], 2, "{}", r.stdout);
+                ping(&c, ip["gateway"].as_str().unwrap());
+            }
+        }
+        assert_eq!(w.reservations().len(), 2, "{version}");
+        if !matches!(*version, "0.1.0" | "0.2.0" | "0.3.0" | "0.3.1") {
+            let mut check = conf.clone();
+            check["prevResult"] = r.json.clone();
+            run(&w.host, &ours(), "CHECK", &cid, p, "eth0", &ours_only, &check).assert_ok();
+        }
+        if *version == "1.1.0" {
+            run(&w.host, &ours(), "STATUS", "", "", "", &ours_only, &conf).assert_ok();
+            let mut gc = conf.clone();
+            gc["cni.dev/valid-attachments"] = json!([{"containerID": cid, "ifname": "eth0"}]);
+            run(&w.host, &ours(), "GC", "", "", "", &ours_only, &gc).assert_ok();
+            assert_eq!(w.reservations().len(), 2, "GC kept the valid attachment");
+            assert!(w.nft().contains(&format!("id: {cid}")));
+        }
+        run(&w.host, &ours(), "DEL", &cid, p, "eth0", &ours_only, &conf).assert_ok();
+        run(&w.host, &ours(), "DEL", &cid, p, "eth0", &ours_only, &conf).assert_ok();
+        assert!(w.reservations().is_empty(), "{version}: {:?}", w.reservations());
+        assert!(!w.nft().contains(&format!("id: {cid}")), "{version}: {}", w.nft());
+    }
+    assert!(w.host_veths().is_empty());
+}
