@@ -114,10 +114,12 @@ pub trait HostFirewalls {
 pub struct RealHost;
 
 impl RealHost {
-    /// Whether the kernel has nf_tables (module loaded or built in).
+    /// Whether the kernel has nf_tables. A loaded module shows in sysfs; a built-in one
+    /// without parameters does not (nor is `/proc/modules` always there), so then the
+    /// kernel is asked: a table dump over netfilter netlink, a few microseconds.
     pub fn has_nft(&self) -> bool {
         std::path::Path::new("/sys/module/nf_tables").exists()
-            || std::fs::read_to_string("/proc/modules").is_ok_and(|m| m.contains("nf_tables "))
+            || crate::netfilter::with(|s| s.tables(cni_net::nft::Family::Ip)).is_ok()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod conntrack;
 pub mod iptables_backend;
 pub mod localnet;
 pub mod mapping;
+pub mod netfilter;
 pub mod nft_backend;
 pub mod plugin;
 

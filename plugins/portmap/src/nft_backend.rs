@@ -448,7 +448,12 @@ impl LayoutRule {
     }
 }
 
-/// The static rules every ADD makes sure of, by chain.
+/// Comment of the entry rules in `prerouting` and `output`.
+pub const ENTRY_COMMENT: &str = "rcni hostports";
+/// Comments of the two jumps in [`HOSTPORTS_ALL`].
+pub const ALL_COMMENTS: [&str; 2] = ["rcni hostip_hostports", "rcni hostports"];
+
+/// The static rules of the shared chains that Go's ADD re-makes whole, by chain.
 pub fn static_rules(family: IpFamily) -> Vec<LayoutRule> {
     let _ = family;
     vec![
@@ -456,16 +461,26 @@ pub fn static_rules(family: IpFamily) -> Vec<LayoutRule> {
             "prerouting",
             vec![Match::DaddrLocal],
             Action::Jump(HOSTPORTS_ALL.into()),
-            None,
+            Some(ENTRY_COMMENT.into()),
         ),
         LayoutRule::new(
             "output",
             vec![Match::DaddrLocal],
             Action::Jump(HOSTPORTS_ALL.into()),
-            None,
+            Some(ENTRY_COMMENT.into()),
         ),
-        LayoutRule::new(HOSTPORTS_ALL, vec![], Action::Jump(HOSTIP_HOSTPORTS.into()), None),
-        LayoutRule::new(HOSTPORTS_ALL, vec![], Action::Jump(HOSTPORTS.into()), None),
+        LayoutRule::new(
+            HOSTPORTS_ALL,
+            vec![],
+            Action::Jump(HOSTIP_HOSTPORTS.into()),
+            Some(ALL_COMMENTS[0].into()),
+        ),
+        LayoutRule::new(
+            HOSTPORTS_ALL,
+            vec![],
+            Action::Jump(HOSTPORTS.into()),
+            Some(ALL_COMMENTS[1].into()),
+        ),
     ]
 }
 
@@ -611,49 +626,111 @@ fn map_set(family: IpFamily, name: &str, host_ip: bool) -> Set {
     Set::new(nft_family(family), TABLE, name, &key).map(MapData::Verdict)
 }
 
-/// The part of an ADD batch that makes sure of the table, chains, maps and
-/// static rules. `have_dispatch`/`have_masq`: what the listing found.
-pub fn base_batch(
-    batch: &mut Batch,
-    family: IpFamily,
-    snat_mark: Option<u32>,
-    have_dispatch: bool,
-    have_masq: bool,
-) {
+/// The shared chains an ADD makes sure of, with their hook when they are base chains.
+const SHARED_CHAINS: [&str; 5] = [
+    "prerouting",
+    "output",
+    HOSTPORTS_ALL,
+    HOSTIP_HOSTPORTS,
+    MASQUERADING,
+];
+
+/// What a listing of the shared chains found: whether the table exists, and the
+/// comments of each shared chain's rules, in order (a missing chain lists as empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shared {
+    /// The table exists.
+    pub table: bool,
+    /// Per chain of [`SHARED_CHAINS`], the comments of its rules.
+    pub comments: Vec<(&'static str, Vec<Option<String>>)>,
+}
+
+impl Shared {
+    fn of(&self, chain: &str) -> &[Option<String>] {
+        self.comments
+            .iter()
+            .find(|(c, _)| *c == chain)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default()
+    }
+
+    fn has(&self, chain: &str, comment: &str) -> bool {
+        self.of(chain).iter().any(|c| c.as_deref() == Some(comment))
+    }
+}
+
+fn base_chain(f: nft::Family, name: &str) -> Chain {
+    let chain = Chain::new(f, TABLE, name);
+    match name {
+        "prerouting" => chain.base(ChainType::Nat, Hook::Prerouting, nft::priority::DSTNAT),
+        "output" => chain.base(ChainType::Nat, Hook::Output, nft::priority::DSTNAT),
+        MASQUERADING => chain.base(ChainType::Nat, Hook::Postrouting, nft::priority::SRCNAT),
+        _ => chain,
+    }
+}
+
+/// The part of an ADD batch that makes sure of the table, chains, maps and static rules,
+/// given what a listing found: nothing when all is there (the usual case, so an ADD costs
+/// neither a hook registration nor a re-made base chain). Base chains are created only when
+/// they list as empty; a shared chain whose rules differ from ours is re-made whole (as Go's
+/// ADD does); the dispatch and masquerade rules are added when missing, never flushed.
+pub fn base_batch(batch: &mut Batch, family: IpFamily, snat_mark: Option<u32>, seen: &Shared) {
     let f = nft_family(family);
-    batch.add_table(Table::new(f, TABLE).comment("CNI portmap plugin"));
-    for name in [HOSTPORTS, HOSTIP_HOSTPORTS, HOSTPORTS_ALL] {
-        batch.add_chain(Chain::new(f, TABLE, name));
+    if !seen.table {
+        batch.add_table(Table::new(f, TABLE).comment("CNI portmap plugin"));
     }
-    batch.add_chain(Chain::new(f, TABLE, "prerouting").base(
-        ChainType::Nat,
-        Hook::Prerouting,
-        nft::priority::DSTNAT,
-    ));
-    batch.add_chain(Chain::new(f, TABLE, "output").base(ChainType::Nat, Hook::Output, nft::priority::DSTNAT));
-    batch.add_set(map_set(family, HOSTIP_MAP, true));
-    batch.add_set(map_set(family, ANY_MAP, false));
-    // As Go's ADD does: these three are re-made whole every time.
-    for name in [HOSTPORTS_ALL, "prerouting", "output"] {
-        batch.flush_chain(f, TABLE, name);
-    }
-    for r in static_rules(family) {
-        batch.add_rule(r.to_nft(family));
-    }
-    if !have_dispatch {
-        for r in dispatch_rules() {
+    let statics = static_rules(family);
+    let mut all_remade = false;
+    // hostports_all first: the entry rules jump to it.
+    for chain in [HOSTPORTS_ALL, "prerouting", "output"] {
+        let want: Vec<Option<String>> = statics
+            .iter()
+            .filter(|r| r.chain == chain)
+            .map(|r| r.comment.clone())
+            .collect();
+        let have = seen.of(chain);
+        if seen.table && have == want.as_slice() {
+            continue;
+        }
+        if chain == HOSTPORTS_ALL {
+            // Its jumps need their targets.
+            for target in [HOSTPORTS, HOSTIP_HOSTPORTS] {
+                batch.add_chain(Chain::new(f, TABLE, target));
+            }
+            all_remade = true;
+        }
+        if have.is_empty() {
+            batch.add_chain(base_chain(f, chain));
+        } else {
+            batch.flush_chain(f, TABLE, chain);
+        }
+        for r in statics.iter().filter(|r| r.chain == chain) {
             batch.add_rule(r.to_nft(family));
         }
     }
-    if let Some(mark) = snat_mark {
-        batch.add_chain(Chain::new(f, TABLE, MASQUERADING).base(
-            ChainType::Nat,
-            Hook::Postrouting,
-            nft::priority::SRCNAT,
-        ));
-        if !have_masq {
-            batch.add_rule(masq_rule(mark).to_nft(family));
+    let dispatch = dispatch_rules();
+    if dispatch
+        .iter()
+        .any(|r| !seen.table || !seen.has(HOSTIP_HOSTPORTS, r.comment.as_deref().unwrap_or_default()))
+    {
+        if !all_remade {
+            batch.add_chain(Chain::new(f, TABLE, HOSTIP_HOSTPORTS));
         }
+        batch.add_set(map_set(family, HOSTIP_MAP, true));
+        batch.add_set(map_set(family, ANY_MAP, false));
+        for r in &dispatch {
+            if !seen.table || !seen.has(HOSTIP_HOSTPORTS, r.comment.as_deref().unwrap_or_default()) {
+                batch.add_rule(r.to_nft(family));
+            }
+        }
+    }
+    if let Some(mark) = snat_mark
+        && (!seen.table || !seen.has(MASQUERADING, &masq_comment(mark)))
+    {
+        if seen.of(MASQUERADING).is_empty() {
+            batch.add_chain(base_chain(f, MASQUERADING));
+        }
+        batch.add_rule(masq_rule(mark).to_nft(family));
     }
 }
 
@@ -663,15 +740,18 @@ pub fn remove_attachment(batch: &mut Batch, family: IpFamily, chain: &str, keys:
     for key in keys {
         batch.delete_elements(f, TABLE, key.map(), [key.element(chain)]);
     }
-    batch.flush_chain(f, TABLE, chain);
+    // Deleting a chain deletes its rules.
     batch.delete_chain(f, TABLE, chain);
 }
 
-/// Adds to `batch` an attachment chain, its rules and its elements.
-pub fn install_attachment(batch: &mut Batch, family: IpFamily, a: &AttachmentRules) {
+/// Adds to `batch` an attachment chain, its rules and its elements; `replace`: the chain
+/// exists with rules, which are flushed first.
+pub fn install_attachment(batch: &mut Batch, family: IpFamily, a: &AttachmentRules, replace: bool) {
     let f = nft_family(family);
     batch.add_chain(Chain::new(f, TABLE, a.chain.as_str()));
-    batch.flush_chain(f, TABLE, a.chain.as_str());
+    if replace {
+        batch.flush_chain(f, TABLE, a.chain.as_str());
+    }
     for r in &a.rules {
         batch.add_rule(r.to_nft(family));
     }
@@ -688,57 +768,87 @@ fn is_enoent(e: &cni_net::Error) -> bool {
     e.is_not_found()
 }
 
-/// The nftables backend on a netfilter socket of the calling thread's netns.
+/// The nftables backend on the process's netfilter socket ([`crate::netfilter`]).
 pub struct NftBackend {
-    sock: NetfilterSocket,
+    sock: std::mem::ManuallyDrop<NetfilterSocket>,
+}
+
+impl Drop for NftBackend {
+    fn drop(&mut self) {
+        // SAFETY: not used after this; `ManuallyDrop::take` moves the socket out once.
+        let sock = unsafe { std::mem::ManuallyDrop::take(&mut self.sock) };
+        crate::netfilter::give_back(sock);
+    }
 }
 
 impl NftBackend {
-    /// Opens the netfilter socket.
+    /// Takes the process's netfilter socket (opened on first use).
     pub fn new() -> Result<Self> {
-        let sock = NetfilterSocket::new().map_err(|e| net_err("cannot open a netfilter socket", e))?;
-        Ok(NftBackend { sock })
+        let sock = crate::netfilter::take().map_err(|e| net_err("cannot open a netfilter socket", e))?;
+        Ok(NftBackend {
+            sock: std::mem::ManuallyDrop::new(sock),
+        })
     }
 
-    /// The rules of a chain; an empty list when the table or chain is missing.
-    fn rules_or_empty(&mut self, family: IpFamily, chain: &str) -> Result<Option<Vec<RuleInfo>>> {
+    /// The rules of a chain; empty when the table or chain is missing.
+    fn rules_or_empty(&mut self, family: IpFamily, chain: &str) -> Result<Vec<RuleInfo>> {
         match self.sock.rules(nft_family(family), TABLE, chain) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) if is_enoent(&e) => Ok(None),
+            Ok(r) => Ok(r),
+            Err(e) if is_enoent(&e) => Ok(Vec::new()),
             Err(e) => Err(net_err(format!("cannot list nftables chain {chain}"), e)),
         }
     }
 
-    /// Sets up forwarding to `container` (one family) in one batch.
+    /// Lists the shared chains (one small dump each, whatever the number of containers).
+    fn shared(&mut self, family: IpFamily, snat: bool) -> Result<Shared> {
+        let mut seen = Shared {
+            table: true,
+            comments: Vec::new(),
+        };
+        for chain in SHARED_CHAINS {
+            if chain == MASQUERADING && !snat {
+                continue;
+            }
+            let rules = self.rules_or_empty(family, chain)?;
+            if chain == "prerouting" && rules.is_empty() {
+                // The first ADD of the host, or someone removed the chain: ask for the table.
+                seen.table = self
+                    .sock
+                    .table_exists(nft_family(family), TABLE)
+                    .map_err(|e| net_err("cannot list nftables tables", e))?;
+                if !seen.table {
+                    return Ok(seen);
+                }
+            }
+            seen.comments
+                .push((chain, rules.into_iter().map(|r| r.comment).collect()));
+        }
+        Ok(seen)
+    }
+
+    /// Sets up forwarding to `container` (one family) in one batch that cannot fail in
+    /// normal operation: what the listings show is there is not sent again.
     pub fn add(&mut self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
         let family = IpFamily::of(container.ip());
         let wanted = attachment_rules(conf, att, container)?;
-        let dispatch = self.rules_or_empty(family, HOSTIP_HOSTPORTS)?.unwrap_or_default();
-        let have_dispatch = [DISPATCH_HOSTIP_COMMENT, DISPATCH_COMMENT]
-            .iter()
-            .all(|c| dispatch.iter().any(|r| r.comment.as_deref() == Some(c)));
         let snat_mark = conf.snat.then(|| conf.mark());
-        let have_masq = match snat_mark {
-            Some(mark) => {
-                let c = masq_comment(mark);
-                self.rules_or_empty(family, MASQUERADING)?
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|r| r.comment.as_deref() == Some(c.as_str()))
-            }
-            None => true,
+        let seen = self.shared(family, snat_mark.is_some())?;
+        let existing = if seen.table {
+            self.rules_or_empty(family, &wanted.chain)?
+        } else {
+            Vec::new()
         };
-        let existing = self.rules_or_empty(family, &wanted.chain)?;
         let mut batch = Batch::new();
-        base_batch(&mut batch, family, snat_mark, have_dispatch, have_masq);
-        if let Some(rules) = existing.as_deref().filter(|r| !r.is_empty()) {
-            // A repeated ADD replaces what the earlier one made (the chain is flushed below).
-            let f = nft_family(family);
-            for key in keys_from_rules(rules) {
+        base_batch(&mut batch, family, snat_mark, &seen);
+        // A repeated ADD replaces what the earlier one made: its elements that the new
+        // config does not have go (the others are re-added as they are).
+        let f = nft_family(family);
+        for key in keys_from_rules(&existing) {
+            if !wanted.keys.contains(&key) {
                 batch.delete_elements(f, TABLE, key.map(), [key.element(&wanted.chain)]);
             }
         }
-        install_attachment(&mut batch, family, &wanted);
+        install_attachment(&mut batch, family, &wanted, !existing.is_empty());
         self.sock.apply(&batch).map_err(|e| {
             let errno = e.errno().map(|n| n as i32);
             if errno == Some(EBUSY) || errno == Some(EEXIST) {
@@ -757,7 +867,8 @@ impl NftBackend {
         })
     }
 
-    /// Removes the attachment's chain and elements in both families.
+    /// Removes the attachment's chain and elements in both families. Only what a listing
+    /// shows is deleted, so nothing is sent for a family (or a container) without rules.
     pub fn del(&mut self, att: &Attachment) -> Result<()> {
         let chain = attachment_chain(att);
         for family in [IpFamily::V4, IpFamily::V6] {
@@ -767,18 +878,10 @@ impl NftBackend {
     }
 
     fn del_chain(&mut self, family: IpFamily, chain: &str) -> Result<()> {
-        let Some(rules) = self.rules_or_empty(family, chain)? else {
-            return Ok(());
-        };
+        let rules = self.rules_or_empty(family, chain)?;
         if rules.is_empty() {
-            // A missing chain may list as empty: delete it if it is there.
-            let mut b = Batch::new();
-            b.delete_chain(nft_family(family), TABLE, chain);
-            return match self.sock.apply(&b) {
-                Ok(()) => Ok(()),
-                Err(e) if is_enoent(&e) => Ok(()),
-                Err(e) => Err(net_err(format!("cannot delete nftables chain {chain}"), e)),
-            };
+            // Missing (our chains are never left empty: rules come in the batch that makes it).
+            return Ok(());
         }
         let keys = keys_from_rules(&rules);
         let mut batch = Batch::new();
@@ -786,7 +889,7 @@ impl NftBackend {
         match self.sock.apply(&batch) {
             Ok(()) => Ok(()),
             Err(e) if is_enoent(&e) => {
-                // Something was already gone (an element): remove piece by piece.
+                // An element was already gone (removed by hand): element by element.
                 let f = nft_family(family);
                 for key in &keys {
                     let mut b = Batch::new();
@@ -798,7 +901,6 @@ impl NftBackend {
                     }
                 }
                 let mut b = Batch::new();
-                b.flush_chain(f, TABLE, chain);
                 b.delete_chain(f, TABLE, chain);
                 match self.sock.apply(&b) {
                     Ok(()) => Ok(()),
@@ -815,7 +917,7 @@ impl NftBackend {
         let family = IpFamily::of(container.ip());
         let wanted = attachment_rules(conf, att, container)?;
         let fail = |msg: String| Error::new(crate::CHECK_FAILED, msg);
-        let rules = self.rules_or_empty(family, &wanted.chain)?.unwrap_or_default();
+        let rules = self.rules_or_empty(family, &wanted.chain)?;
         if rules.is_empty() {
             return Err(fail(format!(
                 "nftables chain {} not found in table {TABLE}",
@@ -834,7 +936,7 @@ impl NftBackend {
                 want.len()
             )));
         }
-        let dispatch = self.rules_or_empty(family, HOSTIP_HOSTPORTS)?.unwrap_or_default();
+        let dispatch = self.rules_or_empty(family, HOSTIP_HOSTPORTS)?;
         for c in [DISPATCH_HOSTIP_COMMENT, DISPATCH_COMMENT] {
             if !dispatch.iter().any(|r| r.comment.as_deref() == Some(c)) {
                 return Err(fail(format!(
@@ -854,9 +956,7 @@ impl NftBackend {
                 Err(e) => return Err(net_err("cannot list nftables chains", e)),
             };
             for ch in chains.iter().filter(|c| c.name.starts_with("cni-dn-")) {
-                let Some(rules) = self.rules_or_empty(family, &ch.name)? else {
-                    continue;
-                };
+                let rules = self.rules_or_empty(family, &ch.name)?;
                 let cid = rules.iter().find_map(|r| {
                     r.comment
                         .as_deref()

@@ -94,6 +94,7 @@ impl Plugin for Portmap {
         let att = Attachment::new(&conf.name, &cmd.container_id);
         let mut fw = Firewall::open(conf.backend)?;
         fw.del(&att)?;
+        drop(fw); // gives the netfilter socket back for conntrack
         // Flows that were translated to this container: scoped to its address when the
         // runtime gives the previous result, else to the published ports on local addresses.
         let addrs = match cmd.prev_result() {
@@ -129,6 +130,7 @@ impl Plugin for Portmap {
         let valid = valid_container_ids(cmd)?;
         let mut fw = Firewall::open(conf.backend)?;
         fw.gc(&conf.name, &valid)?;
+        drop(fw);
         // A backend chosen by default may have changed since the ADDs: sweep the other too
         // when it is cheap (in-process).
         if conf.backend == Backend::Iptables && !conf.backend_explicit && crate::config::RealHost.has_nft() {
@@ -148,9 +150,7 @@ impl Plugin for Portmap {
         };
         match conf.backend {
             Backend::Nftables => {
-                let mut sock = cni_net::nft::NetfilterSocket::new()
-                    .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "netfilter socket", &e)))?;
-                sock.tables(cni_net::nft::Family::Ip)
+                crate::netfilter::with(|s| s.tables(cni_net::nft::Family::Ip))
                     .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "nf_tables", &e)))?;
             }
             Backend::Iptables => {

@@ -86,10 +86,10 @@ fn static_layout() {
     assert_eq!(
         text(&static_rules(IpFamily::V4)),
         [
-            "prerouting: fib daddr type local jump hostports_all",
-            "output: fib daddr type local jump hostports_all",
-            "hostports_all: jump hostip_hostports",
-            "hostports_all: jump hostports",
+            r#"prerouting: fib daddr type local jump hostports_all comment "rcni hostports""#,
+            r#"output: fib daddr type local jump hostports_all comment "rcni hostports""#,
+            r#"hostports_all: jump hostip_hostports comment "rcni hostip_hostports""#,
+            r#"hostports_all: jump hostports comment "rcni hostports""#,
         ]
     );
     assert_eq!(
@@ -170,10 +170,65 @@ fn rules_encode() {
         (IpFamily::V6, "fd00:222:1::2/64"),
     ] {
         let mut b = Batch::new();
-        base_batch(&mut b, family, Some(0x2000), false, false);
+        base_batch(&mut b, family, Some(0x2000), &Shared::default());
         let a = attachment_rules(&conf(""), &att, addr.parse().unwrap()).unwrap();
-        install_attachment(&mut b, family, &a);
+        install_attachment(&mut b, family, &a, true);
         remove_attachment(&mut b, family, &a.chain, &a.keys);
         b.encode(1).unwrap();
     }
+}
+
+/// What a listing of a host where everything is in place finds.
+fn complete(mark: u32) -> Shared {
+    let c = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    Shared {
+        table: true,
+        comments: vec![
+            ("prerouting", c(&[ENTRY_COMMENT])),
+            ("output", c(&[ENTRY_COMMENT])),
+            (HOSTPORTS_ALL, c(&ALL_COMMENTS)),
+            (HOSTIP_HOSTPORTS, c(&[DISPATCH_HOSTIP_COMMENT, DISPATCH_COMMENT])),
+            (MASQUERADING, c(&[&masq_comment(mark)])),
+        ],
+    }
+}
+
+#[test]
+fn base_batch_sends_nothing_when_everything_is_there() {
+    let mut b = Batch::new();
+    base_batch(&mut b, IpFamily::V4, Some(0x2000), &complete(0x2000));
+    assert!(b.is_empty());
+    // Another mark: only its masquerade rule.
+    base_batch(&mut b, IpFamily::V4, Some(0x4000), &complete(0x2000));
+    assert_eq!(b.encode(1).unwrap().descriptions.len(), 1);
+}
+
+#[test]
+fn base_batch_remakes_only_what_differs() {
+    let mut seen = complete(0x2000);
+    // Go's ADD re-made prerouting without our comment; a dispatch rule went missing.
+    seen.comments[0].1 = vec![None];
+    seen.comments[3].1.pop();
+    let mut b = Batch::new();
+    base_batch(&mut b, IpFamily::V4, Some(0x2000), &seen);
+    let d = b.encode(1).unwrap().descriptions;
+    assert!(
+        d.iter()
+            .any(|x| x.contains("flush chain") && x.contains("prerouting")),
+        "{d:?}"
+    );
+    assert!(!d.iter().any(|x| x.contains("output")), "{d:?}");
+    assert!(!d.iter().any(|x| x.contains("add table")), "{d:?}");
+    // prerouting's rule, the missing dispatch rule (+ its chain and the maps, idempotent).
+    assert_eq!(d.iter().filter(|x| x.starts_with("add rule")).count(), 2, "{d:?}");
+}
+
+#[test]
+fn base_batch_creates_everything_on_a_fresh_host() {
+    let mut b = Batch::new();
+    base_batch(&mut b, IpFamily::V6, Some(0x2000), &Shared::default());
+    let d = b.encode(1).unwrap().descriptions;
+    assert!(d[0].starts_with("add table"), "{d:?}");
+    assert!(!d.iter().any(|x| x.contains("flush")), "{d:?}");
+    assert_eq!(d.iter().filter(|x| x.starts_with("add rule")).count(), 7, "{d:?}");
 }
