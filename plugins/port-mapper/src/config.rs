@@ -59,7 +59,7 @@ pub struct MapperConf {
     pub exclude_devices: Vec<String>,
     /// The published ports.
     pub mappings: Vec<PortMapping>,
-    /// `backend`: `iptables` or `nftables`; `None` chooses as portmap does.
+    /// `backend`: `iptables` or `nftables`; `None` is iptables, as Mesos's own plugin.
     pub backend: Option<String>,
 }
 

@@ -5,7 +5,7 @@
 use crate::config::{MapperConf, MapperError, code};
 use cni_net::iptables::{IptablesRunner, RestoreBatch, SavedTable};
 use ipnetwork::IpNetwork;
-use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, HostFirewalls, PortMapConf, RealHost};
+use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, PortMapConf};
 use portmap::iptables_backend::{Rule, ip_port, iptables_error, net_family};
 use portmap::mapping::{Attachment, IpFamily};
 use portmap::nft_backend::NftBackend;
@@ -130,17 +130,16 @@ pub fn del_batch(saved: &SavedTable, chain: &str, container_id: &str) -> Option<
     (!b.is_empty()).then_some(b)
 }
 
-/// Which backend: the config's, else portmap's default.
+/// Which backend: the config's, else iptables with Mesos's layout (the named `chain`),
+/// since this binary stands in for Mesos's own; nftables only when asked for.
 pub fn backend(conf: &MapperConf) -> Result<Backend, MapperError> {
     match conf.backend.as_deref() {
-        Some("iptables") => Ok(Backend::Iptables),
+        Some("iptables") | None => Ok(Backend::Iptables),
         Some("nftables") => Ok(Backend::Nftables),
         Some(other) => Err(MapperError::new(
             code::BAD_ARGS,
             format!("unrecognized backend {other:?}"),
         )),
-        None if RealHost.has_nftables() => Ok(Backend::Nftables),
-        None => Ok(Backend::Iptables),
     }
 }
 
@@ -249,6 +248,16 @@ mod tests {
              -A MESOS-PM ! -i eth1 -p tcp -m tcp --dport 8080 -m comment --comment \"container_id: c1\" -j DNAT --to-destination 10.222.9.2:80\n\
              COMMIT\n"
         );
+    }
+
+    #[test]
+    fn backend_defaults_to_mesos_iptables_layout() {
+        let mut c = conf("[]");
+        assert_eq!(backend(&c).unwrap(), Backend::Iptables);
+        c.backend = Some("nftables".into());
+        assert_eq!(backend(&c).unwrap(), Backend::Nftables);
+        c.backend = Some("ebpf".into());
+        assert_eq!(backend(&c).unwrap_err().code, code::BAD_ARGS);
     }
 
     #[test]
