@@ -39,6 +39,10 @@ struct World {
     bridge: String,
     subnet: String,
     gw: String,
+    /// Our bridge + host-local instead of Go's.
+    ours: bool,
+    /// Also an IPv6 range (fd00:222:<n>::/64).
+    v6: Option<(String, String)>,
 }
 
 impl World {
@@ -55,18 +59,68 @@ impl World {
             bridge: format!("pmbr{}", n),
             subnet: format!("10.222.{n}.0/24"),
             gw: format!("10.222.{n}.1"),
+            ours: false,
+            v6: None,
+        }
+    }
+
+    /// With our bridge and host-local (target dir) as the chain's first plugin.
+    fn with_our_bridge() -> World {
+        World {
+            ours: true,
+            ..World::new()
+        }
+    }
+
+    /// Dual stack: fd00:222:<n>::/64 too, without DAD delays in the namespaces.
+    fn dual_stack() -> World {
+        let w = World::new();
+        let n = w.gw.split('.').nth(2).unwrap().to_string();
+        w.host_sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+        World {
+            v6: Some((format!("fd00:222:{n}::/64"), format!("fd00:222:{n}::1"))),
+            ..w
+        }
+    }
+
+    fn bridge_plugin(&self) -> (PathBuf, String) {
+        if self.ours {
+            let b = rcni_plugin("bridge");
+            let dir = b.parent().unwrap().to_string_lossy().into_owned();
+            (b, dir)
+        } else {
+            (go_plugin("bridge").unwrap(), GO_PLUGIN_DIR.into())
         }
     }
 
     fn bridge_conf(&self) -> Value {
+        let mut ranges = vec![json!([{"subnet": self.subnet}])];
+        if let Some((subnet, _)) = &self.v6 {
+            ranges.push(json!([{"subnet": subnet}]));
+        }
         json!({"cniVersion":"1.0.0","name":"pmtest","type":"bridge","bridge":self.bridge,"isGateway":true,
-               "hairpinMode":true,"ipam":{"type":"host-local","subnet":self.subnet,
+               "hairpinMode":true,"ipam":{"type":"host-local","ranges":ranges,
                "dataDir": self.dir.path().join("ipam")}})
     }
 
     /// Go's bridge: the container's interface and address.
     fn attach(&self, cid: &str, c: &Netns) -> Value {
-        let bridge = in_host(&self.dir, &self.host, &go_plugin("bridge").unwrap());
+        if self.v6.is_some() {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    c.name(),
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                ])
+                .args(["net.ipv6.conf.default.accept_dad=0"])
+                .status()
+                .unwrap();
+        }
+        let (bridge, path) = self.bridge_plugin();
+        let bridge = in_host(&self.dir, &self.host, &bridge);
         let mut inv = Invocation::new(
             "ADD",
             cid,
@@ -74,12 +128,13 @@ impl World {
             "eth0",
             &self.bridge_conf(),
         );
-        inv.path = Some(GO_PLUGIN_DIR.into());
+        inv.path = Some(path);
         exec(&bridge, &inv).assert_ok().json.clone()
     }
 
     fn detach(&self, cid: &str, c: &Netns) {
-        let bridge = in_host(&self.dir, &self.host, &go_plugin("bridge").unwrap());
+        let (bridge, path) = self.bridge_plugin();
+        let bridge = in_host(&self.dir, &self.host, &bridge);
         let mut inv = Invocation::new(
             "DEL",
             cid,
@@ -87,7 +142,7 @@ impl World {
             "eth0",
             &self.bridge_conf(),
         );
-        inv.path = Some(GO_PLUGIN_DIR.into());
+        inv.path = Some(path);
         exec(&bridge, &inv).assert_ok();
     }
 
@@ -129,8 +184,10 @@ impl Listeners {
     fn start(c: &Netns) -> Listeners {
         let py = r#"
 import socket, threading
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("0.0.0.0", 80)); t.listen(16)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 53))
+t = socket.socket(socket.AF_INET6); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); t.bind(("::", 80)); t.listen(16)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+u.bind(("::", 53))
 def udp():
     while True:
         d, a = u.recvfrom(100); u.sendto(b"ok", a)
@@ -164,7 +221,8 @@ try:
     s = socket.create_connection(("{addr}", {tcp_port}), timeout=1.5); print("tcp", s.recv(10) == b"ok")
 except Exception: print("tcp False")
 try:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1.5); u.sendto(b"x", ("{addr}", {udp_port}))
+    u = socket.socket(socket.AF_INET6 if ":" in "{addr}" else socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(1.5); u.sendto(b"x", ("{addr}", {udp_port}))
     print("udp", u.recvfrom(10)[0] == b"ok")
 except Exception: print("udp False")
 "#
@@ -373,16 +431,24 @@ fn mesos_port_mapper_runs_its_delegate_and_tags_rules() {
     let c1 = Netns::new();
     let mapper = in_host(&w.dir, &w.host, &rcni_plugin("mesos-cni-port-mapper"));
     let _l = Listeners::start(&c1);
-    for backend in ["iptables", "nftables"] {
+    // No backend given: Mesos's iptables layout, as the binary it stands in for.
+    for backend in ["iptables", "nftables", "default"] {
         let mut delegate = w.bridge_conf();
         delegate["cniVersion"] = json!("0.3.1");
-        let conf = json!({"name":"pmtest","type":"mesos-cni-port-mapper","chain":"MESOS-PM-TEST","backend":backend,
+        let mut conf = json!({"name":"pmtest","type":"mesos-cni-port-mapper","chain":"MESOS-PM-TEST","backend":backend,
             "excludeDevices":["eth9","eth8"],"delegate":delegate,
             "args":{"org.apache.mesos":{"network_info":{"port_mappings":[
                 {"host_port":18080,"container_port":80},{"host_port":15353,"container_port":53,"protocol":"udp"}]}}}});
+        if backend == "default" {
+            conf.as_object_mut().unwrap().remove("backend");
+        }
         let mut inv = Invocation::new("ADD", "mesos-c1", c1.path().to_str().unwrap(), "eth0", &conf);
         inv.path = Some(GO_PLUGIN_DIR.into());
         exec(&mapper, &inv).assert_ok();
+        let in_iptables = w
+            .host_sh("iptables-save -t nat")
+            .contains("container_id: mesos-c1");
+        assert_eq!(in_iptables, backend != "nftables", "{backend}");
         assert_eq!(
             reach(w.host.name(), &w.gw, 18080, 15353),
             (true, true),
@@ -479,4 +545,95 @@ fn stale_udp_conntrack_entries_of_the_published_port_go_on_add_and_on_del_and_no
     );
     assert!(entries.contains(&(cip.clone(), cip.clone())), "{entries:?}");
     w.detach("pm-ct", &c1);
+}
+
+#[test]
+fn nftables_ipv6_ports_reach_container_from_host_and_neighbour_then_del_leaves_nothing() {
+    if skip() {
+        return;
+    }
+    let w = World::dual_stack();
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let prev = w.attach("pm6-c1", &c1);
+    w.attach("pm6-c2", &c2);
+    let gw6 = w.v6.as_ref().unwrap().1.clone();
+    let conf = pm_conf("nftables", &prev);
+    let pm = rcni_plugin("portmap");
+    w.portmap(&pm, "ADD", "pm6-c1", &c1, &conf).assert_ok();
+    w.portmap(&pm, "CHECK", "pm6-c1", &c1, &conf).assert_ok();
+    let ruleset = w.host_sh("nft list table ip6 cni_hostport");
+    assert!(ruleset.contains("dnat to [fd00:222:"), "{ruleset}");
+    let _l = Listeners::start(&c1);
+    assert_eq!(
+        reach(w.host.name(), &gw6, 18080, 15353),
+        (true, true),
+        "v6 from the host"
+    );
+    assert_eq!(
+        reach(c2.name(), &gw6, 18080, 15353),
+        (true, true),
+        "v6 from a neighbour"
+    );
+    assert_eq!(
+        reach(w.host.name(), &w.gw, 18080, 15353),
+        (true, true),
+        "v4 still"
+    );
+    w.portmap(&pm, "DEL", "pm6-c1", &c1, &conf).assert_ok();
+    assert_eq!(
+        reach(w.host.name(), &gw6, 18080, 15353),
+        (false, false),
+        "after DEL"
+    );
+    let ruleset = w.host_sh("nft list ruleset");
+    assert!(!ruleset.contains("cni-dn-"), "{ruleset}");
+    w.detach("pm6-c1", &c1);
+    w.detach("pm6-c2", &c2);
+}
+
+#[test]
+fn our_bridge_and_host_local_then_portmap_reach_from_host_localhost_and_neighbour() {
+    if skip() {
+        return;
+    }
+    let w = World::with_our_bridge();
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let prev = w.attach("pmr-c1", &c1);
+    w.attach("pmr-c2", &c2);
+    let pm = rcni_plugin("portmap");
+    for backend in ["nftables", "iptables"] {
+        let conf = pm_conf(backend, &prev);
+        w.portmap(&pm, "ADD", "pmr-c1", &c1, &conf).assert_ok();
+        let _l = Listeners::start(&c1);
+        assert_eq!(
+            reach(w.host.name(), &w.gw, 18080, 15353),
+            (true, true),
+            "{backend}: host"
+        );
+        assert_eq!(
+            reach(w.host.name(), "127.0.0.1", 18080, 15353),
+            (true, true),
+            "{backend}: localhost"
+        );
+        assert_eq!(
+            reach(c2.name(), &w.gw, 18080, 15353),
+            (true, true),
+            "{backend}: neighbour"
+        );
+        assert_eq!(
+            reach(c1.name(), &w.gw, 18080, 15353),
+            (true, true),
+            "{backend}: hairpin"
+        );
+        w.portmap(&pm, "DEL", "pmr-c1", &c1, &conf).assert_ok();
+        assert_eq!(
+            reach(w.host.name(), &w.gw, 18080, 15353),
+            (false, false),
+            "{backend}: after DEL"
+        );
+    }
+    assert!(!w.host_sh("nft list ruleset").contains("cni-dn-"));
+    assert!(!w.host_sh("iptables-save -t nat").contains("CNI-DN-"));
+    w.detach("pmr-c1", &c1);
+    w.detach("pmr-c2", &c2);
 }
