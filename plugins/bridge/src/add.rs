@@ -1,5 +1,12 @@
 //! ADD: bridge, veth pair, port settings, spoof check, IPAM, container addresses and routes,
-//! gateway, masquerade, port-state wait, result. Every change registers its undo first.
+//! gateway, masquerade, port-state wait, result.
+//!
+//! Every change that belongs to this attachment registers its undo: the veth pair (with it go
+//! the port settings, the container's addresses, routes and per-interface sysctls), the
+//! spoof-check rules, the IPAM allocation and the masquerade rules. What is shared by all
+//! attachments of the network stays, as in Go: the bridge, its gateway addresses and MAC pin,
+//! the `<bridge>.<vlan>` gateway interface and the forwarding sysctls. Another ADD may have
+//! started using them the moment they existed, so removing them on failure could break it.
 
 use std::time::{Duration, Instant};
 

@@ -27,22 +27,45 @@ fn comment(id: &str) -> String {
     format!("macspoofchk-{id}")
 }
 
-/// The batch that sets up the rules of one attachment.
-pub fn setup_batch(host_if: &str, mac: [u8; 6], id: &str) -> Batch {
+/// What a setup finds installed already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// The table and its `PREROUTING` base chain exist.
+    pub base: bool,
+    /// The attachment's chain `cni-br-iface-<id>` exists (an ADD repeated without DEL).
+    pub iface_chain: bool,
+    /// The attachment's chain `cni-br-iface-<id>-mac` exists.
+    pub mac_chain: bool,
+    /// Handles of the attachment's jump rules in `PREROUTING`.
+    pub jumps: Vec<u64>,
+}
+
+/// The batch that sets up the rules of one attachment. Objects that exist are not declared
+/// again: re-declaring an existing chain is an update transaction, which nf_tables frees after
+/// an RCU grace period and closing the socket then waits for (5-7 ms). Go declares all of them
+/// on every ADD.
+pub fn setup_batch(host_if: &str, mac: [u8; 6], id: &str, existing: &Existing) -> Batch {
     let f = Family::Bridge;
     let (iface, macc, c) = (iface_chain(id), mac_chain(id), comment(id));
     let mut batch = Batch::new();
-    batch
-        .add_table(Table::new(f, TABLE))
-        .add_chain(
+    if !existing.base {
+        batch.add_table(Table::new(f, TABLE)).add_chain(
             Chain::new(f, TABLE, PREROUTING)
                 .base(ChainType::Filter, Hook::Prerouting, priority::BRIDGE_DSTNAT)
                 .policy(Policy::Accept),
-        )
-        .add_chain(Chain::new(f, TABLE, iface.clone()))
-        .add_chain(Chain::new(f, TABLE, macc.clone()))
-        .flush_chain(f, TABLE, iface.clone())
-        .flush_chain(f, TABLE, macc.clone())
+        );
+    }
+    for handle in &existing.jumps {
+        batch.delete_rule(f, TABLE, PREROUTING, *handle);
+    }
+    for (name, exists) in [(&iface, existing.iface_chain), (&macc, existing.mac_chain)] {
+        if exists {
+            batch.flush_chain(f, TABLE, name.clone());
+        } else {
+            batch.add_chain(Chain::new(f, TABLE, name.clone()));
+        }
+    }
+    batch
         .add_rule(
             Rule::new(f, TABLE, PREROUTING)
                 .iifname(host_if)
@@ -60,14 +83,37 @@ pub fn setup_batch(host_if: &str, mac: [u8; 6], id: &str) -> Batch {
     batch
 }
 
-/// Installs the rules for the host port `host_if` and the container MAC `mac`.
+/// Installs the rules for the host port `host_if` and the container MAC `mac`: one dump of the
+/// table's chains, then one batch.
 pub fn setup(host_if: &str, mac: &str, id: &str) -> Result<()> {
     let parsed: cni_net::MacAddr = mac
         .parse()
         .map_err(|_| Error::internal(format!("failed to setup spoof-check: invalid MAC {mac:?}")))?;
-    let mut nft = NetfilterSocket::new().internal(|| "failed to setup spoof-check".to_string())?;
-    nft.apply(&setup_batch(host_if, parsed.0, id))
-        .internal(|| "failed to setup spoof-check".to_string())
+    let failed = || "failed to setup spoof-check".to_string();
+    let mut nft = NetfilterSocket::new().internal(failed)?;
+    let f = Family::Bridge;
+    let chains = match nft.chains(f, TABLE) {
+        Ok(chains) => chains,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e).internal(failed),
+    };
+    let has = |name: &str| chains.iter().any(|c| c.name == name);
+    let mut existing = Existing {
+        base: chains.iter().any(|c| c.name == PREROUTING && c.hook.is_some()),
+        iface_chain: has(&iface_chain(id)),
+        mac_chain: has(&mac_chain(id)),
+        jumps: Vec::new(),
+    };
+    if existing.iface_chain && existing.base {
+        existing.jumps = nft
+            .rules_with_comment(f, TABLE, PREROUTING, &comment(id))
+            .internal(failed)?
+            .into_iter()
+            .map(|r| r.handle)
+            .collect();
+    }
+    nft.apply(&setup_batch(host_if, parsed.0, id, &existing))
+        .internal(failed)
 }
 
 /// Removes the attachment's rules and chains; absent ones are fine.
@@ -101,4 +147,49 @@ pub fn teardown(id: &str) -> Result<()> {
     }
     nft.apply(&batch)
         .internal(|| "failed to teardown spoof-check".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn setup_batch_declares_only_what_is_missing() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        let fresh = setup_batch("veth01", mac, "c-eth0", &Existing::default());
+        let usual = setup_batch(
+            "veth01",
+            mac,
+            "c-eth0",
+            &Existing {
+                base: true,
+                ..Existing::default()
+            },
+        );
+        let repeated = setup_batch(
+            "veth01",
+            mac,
+            "c-eth0",
+            &Existing {
+                base: true,
+                iface_chain: true,
+                mac_chain: true,
+                jumps: vec![4],
+            },
+        );
+        let described = |b: &Batch| b.encode(1).unwrap().descriptions.join("; ");
+        let (fresh, usual, repeated) = (described(&fresh), described(&usual), described(&repeated));
+        assert!(
+            fresh.contains("add table") && fresh.contains("PREROUTING"),
+            "{fresh}"
+        );
+        assert!(!usual.contains("add table"), "{usual}");
+        assert!(!usual.contains("add chain bridge nat PREROUTING"), "{usual}");
+        assert!(!usual.contains("delete") && !usual.contains("flush"), "{usual}");
+        assert!(repeated.contains("delete rule"), "{repeated}");
+        assert!(repeated.contains("flush"), "{repeated}");
+        assert!(!repeated.contains("add chain"), "{repeated}");
+    }
 }

@@ -1318,3 +1318,46 @@ fn our_bridge_over_our_host_local_at_every_spec_version() {
     }
     assert!(w.host_veths().is_empty());
 }
+
+#[test]
+fn macspoofchk_for_two_containers_that_ping_then_del_leaves_only_the_base_chain() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf("1.0.0", v4(), json!({"macspoofchk": true}));
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let (p1, p2) = (c1.path().to_str().unwrap(), c2.path().to_str().unwrap());
+    run(&w.host, &ours(), "ADD", "cids1", p1, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+    let r2 = run(&w.host, &ours(), "ADD", "cids2", p2, "eth0", GO_PLUGIN_DIR, &conf);
+    r2.assert_ok();
+    let nft = w.nft();
+    for id in ["cids1-eth0", "cids2-eth0"] {
+        assert_eq!(
+            nft.matches(&format!("macspoofchk-{id}")).count(),
+            4,
+            "{id}: {nft}"
+        );
+    }
+    for ip in ips_of(&r2.json) {
+        ping(&c1, &ip);
+    }
+    // A frame with another source MAC is dropped: change c1's MAC behind the plugin's back.
+    in_ns(&c1, "ip link set eth0 address 02:00:00:de:ad:01");
+    let out = Command::new("ip")
+        .args(["netns", "exec", c1.name(), "ping", "-c", "1", "-W", "1"])
+        .arg(&ips_of(&r2.json)[0])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "spoofed frames got through");
+    for (cid, p) in [("cids1", p1), ("cids2", p2)] {
+        run(&w.host, &ours(), "DEL", cid, p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+        run(&w.host, &ours(), "DEL", cid, p, "eth0", GO_PLUGIN_DIR, &conf).assert_ok();
+    }
+    let nft = w.nft();
+    assert!(!nft.contains("macspoofchk"), "{nft}");
+    assert!(!nft.contains("cni-br-iface"), "{nft}");
+    assert!(nft.contains("chain PREROUTING"), "{nft}");
+    assert!(w.host_veths().is_empty());
+    assert!(w.reservations().is_empty());
+}
