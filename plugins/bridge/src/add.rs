@@ -203,14 +203,22 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
         .socket()
         .internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
 
-    let pair = veth::create(&mut inner, host, &host_ns, &cmd.ifname, conf.mtu, conf.mac)?;
+    let pair = veth::create(
+        &mut inner,
+        host,
+        &host_ns,
+        &cmd.ifname,
+        conf.mtu,
+        conf.mac,
+        &bridge,
+    )?;
     let host_name = pair.host.name.clone();
     undo.push(format!("veth {host_name}"), move |h| {
         h.delete_link_by_name(&host_name)
             .map(drop)
             .internal(|| format!("failed to delete {host_name:?}"))
     });
-    attach_port(host, &pair.host, &bridge, conf)?;
+    attach_port(host, &pair.host, conf)?;
 
     if conf.mac_spoof_chk {
         let id = spoofcheck::ref_id(&cmd.container_id, &cmd.ifname);
@@ -235,11 +243,9 @@ fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {
     });
 }
 
-/// Enslaves the host end to the bridge and sets hairpin, isolation and VLANs. A new port starts
-/// with hairpin and isolation off, so only "on" is sent.
-fn attach_port(host: &mut Socket, port: &Link, bridge: &Link, conf: &BridgeConf) -> Result<()> {
-    host.set_link_master(port.index, Some(bridge.index))
-        .internal(|| format!("failed to connect {:?} to bridge {}", port.name, bridge.name))?;
+/// Sets hairpin, isolation and VLANs on the new port (already enslaved by [`veth::create`]). A
+/// new port starts with hairpin and isolation off, so only "on" is sent.
+fn attach_port(host: &mut Socket, port: &Link, conf: &BridgeConf) -> Result<()> {
     if conf.hairpin_mode {
         host.set_bridge_port_hairpin(port.index, true)
             .internal(|| format!("failed to setup hairpin mode for {}", port.name))?;

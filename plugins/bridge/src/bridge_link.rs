@@ -117,12 +117,10 @@ pub fn ensure_vlan_gateway(
     }
     let mut inner = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
     let mtu = (bridge.mtu != 0).then_some(bridge.mtu);
-    let pair = veth::create(&mut inner, host, host_ns, &name, mtu, None).map_err(|e| {
+    let pair = veth::create(&mut inner, host, host_ns, &name, mtu, None, bridge).map_err(|e| {
         Error::internal(format!("failed to create vlan gateway {name:?}")).with_details(e.to_string())
     })?;
     let attached = (|| {
-        host.set_link_master(pair.host.index, Some(bridge.index))
-            .internal(|| format!("failed to connect {:?} to bridge {}", pair.host.name, bridge.name))?;
         vlan::configure_port(host, &pair.host, conf.vlan, &[], conf.preserve_default_vlan)?;
         host.set_link_up(pair.inner.index)
             .internal(|| format!("failed to up {name:?}"))

@@ -6,6 +6,8 @@ use std::os::fd::AsFd;
 use cni::{Error, Result, ResultExt};
 use cni_net::sysctl::{self, conf_key};
 use cni_net::{Family, Link, MacAddr, Netns, Socket};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 /// How many random host-end names are tried before giving up (Go's number).
 const NAME_TRIES: usize = 10;
@@ -34,9 +36,10 @@ pub struct Pair {
     pub host: Link,
 }
 
-/// Creates `ifname` through `inner` (a socket of the namespace it goes in) with its peer named
-/// `host_name` (random when `None`) in `host_ns`, brings the host end up with `accept_ra=0`.
-/// With `inner` being a host socket too this makes a pair inside the host (the VLAN gateway).
+/// Creates `ifname` through `inner` (a socket of the namespace it goes in) with its peer, named
+/// `veth` + 8 random hex digits, in `host_ns`; the host end is enslaved to `bridge` and brought
+/// up in one request, with `accept_ra=0`. With `inner` being a host socket too this makes a
+/// pair inside the host (the VLAN gateway).
 pub fn create(
     inner: &mut Socket,
     host: &mut Socket,
@@ -44,13 +47,14 @@ pub fn create(
     ifname: &str,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
+    bridge: &Link,
 ) -> Result<Pair> {
     let mut last_name = String::new();
     for _ in 0..NAME_TRIES {
         let peer = random_name()?;
         match inner.create_veth(ifname, &peer, Some(host_ns.as_fd()), mtu, mac) {
             Ok(inner_link) => {
-                let host_link = match finish_host_end(host, &peer) {
+                let host_link = match finish_host_end(host, &peer, bridge) {
                     Ok(link) => link,
                     Err(e) => {
                         let _ = inner.delete_link(inner_link.index);
@@ -79,16 +83,36 @@ pub fn create(
     Err(Error::internal("failed to find a unique veth name").with_details(format!("last tried {last_name}")))
 }
 
-fn finish_host_end(host: &mut Socket, name: &str) -> Result<Link> {
+fn finish_host_end(host: &mut Socket, name: &str, bridge: &Link) -> Result<Link> {
     let link = host
         .link_by_name(name)
         .internal(|| format!("failed to lookup {name:?}"))?;
-    host.set_link_up(link.index)
-        .internal(|| format!("failed to set {name:?} up"))?;
+    enslave_and_up(host, link.index, bridge.index).internal(|| {
+        format!(
+            "failed to connect {name:?} to bridge {} and set it up",
+            bridge.name
+        )
+    })?;
     if let Ok(key) = conf_key(Family::V6, name, "accept_ra") {
         let _ = sysctl::write(&key, "0");
     }
     Ok(link)
+}
+
+/// One `RTM_SETLINK` that sets the master and the up flag (the kernel applies the master
+/// first), instead of Go's two.
+fn enslave_and_up(host: &mut Socket, index: u32, bridge: u32) -> cni_net::Result<()> {
+    host.request(RouteNetlinkMessage::SetLink(enslave_up_message(index, bridge)))
+        .map(drop)
+}
+
+fn enslave_up_message(index: u32, bridge: u32) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes.push(LinkAttribute::Controller(bridge));
+    msg
 }
 
 #[cfg(test)]
@@ -109,5 +133,21 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn one_message_enslaves_and_raises() {
+        use netlink_packet_core::Emitable;
+        let msg = enslave_up_message(7, 3);
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        // ifinfomsg: family, pad, type, index 7, flags IFF_UP, change IFF_UP; then IFLA_MASTER 3.
+        assert_eq!(
+            buf,
+            [
+                0, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, //
+                8, 0, 10, 0, 3, 0, 0, 0
+            ]
+        );
     }
 }
