@@ -81,10 +81,31 @@ pub fn calc_gateways(result: &mut CniResult, conf: &BridgeConf) -> Gateways {
     gws
 }
 
+/// The container interface's sysctls that do not depend on its addresses, set before there are
+/// any (so while IPAM runs): DAD off unless `enable_dad` (then enhanced DAD), ARP notifications.
+pub fn prepare_container(netns: &Netns, ifname: &str, enable_dad: bool) -> Result<()> {
+    netns
+        .run(|| {
+            let set = |family, setting: &str, value: &str| {
+                if let Ok(key) = conf_key(family, ifname, setting) {
+                    let _ = sysctl::write(&key, value);
+                }
+            };
+            if enable_dad {
+                set(Family::V6, "enhanced_dad", "1");
+                set(Family::V6, "accept_dad", "1");
+            } else {
+                set(Family::V6, "accept_dad", "0");
+            }
+            set(Family::V4, "arp_notify", "1");
+        })
+        .internal(|| format!("failed to enter netns {}", netns.path().display()))
+}
+
 /// Configures the container interface (`index` in `netns`, through `inner`, a socket opened
-/// there): DAD and ARP sysctls, IPv6 enabled when needed, addresses, link up, the DAD settle
-/// wait only when DAD is on and there is an IPv6 gateway, then routes (a route without gateway
-/// takes its family's gateway).
+/// there), after [`prepare_container`]: IPv6 enabled when needed, addresses, link up, the DAD
+/// settle wait only when DAD is on and there is an IPv6 gateway, then routes (a route without
+/// gateway takes its family's gateway).
 pub fn configure_container(
     inner: &mut Socket,
     netns: &Netns,
@@ -93,10 +114,11 @@ pub fn configure_container(
     result: &CniResult,
     enable_dad: bool,
 ) -> Result<()> {
-    let has_v6 = result.ips.iter().any(|ip| !ip.is_ipv4());
-    netns
-        .run(|| container_sysctls(ifname, has_v6, enable_dad))
-        .internal(|| format!("failed to enter netns {}", netns.path().display()))??;
+    if result.ips.iter().any(|ip| !ip.is_ipv4()) {
+        netns
+            .run(|| enable_ipv6(ifname))
+            .internal(|| format!("failed to enter netns {}", netns.path().display()))??;
+    }
 
     let mut v4gw = None;
     let mut v6gw = None;
@@ -148,37 +170,23 @@ fn append_route(sock: &mut Socket, route: &Route) -> cni_net::Result<()> {
     .map(drop)
 }
 
-fn container_sysctls(ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
-    let set = |family, setting: &str, value: &str| {
-        if let Ok(key) = conf_key(family, ifname, setting) {
-            let _ = sysctl::write(&key, value);
+/// IPv6 on for `lo` and the interface (written only when off), addresses kept when it goes down.
+fn enable_ipv6(ifname: &str) -> Result<()> {
+    for dev in ["lo", ifname] {
+        let Ok(key) = conf_key(Family::V6, dev, "disable_ipv6") else {
+            continue;
+        };
+        match sysctl::read(&key) {
+            Ok(v) if v == "0" => {}
+            Ok(v) => sysctl::write(&key, "0")
+                .internal(|| format!("failed to enable IPv6 for interface {dev:?} ({key}={v})"))?,
+            Err(e) => eprintln!("bridge: failed to read sysctl {key:?}: {e}"),
         }
-    };
-    if enable_dad {
-        set(Family::V6, "enhanced_dad", "1");
-        set(Family::V6, "accept_dad", "1");
-    } else {
-        set(Family::V6, "accept_dad", "0");
     }
-    set(Family::V4, "arp_notify", "1");
-    if has_v6 {
-        for dev in ["lo", ifname] {
-            let Ok(key) = conf_key(Family::V6, dev, "disable_ipv6") else {
-                continue;
-            };
-            match sysctl::read(&key) {
-                Ok(v) if v == "0" => {}
-                Ok(v) => sysctl::write(&key, "0")
-                    .internal(|| format!("failed to enable IPv6 for interface {dev:?} ({key}={v})"))?,
-                Err(e) => eprintln!("bridge: failed to read sysctl {key:?}: {e}"),
-            }
-        }
-        let key = conf_key(Family::V6, ifname, "keep_addr_on_down")
-            .internal(|| format!("invalid interface name {ifname:?}"))?;
-        sysctl::write(&key, "1")
-            .internal(|| format!("failed to enable keep_addr_on_down for interface {ifname:?}"))?;
-    }
-    Ok(())
+    let key = conf_key(Family::V6, ifname, "keep_addr_on_down")
+        .internal(|| format!("invalid interface name {ifname:?}"))?;
+    sysctl::write(&key, "1")
+        .internal(|| format!("failed to enable keep_addr_on_down for interface {ifname:?}"))
 }
 
 /// Waits until no IPv6 address of the link is tentative (DAD done); a failed DAD is an error.

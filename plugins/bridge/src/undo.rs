@@ -4,7 +4,7 @@
 use cni::Result;
 use cni_net::Socket;
 
-type Step = Box<dyn FnOnce(&mut Socket) -> Result<()>>;
+type Step = Box<dyn FnOnce(&mut Socket) -> Result<()> + Send>;
 
 /// Undo steps in the order their changes were made. Each step gets the host-namespace socket.
 #[derive(Default)]
@@ -19,7 +19,11 @@ impl Undo {
     }
 
     /// Registers how to undo the change just made.
-    pub fn push(&mut self, what: impl Into<String>, step: impl FnOnce(&mut Socket) -> Result<()> + 'static) {
+    pub fn push(
+        &mut self,
+        what: impl Into<String>,
+        step: impl FnOnce(&mut Socket) -> Result<()> + Send + 'static,
+    ) {
         self.steps.push((what.into(), Box::new(step)));
     }
 
@@ -40,19 +44,18 @@ impl Undo {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
     #[test]
     fn rollback_runs_newest_first_and_past_failures() {
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let mut undo = Undo::new();
         for n in 0..3 {
             let log = log.clone();
             undo.push(format!("step {n}"), move |_| {
-                log.borrow_mut().push(n);
+                log.lock().unwrap().push(n);
                 if n == 1 {
                     return Err(cni::Error::internal("boom"));
                 }
@@ -62,6 +65,6 @@ mod tests {
         // A socket is needed to call the steps; opening one needs no privilege.
         let mut host = Socket::new().unwrap();
         undo.rollback(&mut host);
-        assert_eq!(*log.borrow(), vec![2, 1, 0]);
+        assert_eq!(*log.lock().unwrap(), vec![2, 1, 0]);
     }
 }
