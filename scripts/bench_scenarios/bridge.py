@@ -1,7 +1,10 @@
 """bridge + host-local: ADD and DEL, plain v4, with ipMasq, and dual stack without DAD.
 
-Each column has its own bridge (`rcnib<pid><r|g>`, created by the first ADD, deleted in
-cleanup) and its own host-local data dir and subnet inside 10.222.0.0/16 / fd00:222::/48.
+Each column has its own throw-away "host" netns (bench_lib.hostns, entered by the harness's
+thread in the untimed setup, so the plugins are spawned inside it), and in it its own bridge
+(`rcnib<pid><r|g>`, created by the first ADD) and masquerade table, all gone with the netns
+in cleanup; and its own host-local data dir and subnet inside 10.222.0.0/16 / fd00:222::/48.
+Nothing of the real host is touched.
 Every ADD run is released by an untimed DEL of the same implementation, every DEL run's
 attachment is made by an untimed ADD, so each run starts from the same state.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 
 from bench_lib import Exec, Scenario
+from bench_lib.hostns import HostNetns
 
 from .common import RSS_KB, conf
 
@@ -36,10 +40,22 @@ def _prepare(col):
     data = os.path.join(col.tmpdir, "data")
     os.makedirs(data, mode=0o755)
     col.state["data_dir"] = data
+    col.state["host"] = HostNetns("br-%s" % col.kind)
 
 
 def _cleanup(col):
-    col.sh("ip", "link", "del", _bridge(col), check=False)
+    # The bridge, its veths and the masquerade table go with the namespace.
+    h = col.state.pop("host", None)
+    if h is not None:
+        h.remove()
+
+
+def _enter(run):
+    run.col.state["host"].enter()
+
+
+def _leave(run):
+    run.col.state["host"].leave()
 
 
 def _resident_netns(col) -> str:
@@ -55,14 +71,24 @@ def _prepare_resident(col):
     ns = _resident_netns(col)
     col.sh("ip", "netns", "add", ns)
     col.state["resident_conf"] = _col_conf(col, True, False)
-    col.exec(Exec("bridge", "ADD", col.state["resident_conf"], netns="/run/netns/" + ns,
-                  containerid="resident"))
+    host = col.state["host"]
+    host.enter()
+    try:
+        col.exec(Exec("bridge", "ADD", col.state["resident_conf"], netns="/run/netns/" + ns,
+                      containerid="resident"))
+    finally:
+        host.leave()
 
 
 def _cleanup_resident(col):
     if "resident_conf" in col.state:
-        col.exec(Exec("bridge", "DEL", col.state["resident_conf"],
-                      netns="/run/netns/" + _resident_netns(col), containerid="resident"))
+        host = col.state["host"]
+        host.enter()
+        try:
+            col.exec(Exec("bridge", "DEL", col.state["resident_conf"],
+                          netns="/run/netns/" + _resident_netns(col), containerid="resident"))
+        finally:
+            host.leave()
         col.sh("ip", "netns", "del", _resident_netns(col), check=False)
     _cleanup(col)
 
@@ -86,6 +112,7 @@ def _col_conf(col, masq: bool, dual: bool) -> dict:
 
 def _fresh(masq: bool, dual: bool):
     def setup(run):
+        _enter(run)
         run.state["netns"] = run.netns()
         run.state["conf"] = _conf(run, masq, dual)
     return setup
@@ -101,8 +128,11 @@ def _added(masq: bool, dual: bool):
 
 def _release(run):
     # After an ADD run: DEL it (untimed). After a DEL run: DEL again is a no-op.
-    if "conf" in run.state and run.kind != "floor":
-        run.exec(Exec("bridge", "DEL", run.state["conf"], netns=run.state["netns"]))
+    try:
+        if "conf" in run.state and run.kind != "floor":
+            run.exec(Exec("bridge", "DEL", run.state["conf"], netns=run.state["netns"]))
+    finally:
+        _leave(run)
 
 
 def _add(run):
