@@ -43,8 +43,15 @@ pub fn add(cmd: &CmdArgs) -> Result<CniResult, Error> {
 pub fn del(cmd: &CmdArgs) -> Result<(), Error> {
     let config = load(cmd)?;
     let who = Attachment::new(&cmd.container_id, &cmd.ifname);
-    let Some(mut res) = Reservations::open(&config.data_dir, &config.name, false)? else {
-        return Ok(());
+    let mut res = match Reservations::open(&config.data_dir, &config.name, false) {
+        Ok(Some(res)) => res,
+        Ok(None) => return Ok(()),
+        // The index could not be rebuilt: DEL must still work, so walk the files.
+        Err(e) => {
+            let contents = [who.content(), who.legacy_content()];
+            return crate::reservations::release_by_scan(&config.data_dir, &config.name, &contents)
+                .map_err(|_| e);
+        }
     };
     for _ in &config.range_sets {
         if res.release_held_by(&who.content())? == 0 {

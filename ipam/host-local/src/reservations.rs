@@ -53,6 +53,9 @@ pub struct Reservations {
     store: Store,
     index: Index,
     changed: bool,
+    /// A change failed half-way: the index may disagree with the files, so
+    /// it is left dirty (never sealed) and the next call rebuilds it.
+    poisoned: bool,
 }
 
 impl Reservations {
@@ -73,6 +76,7 @@ impl Reservations {
                 store,
                 index,
                 changed: false,
+                poisoned: false,
             }));
         }
         let files = store.scan().map_err(|e| err("cannot read the store", &e))?;
@@ -82,6 +86,7 @@ impl Reservations {
             store,
             index,
             changed: true,
+            poisoned: false,
         }))
     }
 
@@ -152,17 +157,32 @@ impl Reservations {
         // Nothing free: the prepared content stays for the caller's next try.
         let Some(ip) = got else { return Ok(None) };
         // Linked: that inode is the reservation now, never to be linked again.
+        match self.record_reservation(&content, set, ip) {
+            Ok(()) => Ok(Some(ip)),
+            Err(e) => {
+                // The ADD fails: take the address back so nothing leaks, and
+                // leave the index for a rebuild, since it may hold the entry.
+                self.poisoned = true;
+                if let Err(undo) = self.store.release(ip) {
+                    eprintln!("host-local: cannot take back {ip} after a failed reservation: {undo}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Indexes a linked reservation and records it as set `set`'s last one.
+    fn record_reservation(&mut self, content: &str, set: usize, ip: IpAddr) -> Result<(), Error> {
         let discarded = self.store.discard_reservation();
         let dir = self.store.dir().to_path_buf();
         self.index
-            .insert(&dir, key_of(&content), ip)
+            .insert(&dir, key_of(content), ip)
             .map_err(|e| self.err("cannot write the index", &e))?;
         self.store.crash_point("after-index");
         self.store
             .set_last_reserved(set, ip)
             .map_err(|e| self.err("cannot write the last reserved address", &e))?;
-        discarded.map_err(|e| self.err("cannot remove a temporary file", &e))?;
-        Ok(Some(ip))
+        discarded.map_err(|e| self.err("cannot remove a temporary file", &e))
     }
 
     /// The round-robin position of set `set`.
@@ -177,9 +197,11 @@ impl Reservations {
             .release(entry.ip)
             .map_err(|e| self.err("cannot remove a reservation", &e))?;
         self.store.crash_point("after-unlink");
-        self.index
-            .remove(entry)
-            .map_err(|e| self.err("cannot write the index", &e))
+        let removed = self.index.remove(entry);
+        removed.map_err(|e| {
+            self.poisoned = true;
+            self.err("cannot write the index", &e)
+        })
     }
 
     /// Releases every address held with exactly `content`; returns how many.
@@ -229,7 +251,7 @@ impl Reservations {
     }
 
     fn seal(&mut self) -> Result<(), Error> {
-        if !self.changed {
+        if !self.changed || self.poisoned {
             return Ok(());
         }
         self.store
@@ -256,6 +278,43 @@ impl Drop for Reservations {
             eprintln!("host-local: {e}");
         }
     }
+}
+
+/// DEL without the index, for when it cannot be rebuilt (a full disk, say):
+/// Go's way, a walk of every file. Releases the files holding the first of
+/// `contents` that matches any, then removes the stale index so the next
+/// call rebuilds it. Unlinking needs no space, so this works where a
+/// rebuild does not, and a runtime's DEL is never stuck on our index.
+pub fn release_by_scan(data_dir: &Path, network: &str, contents: &[String]) -> Result<(), Error> {
+    check_network_name(network)?;
+    let dir = data_dir.join(network);
+    let err = |what: &str, e: &io::Error| io_error(what, &dir, e);
+    let Some(store) = Store::open(data_dir, network, false).map_err(|e| err("cannot open the store", &e))?
+    else {
+        return Ok(());
+    };
+    let files = store.scan().map_err(|e| err("cannot read the store", &e))?;
+    if let Err(e) = std::fs::remove_file(dir.join(crate::store::INDEX_FILE))
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        return Err(err("cannot remove the stale index", &e));
+    }
+    for content in contents {
+        let mine: Vec<IpAddr> = files
+            .iter()
+            .filter(|(_, owner)| owner == content)
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in &mine {
+            store
+                .release(*ip)
+                .map_err(|e| err("cannot remove a reservation", &e))?;
+        }
+        if !mine.is_empty() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The network name becomes a directory under `dataDir`: it must be one path

@@ -116,7 +116,13 @@ impl Store {
             dir,
             handle,
             _lock: lock,
-            crash_at: std::env::var(CRASH_AT_ENV).ok().filter(|s| !s.is_empty()),
+            // The crash-consistency tests' hook exists in debug builds only:
+            // a stray variable must never make a production plugin exit.
+            crash_at: if cfg!(debug_assertions) {
+                std::env::var(CRASH_AT_ENV).ok().filter(|s| !s.is_empty())
+            } else {
+                None
+            },
             prepared: None,
         }))
     }
