@@ -15,6 +15,9 @@ pub enum NetnsState {
     Namespace,
     /// Nothing exists at the path.
     Missing,
+    /// Something exists there but is not a namespace: for DEL, a namespace
+    /// that is gone and left its (unmounted) file behind.
+    NotNamespace,
 }
 
 /// Is `path` a network namespace? Missing is reported, not an error; a path

@@ -276,7 +276,16 @@ fn dispatch<P: Plugin>(
     };
     let netns_state = match &netns {
         Some(path) => {
-            let state = netns::inspect(path)?;
+            let state = match netns::inspect(path) {
+                // DEL is best effort: a namespace file left behind after its
+                // namespace went away (unmounted, a reboot) must not stop the
+                // release of addresses and rules.
+                Err(e) if command == Command::Del && e.code == crate::Code::INVALID_NETNS => {
+                    eprintln!("{}: treating it as gone for DEL", e.msg);
+                    NetnsState::NotNamespace
+                }
+                other => other?,
+            };
             if state == NetnsState::Missing && command != Command::Del {
                 return Err(Error::invalid_netns(format!(
                     "network namespace {} does not exist",
@@ -412,6 +421,21 @@ mod tests {
             ("CNI_PATH", "/x"),
         ];
         assert_eq!(run(&vars, CONF).0, 0);
+    }
+
+    #[test]
+    fn del_of_a_leftover_non_namespace_file_reaches_the_plugin() {
+        let vars = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/etc/hostname"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+        ];
+        assert_eq!(run(&vars, CONF).0, 0);
+        let mut add = vars;
+        add[0] = ("CNI_COMMAND", "ADD");
+        assert_eq!(run(&add, CONF).1["code"], 8, "ADD still refuses it");
     }
 
     #[test]
