@@ -78,10 +78,6 @@ pub enum Error {
         source: Errno,
     },
 
-    /// After running code in another namespace the thread is not back in its own one.
-    #[error("the thread did not return to its original network namespace")]
-    NetnsNotRestored,
-
     /// A link looked up by name or index does not exist.
     #[error("link {0} not found")]
     LinkNotFound(String),

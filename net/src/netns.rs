@@ -116,8 +116,8 @@ impl Netns {
     }
 
     /// Runs `f` with the calling thread inside this namespace and switches back afterwards,
-    /// also when `f` panics. Returns [`Error::NetnsNotRestored`] if the thread is not back in
-    /// its original namespace (compared by inode) after switching back.
+    /// also when `f` panics. The process aborts if the thread cannot be brought back to its
+    /// original namespace (compared by inode): nothing after that could be trusted.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         let guard = self.enter()?;
         let out = f();
@@ -172,19 +172,31 @@ pub struct NetnsGuard {
 
 impl NetnsGuard {
     /// Switches back and checks that the thread is in its original namespace again.
+    ///
+    /// A failure here aborts the process, as in `Drop`: the caller could not
+    /// recover from an error safely, since everything it did next (an undo
+    /// list, an IPAM DEL, firewall changes) would act on the wrong namespace.
     pub fn restore(mut self) -> Result<()> {
         let entered = std::mem::replace(&mut self.entered, false);
-        if entered {
-            setns(self.original.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| Error::Setns {
-                path: self.original.path.clone(),
-                source,
-            })?;
+        if entered && let Err(e) = setns(self.original.file.as_fd(), CloneFlags::CLONE_NEWNET) {
+            stuck(&self.original.path, &e.to_string());
         }
-        if current_id()? != self.original_id {
-            return Err(Error::NetnsNotRestored);
+        match current_id() {
+            Ok(id) if id == self.original_id => Ok(()),
+            Ok(_) => stuck(&self.original.path, "the thread is in another namespace"),
+            Err(e) => stuck(&self.original.path, &e.to_string()),
         }
-        Ok(())
     }
+}
+
+/// The thread cannot be brought back to its namespace: abort rather than act
+/// on the wrong network.
+fn stuck(original: &std::path::Path, why: &str) -> ! {
+    eprintln!(
+        "cni-net: cannot return the thread to its network namespace {} ({why}); aborting",
+        original.display()
+    );
+    std::process::abort()
 }
 
 impl Drop for NetnsGuard {
