@@ -117,6 +117,23 @@ impl CmdArgs {
         self.config.version()
     }
 
+    /// GC: the attachments to keep, from `cni.dev/valid-attachments` (or the
+    /// older `cni.dev/attachments`). `None` when the runtime sent neither:
+    /// then there is nothing to compare with, and nothing may be collected
+    /// (treating it as an empty list would free every container's state).
+    pub fn valid_attachments(&self) -> Result<Option<Vec<crate::runtime::GcAttachment>>> {
+        let extra = &self.config.extra;
+        let Some(list) = extra
+            .get("cni.dev/valid-attachments")
+            .or_else(|| extra.get("cni.dev/attachments"))
+        else {
+            return Ok(None);
+        };
+        serde_json::from_value(list.clone())
+            .map(Some)
+            .map_err(|e| Error::decoding(format!("invalid cni.dev/valid-attachments: {e}")))
+    }
+
     /// The previous result, parsed, if the config carries one.
     pub fn prev_result(&self) -> Result<Option<CniResult>> {
         match &self.config.prev_result {
@@ -436,6 +453,36 @@ mod tests {
         let mut add = vars;
         add[0] = ("CNI_COMMAND", "ADD");
         assert_eq!(run(&add, CONF).1["code"], 8, "ADD still refuses it");
+    }
+
+    #[test]
+    fn gc_without_a_valid_list_collects_nothing() {
+        let cmd = |conf: &str| CmdArgs {
+            command: Command::Gc,
+            container_id: String::new(),
+            netns: None,
+            netns_state: None,
+            ifname: String::new(),
+            raw_args: String::new(),
+            path: Vec::new(),
+            stdin: conf.as_bytes().to_vec(),
+            config: NetConf::from_slice(conf.as_bytes()).unwrap(),
+            version: Version::V1_1_0,
+        };
+        let none = cmd(r#"{"cniVersion":"1.1.0","name":"n","type":"x"}"#);
+        assert_eq!(none.valid_attachments().unwrap(), None);
+        let empty = cmd(r#"{"cniVersion":"1.1.0","name":"n","type":"x","cni.dev/valid-attachments":[]}"#);
+        assert_eq!(empty.valid_attachments().unwrap(), Some(vec![]));
+        let old = cmd(
+            r#"{"cniVersion":"1.1.0","name":"n","type":"x","cni.dev/attachments":[{"containerID":"a"}]}"#,
+        );
+        let list = old.valid_attachments().unwrap().unwrap();
+        assert_eq!(
+            (list[0].container_id.as_str(), list[0].ifname.as_str()),
+            ("a", "")
+        );
+        let bad = cmd(r#"{"cniVersion":"1.1.0","name":"n","type":"x","cni.dev/valid-attachments":{}}"#);
+        assert_eq!(bad.valid_attachments().unwrap_err().code.0, 6);
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub struct GcAttachment {
     #[serde(rename = "containerID")]
     pub container_id: String,
     /// The interface name.
+    #[serde(default)]
     pub ifname: String,
 }
 

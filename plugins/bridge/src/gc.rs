@@ -1,9 +1,8 @@
 //! GC: forwards to the IPAM plugin's GC, and removes the masquerade rules of this network's
 //! attachments that are not in `cni.dev/valid-attachments` (Go does neither).
 
+use cni::Result;
 use cni::plugin::{CmdArgs, Command};
-use cni::{Error, Result};
-use serde_json::Value;
 
 use crate::config::BridgeConf;
 use crate::del::combine;
@@ -18,35 +17,17 @@ pub struct ValidAttachment {
     pub ifname: String,
 }
 
-/// The valid attachments the runtime sent (`cni.dev/valid-attachments`, or the older
-/// `cni.dev/attachments`).
-pub fn valid_attachments(cmd: &CmdArgs) -> Result<Vec<ValidAttachment>> {
-    let list = cmd
-        .config
-        .extra
-        .get("cni.dev/valid-attachments")
-        .or_else(|| cmd.config.extra.get("cni.dev/attachments"));
-    let Some(list) = list else {
-        return Ok(Vec::new());
-    };
-    let Some(items) = list.as_array() else {
-        return Err(Error::decoding("cni.dev/valid-attachments is not a list"));
-    };
-    Ok(items
-        .iter()
-        .map(|item| ValidAttachment {
-            container_id: item
-                .get("containerID")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            ifname: item
-                .get("ifname")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        })
-        .collect())
+/// The valid attachments the runtime sent, `None` when it sent no list (see
+/// [`CmdArgs::valid_attachments`]).
+pub fn valid_attachments(cmd: &CmdArgs) -> Result<Option<Vec<ValidAttachment>>> {
+    Ok(cmd.valid_attachments()?.map(|list| {
+        list.into_iter()
+            .map(|a| ValidAttachment {
+                container_id: a.container_id,
+                ifname: a.ifname,
+            })
+            .collect()
+    }))
 }
 
 /// Runs GC, continuing past errors and reporting all of them.
@@ -59,8 +40,13 @@ pub fn gc(cmd: &CmdArgs) -> Result<()> {
     {
         errors.push(e);
     }
-    if let Err(e) = masquerade::gc(&conf.network, &valid) {
-        errors.push(e);
+    match valid {
+        Some(valid) => {
+            if let Err(e) = masquerade::gc(&conf.network, &valid) {
+                errors.push(e);
+            }
+        }
+        None => eprintln!("bridge: GC without cni.dev/valid-attachments: no masquerade rule is collected"),
     }
     combine(errors)
 }

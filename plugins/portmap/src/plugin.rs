@@ -127,7 +127,10 @@ impl Plugin for Portmap {
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {
         let conf = PortMapConf::from_cmd(cmd)?;
-        let valid = valid_container_ids(cmd)?;
+        let Some(valid) = valid_container_ids(cmd)? else {
+            eprintln!("portmap: GC without cni.dev/valid-attachments: nothing is collected");
+            return Ok(());
+        };
         let mut fw = Firewall::open(conf.backend)?;
         fw.gc(&conf.name, &valid)?;
         drop(fw);
@@ -179,16 +182,9 @@ fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &Cont
     Ok(())
 }
 
-/// The container IDs of `cni.dev/valid-attachments`.
-fn valid_container_ids(cmd: &CmdArgs) -> Result<Vec<String>> {
-    let Some(list) = cmd.config.extra.get("cni.dev/valid-attachments") else {
-        return Ok(Vec::new());
-    };
-    let list = list
-        .as_array()
-        .ok_or_else(|| Error::decoding("cni.dev/valid-attachments must be a list"))?;
-    Ok(list
-        .iter()
-        .filter_map(|a| a.get("containerID").and_then(|c| c.as_str()).map(str::to_string))
-        .collect())
+/// The container IDs of `cni.dev/valid-attachments`; `None` when the runtime sent no list.
+fn valid_container_ids(cmd: &CmdArgs) -> Result<Option<Vec<String>>> {
+    Ok(cmd
+        .valid_attachments()?
+        .map(|list| list.into_iter().map(|a| a.container_id).collect()))
 }
