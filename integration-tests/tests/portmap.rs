@@ -404,6 +404,30 @@ fn iptables_backend_interoperates_with_go_portmap_both_ways() {
 }
 
 #[test]
+fn default_config_del_removes_what_go_portmap_made_on_iptables() {
+    // A host switching from Go's portmap to ours: the config names no
+    // backend, Go made iptables rules, and our DEL (nftables by default)
+    // must still remove them.
+    if skip() || go_plugin("portmap").is_none() {
+        return;
+    }
+    let w = World::new();
+    let c1 = Netns::new();
+    let prev = w.attach("pm-switch", &c1);
+    let mut conf = pm_conf("iptables", &prev);
+    conf.as_object_mut().unwrap().remove("backend");
+    let (ours, go) = (rcni_plugin("portmap"), go_plugin("portmap").unwrap());
+    w.portmap(&go, "ADD", "pm-switch", &c1, &conf).assert_ok();
+    assert!(w.host_sh("iptables-save -t nat").contains("CNI-DN-"));
+    w.portmap(&ours, "DEL", "pm-switch", &c1, &conf).assert_ok();
+    let saved = w.host_sh("iptables-save -t nat");
+    assert!(!saved.contains("CNI-DN-"), "{saved}");
+    assert!(!saved.contains("pm-switch"), "{saved}");
+    w.portmap(&ours, "DEL", "pm-switch", &c1, &conf).assert_ok();
+    w.detach("pm-switch", &c1);
+}
+
+#[test]
 fn bad_input_is_an_error_json_not_a_panic() {
     if skip() {
         return;

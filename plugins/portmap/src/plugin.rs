@@ -95,6 +95,19 @@ impl Plugin for Portmap {
         let mut fw = Firewall::open(conf.backend)?;
         fw.del(&att)?;
         drop(fw); // gives the netfilter socket back for conntrack
+        // Without an explicit backend the attachment may have been made by the
+        // other one (Go's portmap uses iptables; a host may have switched):
+        // remove its rules too, looked for in-process first so this is free
+        // when there are none.
+        if !conf.backend_explicit {
+            match conf.backend {
+                Backend::Nftables if iptables_may_hold(&att) => Firewall::Iptables.del(&att)?,
+                Backend::Iptables if crate::config::RealHost.has_nft() => {
+                    Firewall::open(Backend::Nftables)?.del(&att)?
+                }
+                _ => {}
+            }
+        }
         // Flows that were translated to this container: scoped to its address when the
         // runtime gives the previous result, else to the published ports on local addresses.
         let addrs = match cmd.prev_result() {
@@ -180,6 +193,28 @@ fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &Cont
         }
     }
     Ok(())
+}
+
+/// Whether iptables may hold this attachment's chains: with iptables-nft they
+/// show as chains of the nf_tables tables `ip nat` / `ip6 nat` (listed
+/// in-process, no fork); with legacy iptables, whenever its nat table exists.
+fn iptables_may_hold(att: &Attachment) -> bool {
+    let legacy = ["/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"];
+    if legacy
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l == "nat")))
+    {
+        return true;
+    }
+    let wanted = [att.dnat_chain(), att.old_snat_chain()];
+    [cni_net::nft::Family::Ip, cni_net::nft::Family::Ip6]
+        .into_iter()
+        .any(
+            |family| match crate::netfilter::with(|nft| nft.chains(family, "nat")) {
+                Ok(chains) => chains.iter().any(|c| wanted.contains(&c.name)),
+                Err(e) => !e.is_not_found(),
+            },
+        )
 }
 
 /// The container IDs of `cni.dev/valid-attachments`; `None` when the runtime sent no list.
