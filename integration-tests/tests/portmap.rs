@@ -497,6 +497,36 @@ fn mesos_port_mapper_runs_its_delegate_and_tags_rules() {
 }
 
 #[test]
+fn mesos_port_mapper_over_a_dual_stack_delegate_maps_both_families() {
+    if skip() {
+        return;
+    }
+    let w = World::dual_stack();
+    let c1 = Netns::new();
+    let mapper = in_host(&w.dir, &w.host, &rcni_plugin("mesos-cni-port-mapper"));
+    let mut delegate = w.bridge_conf();
+    delegate["cniVersion"] = json!("0.3.1");
+    let conf = json!({"name":"pmtest","type":"mesos-cni-port-mapper","chain":"MESOS-PM-V6","delegate":delegate,
+        "args":{"org.apache.mesos":{"network_info":{"port_mappings":[{"host_port":18080,"container_port":80}]}}}});
+    let mut inv = Invocation::new("ADD", "mesos-v6", c1.path().to_str().unwrap(), "eth0", &conf);
+    inv.path = Some(GO_PLUGIN_DIR.into());
+    exec(&mapper, &inv).assert_ok();
+    assert!(
+        w.host_sh("iptables-save -t nat")
+            .contains("container_id: mesos-v6")
+    );
+    let v6 = w.host_sh("ip6tables-save -t nat");
+    assert!(
+        v6.contains("container_id: mesos-v6") && v6.contains("::1/128"),
+        "{v6}"
+    );
+    inv.command = Some("DEL".into());
+    exec(&mapper, &inv).assert_ok();
+    assert!(!w.host_sh("iptables-save -t nat").contains("mesos-v6"));
+    assert!(!w.host_sh("ip6tables-save -t nat").contains("mesos-v6"));
+}
+
+#[test]
 fn stale_udp_conntrack_entries_of_the_published_port_go_on_add_and_on_del_and_no_others() {
     if skip() {
         return;

@@ -108,9 +108,12 @@ fn run() -> Result<Option<serde_json::Value>, MapperError> {
             Ok(Some(out))
         }
         _ => {
-            rules::del(&conf, &container_id)?;
-            cni::runtime::delegate_del(&conf.delegate_type, &delegate_stdin, &cmd).map_err(delegate_err)?;
-            Ok(None)
+            // Best effort: the delegate's DEL runs even when our rules could not be
+            // removed, so its address and interface are released; the first error wins.
+            let rules = rules::del(&conf, &container_id);
+            let delegate =
+                cni::runtime::delegate_del(&conf.delegate_type, &delegate_stdin, &cmd).map_err(delegate_err);
+            rules.and(delegate).map(|()| None)
         }
     }
 }

@@ -19,8 +19,11 @@ fn s(x: &str) -> String {
     x.to_string()
 }
 
-/// The jumps into the chain, as Mesos creates them.
-pub fn entry_rules(chain: &str) -> Vec<Rule> {
+/// The jumps into the chain, as Mesos creates them. Mesos is IPv4 only; for
+/// ip6tables the loopback exclusion is `::1/128` (an IPv4 prefix would make
+/// the whole IPv6 batch fail).
+pub fn entry_rules(chain: &str, v6: bool) -> Vec<Rule> {
+    let loopback = if v6 { "::1/128" } else { "127.0.0.0/8" };
     vec![
         Rule {
             chain: s("PREROUTING"),
@@ -38,7 +41,7 @@ pub fn entry_rules(chain: &str) -> Vec<Rule> {
             tokens: vec![
                 s("!"),
                 s("-d"),
-                s("127.0.0.0/8"),
+                s(loopback),
                 s("-m"),
                 s("addrtype"),
                 s("--dst-type"),
@@ -109,7 +112,7 @@ pub fn container_rules(conf: &MapperConf, container_id: &str, addr: IpNetwork) -
 pub fn add_batch(saved: &SavedTable, conf: &MapperConf, container_id: &str, addr: IpNetwork) -> RestoreBatch {
     let mut b = RestoreBatch::new("nat");
     b.ensure_chain(saved, &conf.chain);
-    for r in entry_rules(&conf.chain)
+    for r in entry_rules(&conf.chain, addr.is_ipv6())
         .iter()
         .chain(&container_rules(conf, container_id, addr))
     {
