@@ -8,19 +8,20 @@
 #   isolator/mesos-module/build.sh --with-mesos=/usr/local            # or MESOS_HOME=...
 #   isolator/mesos-module/build.sh --with-mesos=/opt/mesos \
 #       --with-protobuf=/opt/mesos/lib/mesos/3rdparty --with-glog=/opt/mesos/lib/mesos/3rdparty \
-#       --with-boost=/usr --rcni-lib=target/release --out=/opt/rcni/lib
+#       --with-boost=/usr --rcni-lib=target/release-module --out=/opt/rcni/lib
 #
 # --with-X=DIR adds DIR/include to the include path (Debian's libboost-dev,
 # libprotobuf-dev, libgoogle-glog-dev, libgflags-dev, rapidjson-dev, picojson-dev
 # and libcurl4-openssl-dev are found without flags). --rcni-lib is where
-# libcni_isolator.so is (default: target/release; build it with
-# `cargo build --release -p cni-isolator`). Extra flags: CXX, CXXFLAGS, LDFLAGS.
+# libcni_isolator.so is (default: target/release-module; build it with
+# `cargo build --profile release-module -p cni-isolator`, which unwinds on a
+# panic so the C ABI can report it instead of aborting mesos-agent). Extra flags: CXX, CXXFLAGS, LDFLAGS.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 mesos=${MESOS_HOME:-}
-rcni_lib=$repo/target/release
+rcni_lib=$repo/target/release-module
 out=$here
 std=c++11
 includes=()
@@ -44,7 +45,7 @@ done
 [ -f "$mesos/include/mesos/module/isolator.hpp" ] ||
   { echo "build.sh: no Mesos headers in $mesos/include (mesos/module/isolator.hpp)" >&2; exit 1; }
 [ -f "$rcni_lib/libcni_isolator.so" ] ||
-  { echo "build.sh: no libcni_isolator.so in $rcni_lib (cargo build --release -p cni-isolator)" >&2; exit 1; }
+  { echo "build.sh: no libcni_isolator.so in $rcni_lib (cargo build --profile release-module -p cni-isolator)" >&2; exit 1; }
 rcni_lib=$(cd "$rcni_lib" && pwd)
 
 mkdir -p "$out"

@@ -11,8 +11,9 @@
 //! Calls block until done (run them off an event loop) and may be made from
 //! many threads at once for different containers. No panic crosses the
 //! boundary: each entry point catches it and returns [`RCNI_ERR_PANIC`]
-//! (a build with `panic = "abort"`, such as the workspace's release profile,
-//! aborts the process instead, which never unwinds into C either).
+//! That needs a build that unwinds: the `release-module` profile (the
+//! workspace's `release` profile aborts on panic, right for the plugins but
+//! not for a library inside mesos-agent).
 
 use crate::error::Error;
 use crate::files::DefaultDns;
