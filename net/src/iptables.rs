@@ -179,6 +179,30 @@ fn binaries(family: Family) -> (&'static str, &'static str) {
         Family::V6 => ("ip6tables-restore", "ip6tables-save"),
     }
 }
+/// Whether the nat table of `family` may hold a chain whose name `wanted` accepts, answered
+/// without running iptables: with iptables-nft the chains show as chains of the nf_tables
+/// table `ip nat` / `ip6 nat` (listed on `nft`, in-process); with legacy iptables any loaded
+/// nat table may hold it. On doubt (a listing error) the answer is yes.
+///
+/// `nft` is the caller's socket on purpose: a plugin that changed nf_tables keeps one socket
+/// for the whole exec, since releasing another one waits for the kernel's deferred cleanup.
+pub fn nat_may_hold(
+    nft: &mut crate::nft::NetfilterSocket,
+    family: Family,
+    wanted: impl Fn(&str) -> bool,
+) -> bool {
+    let (legacy_names, nft_family) = match family {
+        Family::V4 => ("/proc/net/ip_tables_names", crate::nft::Family::Ip),
+        Family::V6 => ("/proc/net/ip6_tables_names", crate::nft::Family::Ip6),
+    };
+    if std::fs::read_to_string(legacy_names).is_ok_and(|t| t.lines().any(|l| l == "nat")) {
+        return true;
+    }
+    match nft.chains(nft_family, "nat") {
+        Ok(chains) => chains.iter().any(|c| wanted(&c.name)),
+        Err(e) => !e.is_not_found(),
+    }
+}
 
 /// The absolute path of `program` in the first of [`BIN_DIRS`] that has it.
 pub fn find_binary(program: &str) -> Result<PathBuf, IptablesError> {

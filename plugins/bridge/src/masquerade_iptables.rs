@@ -247,31 +247,19 @@ pub fn teardown_script(save: &str, chains: &[String]) -> Option<String> {
     Some(out)
 }
 
-/// Whether the nat table of `ipt` may hold our chain: with iptables-nft it shows in nf_tables
-/// as `ip nat`/`ip6 nat` (checked in-process, no fork); with the legacy backend the nat table
-/// is listed in `/proc/net/ip_tables_names`.
+/// Whether the nat table of `ipt` may hold our chain (any `CNI-` chain when `chain` is
+/// `None`), checked in-process: see [`cni_net::iptables::nat_may_hold`].
 fn may_have_chain(ipt: Ipt, chain: Option<&str>) -> bool {
-    let legacy_names = match ipt {
-        Ipt::V4 => "/proc/net/ip_tables_names",
-        Ipt::V6 => "/proc/net/ip6_tables_names",
-    };
-    if std::fs::read_to_string(legacy_names).is_ok_and(|t| t.lines().any(|l| l == "nat")) {
-        return true;
-    }
     let family = match ipt {
-        Ipt::V4 => cni_net::nft::Family::Ip,
-        Ipt::V6 => cni_net::nft::Family::Ip6,
+        Ipt::V4 => cni_net::Family::V4,
+        Ipt::V6 => cni_net::Family::V6,
     };
     let Ok(mut nft) = cni_net::nft::NetfilterSocket::new() else {
         return true;
     };
-    match nft.chains(family, "nat") {
-        Ok(chains) => chains
-            .iter()
-            .any(|c| chain.map_or(c.name.starts_with("CNI-"), |want| c.name == want)),
-        Err(e) if e.is_not_found() => false,
-        Err(_) => true,
-    }
+    cni_net::iptables::nat_may_hold(&mut nft, family, |name| {
+        chain.map_or(name.starts_with("CNI-"), |want| name == want)
+    })
 }
 
 /// Removes the attachment's chain and jumps (Go's and ours; also the legacy `-s ip/prefix`

@@ -195,26 +195,20 @@ fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &Cont
     Ok(())
 }
 
-/// Whether iptables may hold this attachment's chains: with iptables-nft they
-/// show as chains of the nf_tables tables `ip nat` / `ip6 nat` (listed
-/// in-process, no fork); with legacy iptables, whenever its nat table exists.
+/// Whether iptables may hold this attachment's chains, checked in-process on the
+/// process's shared netfilter socket (see [`cni_net::iptables::nat_may_hold`]).
 fn iptables_may_hold(att: &Attachment) -> bool {
-    let legacy = ["/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"];
-    if legacy
-        .iter()
-        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l == "nat")))
-    {
-        return true;
-    }
     let wanted = [att.dnat_chain(), att.old_snat_chain()];
-    [cni_net::nft::Family::Ip, cni_net::nft::Family::Ip6]
+    [cni_net::Family::V4, cni_net::Family::V6]
         .into_iter()
-        .any(
-            |family| match crate::netfilter::with(|nft| nft.chains(family, "nat")) {
-                Ok(chains) => chains.iter().any(|c| wanted.contains(&c.name)),
-                Err(e) => !e.is_not_found(),
-            },
-        )
+        .any(|family| {
+            crate::netfilter::with(|nft| {
+                Ok(cni_net::iptables::nat_may_hold(nft, family, |name| {
+                    wanted.iter().any(|w| w == name)
+                }))
+            })
+            .unwrap_or(true)
+        })
 }
 
 /// The container IDs of `cni.dev/valid-attachments`; `None` when the runtime sent no list.
