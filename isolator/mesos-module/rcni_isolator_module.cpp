@@ -8,13 +8,16 @@
 // worker) and completes a Promise with the answer. watch() and update() keep
 // Isolator's defaults (a pending future; nothing to update).
 //
-// Not compiled in rcni's CI: the Mesos headers are not available there (see
-// README.md). Written against the Isolator API of Mesos 1.11.0.
+// Not compiled in rcni's CI (no Mesos headers there); compiled with -Wall
+// -Wextra -Werror and load-tested without an agent by
+// scripts/check-mesos-module.sh against the headers of Mesos 1.11.0 and
+// 1.12.0 (master); see README.md.
 
 #include <sched.h>
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -62,12 +65,16 @@ using process::Promise;
 
 namespace {
 
-// The string the C ABI returned through `out` (freed here), or the error it
-// reported with its code.
-Try<std::string> answer(int32_t code, char* out)
+// The string the C ABI stored in *out (freed here), or the error it reported
+// with its code. Callers write answer(rcni_isolator_x(..., &out), &out):
+// `out` is read here, after the call has stored into it. (Passing `out` by
+// value there would read it before the call, argument order being
+// unspecified; GCC does, and every answer was lost and leaked.)
+Try<std::string> answer(int32_t code, char** out)
 {
-  std::string text = out != nullptr ? out : "";
-  rcni_isolator_free_string(out);
+  std::string text = *out != nullptr ? *out : "";
+  rcni_isolator_free_string(*out);
+  *out = nullptr;
   if (code != RCNI_OK) {
     return Error("rcni network/cni isolator (code " + stringify(code) + "): " + text);
   }
@@ -147,36 +154,61 @@ JSON::Object containerStateJson(const ContainerState& state)
   return object;
 }
 
-Try<Option<ContainerLaunchInfo>> launchInfoFromJson(const std::string& text)
+// The member `key` of `object` if it has type T. Plain map lookups rather
+// than JSON::Object::find: no key here is a dotted path, and GCC 12 at -O2
+// reports a maybe-uninitialized false positive inside find's subscript
+// handling, which would break -Werror builds of this file.
+template <typename T>
+Option<T> member(const JSON::Object& object, const std::string& key)
 {
-  if (text == "null") {
+  std::map<std::string, JSON::Value>::const_iterator entry = object.values.find(key);
+  if (entry == object.values.end() || !entry->second.is<T>()) {
     return None();
   }
-  Try<JSON::Object> object = JSON::parse<JSON::Object>(text);
-  if (object.isError()) {
-    return Error("Invalid launch info from the rcni isolator: " + object.error());
+  return entry->second.as<T>();
+}
+
+Try<Option<ContainerLaunchInfo>> launchInfoFromJson(const std::string& text)
+{
+  Try<JSON::Value> value = JSON::parse(text);
+  if (value.isError()) {
+    return Error("Invalid launch info from the rcni isolator: " + value.error());
   }
+  if (value->is<JSON::Null>()) {
+    return None();
+  }
+  if (!value->is<JSON::Object>()) {
+    return Error("Invalid launch info from the rcni isolator: not an object: " + text);
+  }
+  const JSON::Object& object = value->as<JSON::Object>();
 
   ContainerLaunchInfo launchInfo;
-  Result<JSON::Array> environment = object.get().find<JSON::Array>("environment");
+  Option<JSON::Array> environment = member<JSON::Array>(object, "environment");
   if (environment.isSome()) {
-    foreach (const JSON::Value& pair, environment.get().values) {
-      const JSON::Array& nameValue = pair.as<JSON::Array>();
+    foreach (const JSON::Value& pair, environment->values) {
+      if (!pair.is<JSON::Array>() || pair.as<JSON::Array>().values.size() != 2 ||
+          !pair.as<JSON::Array>().values[0].is<JSON::String>() ||
+          !pair.as<JSON::Array>().values[1].is<JSON::String>()) {
+        return Error(
+            "Invalid launch info from the rcni isolator: an environment entry is not"
+            " [name, value]: " + text);
+      }
+      const std::vector<JSON::Value>& nameValue = pair.as<JSON::Array>().values;
       mesos::Environment::Variable* variable =
         launchInfo.mutable_environment()->add_variables();
-      variable->set_name(nameValue.values[0].as<JSON::String>().value);
-      variable->set_value(nameValue.values[1].as<JSON::String>().value);
+      variable->set_name(nameValue[0].as<JSON::String>().value);
+      variable->set_value(nameValue[1].as<JSON::String>().value);
     }
   }
 
   const int kinds[] = {CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUTS};
-  Result<JSON::Number> cloneFlags = object.get().find<JSON::Number>("clone_flags");
-  Result<JSON::Number> enterFlags = object.get().find<JSON::Number>("enter_flags");
+  Option<JSON::Number> cloneFlags = member<JSON::Number>(object, "clone_flags");
+  Option<JSON::Number> enterFlags = member<JSON::Number>(object, "enter_flags");
   for (int kind : kinds) {
-    if (cloneFlags.isSome() && (cloneFlags.get().as<int64_t>() & kind) != 0) {
+    if (cloneFlags.isSome() && (cloneFlags->as<int64_t>() & kind) != 0) {
       launchInfo.add_clone_namespaces(kind);
     }
-    if (enterFlags.isSome() && (enterFlags.get().as<int64_t>() & kind) != 0) {
+    if (enterFlags.isSome() && (enterFlags->as<int64_t>() & kind) != 0) {
       launchInfo.add_enter_namespaces(kind);
     }
   }
@@ -203,9 +235,9 @@ Try<ResourceStatistics> statisticsFromJson(const std::string& text)
     {"net_tx_dropped", &ResourceStatistics::set_net_tx_dropped},
   };
   for (const auto& field : fields) {
-    Result<JSON::Number> value = object.get().find<JSON::Number>(field.first);
+    Option<JSON::Number> value = member<JSON::Number>(object.get(), field.first);
     if (value.isSome()) {
-      (statistics.*(field.second))(value.get().as<uint64_t>());
+      (statistics.*(field.second))(value->as<uint64_t>());
     }
   }
   return statistics;
@@ -242,7 +274,7 @@ public:
     return offload<Nothing>([h, s, o]() -> Try<Nothing> {
       char* out = nullptr;
       Try<std::string> report =
-        answer(rcni_isolator_recover(h, s.c_str(), o.c_str(), &out), out);
+        answer(rcni_isolator_recover(h, s.c_str(), o.c_str(), &out), &out);
       if (report.isError()) {
         return Error(report.error());
       }
@@ -264,7 +296,7 @@ public:
         [h, id, config]() -> Try<Option<ContainerLaunchInfo>> {
           char* out = nullptr;
           Try<std::string> launch =
-            answer(rcni_isolator_prepare(h, id.c_str(), config.c_str(), &out), out);
+            answer(rcni_isolator_prepare(h, id.c_str(), config.c_str(), &out), &out);
           if (launch.isError()) {
             return Error(launch.error());
           }
@@ -279,7 +311,7 @@ public:
     return offload<Nothing>([h, id, pid]() -> Try<Nothing> {
       char* out = nullptr;
       Try<std::string> result =
-        answer(rcni_isolator_isolate(h, id.c_str(), static_cast<int32_t>(pid), &out), out);
+        answer(rcni_isolator_isolate(h, id.c_str(), static_cast<int32_t>(pid), &out), &out);
       if (result.isError()) {
         return Error(result.error());
       }
@@ -293,7 +325,7 @@ public:
     rcni_isolator* h = handle;
     return offload<ResourceStatistics>([h, id]() -> Try<ResourceStatistics> {
       char* out = nullptr;
-      Try<std::string> usage = answer(rcni_isolator_usage(h, id.c_str(), &out), out);
+      Try<std::string> usage = answer(rcni_isolator_usage(h, id.c_str(), &out), &out);
       if (usage.isError()) {
         return Error(usage.error());
       }
@@ -307,7 +339,7 @@ public:
     rcni_isolator* h = handle;
     return offload<ContainerStatus>([h, id]() -> Try<ContainerStatus> {
       char* out = nullptr;
-      Try<std::string> status = answer(rcni_isolator_status(h, id.c_str(), &out), out);
+      Try<std::string> status = answer(rcni_isolator_status(h, id.c_str(), &out), &out);
       if (status.isError()) {
         return Error(status.error());
       }
@@ -325,7 +357,7 @@ public:
     rcni_isolator* h = handle;
     return offload<Nothing>([h, id]() -> Try<Nothing> {
       char* out = nullptr;
-      Try<std::string> result = answer(rcni_isolator_cleanup(h, id.c_str(), &out), out);
+      Try<std::string> result = answer(rcni_isolator_cleanup(h, id.c_str(), &out), &out);
       if (result.isError()) {
         return Error(result.error());
       }
@@ -351,7 +383,7 @@ Isolator* createIsolator(const Parameters& parameters)
 
   rcni_isolator* handle = nullptr;
   char* out = nullptr;
-  Try<std::string> created = answer(rcni_isolator_create(text.c_str(), &handle, &out), out);
+  Try<std::string> created = answer(rcni_isolator_create(text.c_str(), &handle, &out), &out);
   if (created.isError()) {
     LOG(ERROR) << "Failed to create the network/cni_rs isolator: " << created.error();
     return nullptr;
