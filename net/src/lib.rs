@@ -32,6 +32,7 @@
 pub mod addr;
 pub mod bridge_vlan;
 pub mod conntrack;
+pub mod detach;
 pub mod error;
 pub mod hash;
 pub mod iptables;

@@ -148,7 +148,39 @@ impl Socket {
         }
     }
 
-    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<u32> {
+    /// Joins the multicast group `group` (an `RTNLGRP_*` number): the kernel's notifications
+    /// arrive beside the replies and are skipped by requests, read by
+    /// [`Socket::recv_notifications`].
+    pub fn subscribe(&mut self, group: u32) -> Result<()> {
+        self.socket.add_membership(group).map_err(Error::Socket)
+    }
+
+    /// Reads one datagram (blocking) and returns every message in it, whatever its sequence
+    /// number: for a subscribed socket, the kernel's notifications.
+    pub fn recv_notifications(&mut self) -> Result<Vec<RouteNetlinkMessage>> {
+        self.recv_datagram()?;
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while offset < self.buf.len() {
+            let bytes = &self.buf[offset..];
+            let len = NetlinkBuffer::new_checked(bytes).map_err(Error::Decode)?.length() as usize;
+            let packet =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]).map_err(Error::Decode)?;
+            offset += align4(len);
+            if let NetlinkPayload::InnerMessage(m) = packet.payload {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of `msg` as a request with an ACK (and `flags`), numbered as this socket's
+    /// next request, for sending through the raw descriptor.
+    pub(crate) fn encode_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
+        self.encode(msg, NLM_F_REQUEST | NLM_F_ACK | flags).1
+    }
+
+    fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16) -> (u32, Vec<u8>) {
         self.seq = self.seq.wrapping_add(1).max(1);
         let mut packet = NetlinkMessage::from(msg);
         packet.header.flags = flags;
@@ -156,6 +188,11 @@ impl Socket {
         packet.finalize();
         let mut out = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut out);
+        (self.seq, out)
+    }
+
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<u32> {
+        let (_, out) = self.encode(msg, flags);
         let sent = self.socket.send(&out, 0).map_err(Error::Io)?;
         if sent != out.len() {
             return Err(Error::UnexpectedReply(format!(
@@ -210,6 +247,12 @@ impl Socket {
             )));
         }
         Ok(())
+    }
+}
+
+impl std::os::fd::AsRawFd for Socket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
     }
 }
 

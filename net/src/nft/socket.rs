@@ -53,6 +53,15 @@ pub(crate) struct Reply {
     pub(crate) attrs: Vec<u8>,
 }
 
+impl Drop for NetfilterSocket {
+    /// With [`crate::detach::defer_slow_releases`] on, the socket is kept (as a duplicate)
+    /// for [`crate::detach::release_kept`] instead of making this process wait for
+    /// nf_tables' deferred destroy work when it is closed.
+    fn drop(&mut self) {
+        crate::detach::keep_on_drop(self.socket.as_raw_fd());
+    }
+}
+
 impl NetfilterSocket {
     /// Opens a socket in the calling thread's network namespace.
     pub fn new() -> Result<Self> {

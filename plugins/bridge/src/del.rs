@@ -2,15 +2,16 @@
 //! spoof-check rules and the masquerade rules go, the last three also when the namespace is
 //! already gone (Go leaks the rules there). Every failure is reported.
 //!
-//! Deleting a veth blocks in the kernel for 15-20 ms (RCU grace periods while the device is
-//! unregistered), and removing nftables rules makes closing the netfilter socket wait for one
-//! grace period too. So the link is deleted on its own thread while this one runs IPAM DEL and
-//! removes the rules: the waits overlap instead of adding up.
+//! Deleting a veth blocks in the kernel for 10-20 ms after the link is gone (`rcu_barrier()`
+//! while the device is freed), and removing nftables rules makes closing the netfilter socket
+//! wait for a grace period too. Both waits are handed to short-lived child processes
+//! ([`cni_net::detach`]): DEL returns once the link is unlisted and the rules are committed.
+//! The link is deleted on its own thread while this one runs IPAM DEL and removes the rules.
 
 use cni::netns::NetnsState;
 use cni::plugin::{CmdArgs, Command};
 use cni::{Error, Result, ResultExt};
-use cni_net::{Netns, Socket};
+use cni_net::Netns;
 
 use crate::config::BridgeConf;
 use crate::{ipam, masquerade, spoofcheck};
@@ -18,13 +19,14 @@ use crate::{ipam, masquerade, spoofcheck};
 /// Runs DEL.
 pub fn del(cmd: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(cmd)?;
+    cni_net::detach::defer_slow_releases();
     let mut errors: Vec<Error> = Vec::new();
     let mut link_removal = None;
     if let (Some(path), Some(NetnsState::Namespace)) = (&cmd.netns, cmd.netns_state) {
-        match container_socket(path) {
-            Ok(Some(inner)) => {
+        match container_netns(path) {
+            Ok(Some(netns)) => {
                 let ifname = cmd.ifname.clone();
-                link_removal = Some(std::thread::spawn(move || remove_link(inner, &ifname)));
+                link_removal = Some(std::thread::spawn(move || remove_link(&netns, &ifname)));
             }
             Ok(None) => {}
             Err(e) => errors.push(e),
@@ -53,26 +55,23 @@ pub fn del(cmd: &CmdArgs) -> Result<()> {
             Err(_) => errors.insert(0, Error::internal("deleting the container interface panicked")),
         }
     }
+    cni_net::detach::release_kept();
     combine(errors)
 }
 
-/// A netlink socket inside the namespace at `path`; `None` when the namespace is gone.
-fn container_socket(path: &std::path::Path) -> Result<Option<Socket>> {
-    let netns = match Netns::open(path) {
-        Ok(netns) => netns,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e).internal(|| format!("failed to open netns {}", path.display())),
-    };
-    netns
-        .socket()
-        .map(Some)
-        .internal(|| format!("cannot open a netlink socket in netns {}", path.display()))
+/// The namespace at `path`; `None` when it is gone.
+fn container_netns(path: &std::path::Path) -> Result<Option<Netns>> {
+    match Netns::open(path) {
+        Ok(netns) => Ok(Some(netns)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e).internal(|| format!("failed to open netns {}", path.display())),
+    }
 }
 
-/// Deletes `ifname` through `inner`, a socket of the container namespace; a missing link is fine.
-fn remove_link(mut inner: Socket, ifname: &str) -> Result<()> {
-    inner
-        .delete_link_by_name(ifname)
+/// Deletes `ifname` in `netns`, returning once the kernel has unlisted it; a missing link is
+/// fine.
+fn remove_link(netns: &Netns, ifname: &str) -> Result<()> {
+    cni_net::detach::delete_link_unlisted(netns, ifname)
         .map(drop)
         .internal(|| format!("failed to delete {ifname:?}"))
 }

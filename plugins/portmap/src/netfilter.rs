@@ -39,3 +39,12 @@ pub fn with<T>(f: impl FnOnce(&mut NetfilterSocket) -> cni_net::Result<T>) -> cn
     give_back(sock);
     out
 }
+
+/// Drops the shared socket now, so that with [`cni_net::detach::defer_slow_releases`] on its
+/// release (and the kernel's wait that comes with it) happens in a child process, and hands
+/// every kept socket over ([`cni_net::detach::release_kept`]). For the end of DEL and GC.
+pub fn release_detached() {
+    let sock = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(sock);
+    cni_net::detach::release_kept();
+}

@@ -86,40 +86,10 @@ impl Plugin for Portmap {
     }
 
     fn del(&self, cmd: &CmdArgs) -> Result<()> {
-        let conf = PortMapConf::from_cmd(cmd)?;
-        if conf.mappings.is_empty() && conf.backend == Backend::Iptables {
-            // As Go: nothing was published, so there is nothing to fork iptables for.
-            return Ok(());
-        }
-        let att = Attachment::new(&conf.name, &cmd.container_id);
-        let mut fw = Firewall::open(conf.backend)?;
-        fw.del(&att)?;
-        drop(fw); // gives the netfilter socket back for conntrack
-        // Without an explicit backend the attachment may have been made by the
-        // other one (Go's portmap uses iptables; a host may have switched):
-        // remove its rules too, looked for in-process first so this is free
-        // when there are none.
-        if !conf.backend_explicit {
-            match conf.backend {
-                Backend::Nftables if iptables_may_hold(&att) => Firewall::Iptables.del(&att)?,
-                Backend::Iptables if crate::config::RealHost.has_nft() => {
-                    Firewall::open(Backend::Nftables)?.del(&att)?
-                }
-                _ => {}
-            }
-        }
-        // Flows that were translated to this container: scoped to its address when the
-        // runtime gives the previous result, else to the published ports on local addresses.
-        let addrs = match cmd.prev_result() {
-            Ok(Some(prev)) => ContainerAddrs::from_result(&prev, &cmd.ifname),
-            _ => ContainerAddrs::default(),
-        };
-        let mut flows = Vec::new();
-        for (family, addr) in [(IpFamily::V4, addrs.v4), (IpFamily::V6, addrs.v6)] {
-            flows.extend(conntrack::udp_flows(&conf.mappings, family, addr.map(|a| a.ip())));
-        }
-        conntrack::remove(&flows);
-        Ok(())
+        cni_net::detach::defer_slow_releases();
+        let out = del(cmd);
+        crate::netfilter::release_detached();
+        out
     }
 
     fn check(&self, cmd: &CmdArgs) -> Result<()> {
@@ -139,20 +109,10 @@ impl Plugin for Portmap {
     }
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {
-        let conf = PortMapConf::from_cmd(cmd)?;
-        let Some(valid) = valid_container_ids(cmd)? else {
-            eprintln!("portmap: GC without cni.dev/valid-attachments: nothing is collected");
-            return Ok(());
-        };
-        let mut fw = Firewall::open(conf.backend)?;
-        fw.gc(&conf.name, &valid)?;
-        drop(fw);
-        // A backend chosen by default may have changed since the ADDs: sweep the other too
-        // when it is cheap (in-process).
-        if conf.backend == Backend::Iptables && !conf.backend_explicit && crate::config::RealHost.has_nft() {
-            Firewall::open(Backend::Nftables)?.gc(&conf.name, &valid)?;
-        }
-        Ok(())
+        cni_net::detach::defer_slow_releases();
+        let out = gc(cmd);
+        crate::netfilter::release_detached();
+        out
     }
 
     fn status(&self, cmd: &CmdArgs) -> Result<()> {
@@ -177,6 +137,63 @@ impl Plugin for Portmap {
         }
         Ok(())
     }
+}
+
+/// DEL: this attachment's rules in the configured backend (and in the other when none was
+/// named) and its UDP flows.
+fn del(cmd: &CmdArgs) -> Result<()> {
+    let conf = PortMapConf::from_cmd(cmd)?;
+    if conf.mappings.is_empty() && conf.backend == Backend::Iptables {
+        // As Go: nothing was published, so there is nothing to fork iptables for.
+        return Ok(());
+    }
+    let att = Attachment::new(&conf.name, &cmd.container_id);
+    let mut fw = Firewall::open(conf.backend)?;
+    fw.del(&att)?;
+    drop(fw); // gives the netfilter socket back for conntrack
+    // Without an explicit backend the attachment may have been made by the
+    // other one (Go's portmap uses iptables; a host may have switched):
+    // remove its rules too, looked for in-process first so this is free
+    // when there are none.
+    if !conf.backend_explicit {
+        match conf.backend {
+            Backend::Nftables if iptables_may_hold(&att) => Firewall::Iptables.del(&att)?,
+            Backend::Iptables if crate::config::RealHost.has_nft() => {
+                Firewall::open(Backend::Nftables)?.del(&att)?
+            }
+            _ => {}
+        }
+    }
+    // Flows that were translated to this container: scoped to its address when the
+    // runtime gives the previous result, else to the published ports on local addresses.
+    let addrs = match cmd.prev_result() {
+        Ok(Some(prev)) => ContainerAddrs::from_result(&prev, &cmd.ifname),
+        _ => ContainerAddrs::default(),
+    };
+    let mut flows = Vec::new();
+    for (family, addr) in [(IpFamily::V4, addrs.v4), (IpFamily::V6, addrs.v6)] {
+        flows.extend(conntrack::udp_flows(&conf.mappings, family, addr.map(|a| a.ip())));
+    }
+    conntrack::remove(&flows);
+    Ok(())
+}
+
+/// GC: rules of attachments not in `cni.dev/valid-attachments`.
+fn gc(cmd: &CmdArgs) -> Result<()> {
+    let conf = PortMapConf::from_cmd(cmd)?;
+    let Some(valid) = valid_container_ids(cmd)? else {
+        eprintln!("portmap: GC without cni.dev/valid-attachments: nothing is collected");
+        return Ok(());
+    };
+    let mut fw = Firewall::open(conf.backend)?;
+    fw.gc(&conf.name, &valid)?;
+    drop(fw);
+    // A backend chosen by default may have changed since the ADDs: sweep the other too
+    // when it is cheap (in-process).
+    if conf.backend == Backend::Iptables && !conf.backend_explicit && crate::config::RealHost.has_nft() {
+        Firewall::open(Backend::Nftables)?.gc(&conf.name, &valid)?;
+    }
+    Ok(())
 }
 
 fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &ContainerAddrs) -> Result<()> {

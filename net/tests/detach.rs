@@ -1,0 +1,82 @@
+//! `cni_net::detach`: a link deleted through a forked child is gone (both veth ends) when the
+//! call returns, a missing link is reported as such, and a child handed descriptors closes
+//! every other one at once. Throw-away namespaces; runs as root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use cni_net::detach;
+use common::TestNetns;
+
+#[test]
+fn delete_link_unlisted_removes_both_veth_ends() {
+    let host_ns = TestNetns::new();
+    let cont_ns = TestNetns::new();
+    let host = host_ns.open();
+    let cont = cont_ns.open();
+    let mut hs = host.socket().unwrap();
+    let mut cs = cont.socket().unwrap();
+    let eth0 = cs
+        .create_veth("eth0", "vethdt0", Some(host.as_fd()), None, None)
+        .unwrap();
+    let host_end = hs.link_by_name("vethdt0").unwrap();
+    cs.set_link_up(eth0.index).unwrap();
+    hs.set_link_up(host_end.index).unwrap();
+
+    assert!(detach::delete_link_unlisted(&cont, "eth0").unwrap());
+    assert!(cs.link_by_name("eth0").unwrap_err().is_not_found());
+    assert!(hs.link_by_index(host_end.index).unwrap_err().is_not_found());
+    // The name is free again at once: a runtime may retry ADD with the same interface name.
+    cs.create_veth("eth0", "vethdt1", Some(host.as_fd()), None, None)
+        .unwrap();
+
+    // Gone already: false, not an error; twice in a row too.
+    assert!(!detach::delete_link_unlisted(&cont, "nosuch0").unwrap());
+    assert!(detach::delete_link_unlisted(&cont, "eth0").unwrap());
+    assert!(!detach::delete_link_unlisted(&cont, "eth0").unwrap());
+}
+
+#[test]
+fn delete_link_unlisted_rejects_a_bad_name() {
+    let ns = TestNetns::new();
+    let netns = ns.open();
+    assert!(detach::delete_link_unlisted(&netns, "this-name-is-far-too-long").is_err());
+}
+
+/// A pipe as (read end, write end).
+fn pipe() -> (std::fs::File, OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (std::fs::File::from(r), w)
+}
+
+/// Reads `r` to EOF within `limit`, or panics.
+fn eof_within(mut r: std::fs::File, limit: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(limit)
+        .expect("EOF: every copy of the write end closed");
+}
+
+#[test]
+fn hand_over_keeps_only_the_given_descriptors_and_exits() {
+    // A descriptor not handed over: the child must close its copy at once, so once the test
+    // closes its own, the reader sees EOF even though the child is still around.
+    let (other_r, other_w) = pipe();
+    // A descriptor handed over: its write end lives on in the child until the child exits.
+    let (kept_r, kept_w) = pipe();
+    let start = Instant::now();
+    detach::hand_over(vec![kept_w]);
+    drop(other_w);
+    eof_within(other_r, Duration::from_secs(5));
+    eof_within(kept_r, Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
