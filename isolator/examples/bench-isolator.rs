@@ -9,7 +9,8 @@
 //!   the plugin execs themselves (spawn to exit, measured by a timing
 //!   wrapper around the exec layer). What is left is the isolator: pinning
 //!   the netns, checkpoints, the hosts/hostname files, `lo` up, and the
-//!   setup helper (a process exec of its own).
+//!   mount/UTS setup in the container (a thread; the setup helper, a
+//!   process exec of its own, only where the kernel refuses the thread).
 //! - detach: `cleanup()` minus its plugin execs (unmount, removal).
 //! - recovery: `recover()` of N containers checkpointed in Mesos's layout.
 //!

@@ -14,7 +14,7 @@ use crate::files;
 use crate::netns_pin;
 use crate::options::{Options, find_setup_helper};
 use crate::paths;
-use crate::setup::{SetupFlags, run_helper};
+use crate::setup::{InThreadError, SetupFlags, run_helper, run_in_thread};
 use crate::types::{
     ContainerClass, ContainerConfig, ContainerId, ContainerState, ContainerStatus, ContainerType, IpAddress,
     LaunchInfo, Namespace, NetworkInfo, Protocol, ResourceStatistics,
@@ -579,9 +579,19 @@ impl Isolator {
         Ok(())
     }
 
+    /// The mount/UTS work in the container (see [`crate::setup`]): in a
+    /// thread of this process, or by the helper binary when the kernel
+    /// refuses the thread the mount namespace.
     fn run_setup(&self, flags: &SetupFlags) -> Result<()> {
+        let why = match run_in_thread(flags) {
+            Ok(()) => return Ok(()),
+            Err(InThreadError::Failed(msg)) => return Err(Error::Setup(msg)),
+            Err(InThreadError::Unsupported(why)) => why,
+        };
         let helper = self.helper.as_deref().ok_or_else(|| {
-            Error::Setup("cannot find the cni-isolator-setup helper (set Options::setup_helper)".into())
+            Error::Setup(format!(
+                "{why}; and cannot find the cni-isolator-setup helper (set Options::setup_helper)"
+            ))
         })?;
         run_helper(helper, flags)
     }

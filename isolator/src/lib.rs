@@ -14,8 +14,10 @@
 //! `lo` up over netlink, and a recovery that survives one container's
 //! corrupt state.
 //!
-//! Mount and UTS work happens in the single-threaded `cni-isolator-setup`
-//! helper ([`setup`]): a threaded process cannot enter a mount namespace.
+//! Mount and UTS work happens in a short-lived thread with a private fs
+//! struct ([`setup`]; a thread sharing it cannot enter a mount namespace),
+//! or, where the kernel refuses that, in the single-threaded
+//! `cni-isolator-setup` helper.
 //!
 //! The same crate builds `libcni_isolator.so`, the C ABI of [`ffi`]
 //! (header `include/rcni_isolator.h`), for hosts written in C or C++.

@@ -23,7 +23,8 @@ pub struct Options {
     /// fsync `network.conf` before ADD (set it with a persistent root dir,
     /// `--network_cni_root_dir_persist`, so DEL can run after a power loss).
     pub durable_checkpoints: bool,
-    /// The `cni-isolator-setup` binary (Mesos: `<launcher_dir>/mesos-containerizer`).
+    /// The `cni-isolator-setup` binary (Mesos: `<launcher_dir>/mesos-containerizer`),
+    /// run only when the kernel refuses the setup thread (see [`crate::setup`]).
     /// `None`: next to the current executable, then `$PATH`.
     pub setup_helper: Option<PathBuf>,
 }
