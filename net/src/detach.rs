@@ -46,6 +46,15 @@ pub fn defer_slow_releases() {
     DEFER.store(true, Ordering::SeqCst);
 }
 
+/// Runs `f` with [`defer_slow_releases`] on, then [`release_kept`]: the shape of a plugin
+/// command whose netfilter sockets should not make the runtime wait.
+pub fn with_deferred_releases<T>(f: impl FnOnce() -> T) -> T {
+    defer_slow_releases();
+    let out = f();
+    release_kept();
+    out
+}
+
 /// Takes a duplicate of `fd` into the kept set when deferral is on; false when it is off
 /// (the caller then closes `fd` as usual).
 pub(crate) fn keep_on_drop(fd: RawFd) -> bool {

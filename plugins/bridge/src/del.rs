@@ -5,7 +5,8 @@
 //! Deleting a veth blocks in the kernel for 10-20 ms after the link is gone (`rcu_barrier()`
 //! while the device is freed), and removing nftables rules makes closing the netfilter socket
 //! wait for a grace period too. Both waits are handed to short-lived child processes
-//! ([`cni_net::detach`]): DEL returns once the link is unlisted and the rules are committed.
+//! ([`cni_net::detach`], the sockets through `main`): DEL returns once the link is unlisted
+//! and the rules are committed.
 //! The link is deleted on its own thread while this one runs IPAM DEL and removes the rules.
 
 use cni::netns::NetnsState;
@@ -19,7 +20,6 @@ use crate::{ipam, masquerade, spoofcheck};
 /// Runs DEL.
 pub fn del(cmd: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(cmd)?;
-    cni_net::detach::defer_slow_releases();
     let mut errors: Vec<Error> = Vec::new();
     let mut link_removal = None;
     if let (Some(path), Some(NetnsState::Namespace)) = (&cmd.netns, cmd.netns_state) {
@@ -55,7 +55,6 @@ pub fn del(cmd: &CmdArgs) -> Result<()> {
             Err(_) => errors.insert(0, Error::internal("deleting the container interface panicked")),
         }
     }
-    cni_net::detach::release_kept();
     combine(errors)
 }
 

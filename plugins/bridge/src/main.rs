@@ -25,11 +25,11 @@ struct Bridge;
 
 impl Plugin for Bridge {
     fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
-        add::add(cmd)
+        cni_net::detach::with_deferred_releases(|| add::add(cmd))
     }
 
     fn del(&self, cmd: &CmdArgs) -> Result<()> {
-        del::del(cmd)
+        cni_net::detach::with_deferred_releases(|| del::del(cmd))
     }
 
     fn check(&self, cmd: &CmdArgs) -> Result<()> {
@@ -37,7 +37,7 @@ impl Plugin for Bridge {
     }
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {
-        gc::gc(cmd)
+        cni_net::detach::with_deferred_releases(|| gc::gc(cmd))
     }
 
     fn status(&self, cmd: &CmdArgs) -> Result<()> {

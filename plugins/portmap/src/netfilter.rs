@@ -40,11 +40,15 @@ pub fn with<T>(f: impl FnOnce(&mut NetfilterSocket) -> cni_net::Result<T>) -> cn
     out
 }
 
-/// Drops the shared socket now, so that with [`cni_net::detach::defer_slow_releases`] on its
-/// release (and the kernel's wait that comes with it) happens in a child process, and hands
-/// every kept socket over ([`cni_net::detach::release_kept`]). For the end of DEL and GC.
-pub fn release_detached() {
+/// Runs `f` with [`cni_net::detach::defer_slow_releases`] on, then drops the shared socket
+/// and hands every kept socket to a child ([`cni_net::detach::release_kept`]): the kernel's
+/// wait for nf_tables' deferred cleanup, due when the last netfilter socket of a process goes
+/// after any recent deletion on the host, is not the runtime's. For ADD, DEL and GC.
+pub fn releasing_detached<T>(f: impl FnOnce() -> T) -> T {
+    cni_net::detach::defer_slow_releases();
+    let out = f();
     let sock = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(sock);
     cni_net::detach::release_kept();
+    out
 }

@@ -65,31 +65,11 @@ pub struct Portmap;
 
 impl Plugin for Portmap {
     fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
-        let conf = PortMapConf::from_cmd(cmd)?;
-        let Some(prev) = cmd.prev_result()? else {
-            return Err(Error::invalid_config("must be called as chained plugin"));
-        };
-        if conf.mappings.is_empty() {
-            return Ok(prev);
-        }
-        let addrs = ContainerAddrs::from_result(&prev, &cmd.ifname);
-        let att = Attachment::new(&conf.name, &cmd.container_id);
-        let mut fw = Firewall::open(conf.backend)?;
-        if let Err(e) = forward(&mut fw, &conf, &att, &addrs) {
-            // Undo: the families done so far, and anything a failed batch left.
-            if let Err(undo) = fw.del(&att) {
-                eprintln!("portmap: undoing a failed ADD: {undo}");
-            }
-            return Err(e);
-        }
-        Ok(prev)
+        crate::netfilter::releasing_detached(|| add(cmd))
     }
 
     fn del(&self, cmd: &CmdArgs) -> Result<()> {
-        cni_net::detach::defer_slow_releases();
-        let out = del(cmd);
-        crate::netfilter::release_detached();
-        out
+        crate::netfilter::releasing_detached(|| del(cmd))
     }
 
     fn check(&self, cmd: &CmdArgs) -> Result<()> {
@@ -109,10 +89,7 @@ impl Plugin for Portmap {
     }
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {
-        cni_net::detach::defer_slow_releases();
-        let out = gc(cmd);
-        crate::netfilter::release_detached();
-        out
+        crate::netfilter::releasing_detached(|| gc(cmd))
     }
 
     fn status(&self, cmd: &CmdArgs) -> Result<()> {
@@ -137,6 +114,28 @@ impl Plugin for Portmap {
         }
         Ok(())
     }
+}
+
+/// ADD: forwarding for every container address of the previous result.
+fn add(cmd: &CmdArgs) -> Result<CniResult> {
+    let conf = PortMapConf::from_cmd(cmd)?;
+    let Some(prev) = cmd.prev_result()? else {
+        return Err(Error::invalid_config("must be called as chained plugin"));
+    };
+    if conf.mappings.is_empty() {
+        return Ok(prev);
+    }
+    let addrs = ContainerAddrs::from_result(&prev, &cmd.ifname);
+    let att = Attachment::new(&conf.name, &cmd.container_id);
+    let mut fw = Firewall::open(conf.backend)?;
+    if let Err(e) = forward(&mut fw, &conf, &att, &addrs) {
+        // Undo: the families done so far, and anything a failed batch left.
+        if let Err(undo) = fw.del(&att) {
+            eprintln!("portmap: undoing a failed ADD: {undo}");
+        }
+        return Err(e);
+    }
+    Ok(prev)
 }
 
 /// DEL: this attachment's rules in the configured backend (and in the other when none was
