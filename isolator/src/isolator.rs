@@ -494,32 +494,18 @@ impl Isolator {
         }
 
         let runner = self.runner()?;
-        let attached: Vec<Result<CniResult>> = std::thread::scope(|s| {
-            let handles: Vec<_> = info
-                .networks
-                .iter()
-                .map(|net| {
-                    let (root, name, ns, args) = (&root, &name, &ns, &info.cni_args);
-                    s.spawn(move || {
-                        let config = self.lookup(&net.name)?;
-                        let req = AttachRequest {
-                            root,
-                            container: name,
-                            network: &net.name,
-                            ifname: &net.ifname,
-                            cni_args: args,
-                        };
-                        runner.add(&req, &config, &net.network_info, ns).map(|a| a.result)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Invalid("ADD thread panicked".into())))
-                })
-                .collect()
+        let attached: Vec<Result<CniResult>> = concurrently(&info.networks, "ADD", |net| {
+            let config = self.lookup(&net.name)?;
+            let req = AttachRequest {
+                root: &root,
+                container: &name,
+                network: &net.name,
+                ifname: &net.ifname,
+                cni_args: &info.cni_args,
+            };
+            runner
+                .add(&req, &config, &net.network_info, &ns)
+                .map(|a| a.result)
         });
         let mut errors = Vec::new();
         let mut networks = info.networks.clone();
@@ -727,31 +713,15 @@ impl Isolator {
         let runner = self.runner()?;
         let name = id.to_string();
         let ns = paths::ns_path(root, &name);
-        let detached: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = info
-                .networks
-                .iter()
-                .map(|net| {
-                    let (name, ns, args) = (&name, &ns, &info.cni_args);
-                    s.spawn(move || {
-                        let req = AttachRequest {
-                            root,
-                            container: name,
-                            network: &net.name,
-                            ifname: &net.ifname,
-                            cni_args: args,
-                        };
-                        runner.del(&req, ns)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Invalid("DEL thread panicked".into())))
-                })
-                .collect()
+        let detached: Vec<Result<()>> = concurrently(&info.networks, "DEL", |net| {
+            let req = AttachRequest {
+                root,
+                container: &name,
+                network: &net.name,
+                ifname: &net.ifname,
+                cni_args: &info.cni_args,
+            };
+            runner.del(&req, &ns)
         });
         Error::collect(detached.into_iter().filter_map(Result::err).collect())?;
         netns_pin::unpin(&ns)?;
@@ -764,6 +734,32 @@ impl Isolator {
         lock(&self.infos).remove(id);
         Ok(())
     }
+}
+
+/// Runs `f` on every item concurrently, one scoped thread each, and returns
+/// the results in order. A single item (the usual one-network container)
+/// runs on the calling thread: a thread spawn and join cost more than the
+/// rest of the isolator's own work around a plugin exec. Threads inherit
+/// the calling thread's namespaces, so both ways run plugins alike; a panic
+/// becomes an error either way.
+fn concurrently<T: Sync, R: Send>(
+    items: &[T],
+    what: &str,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Vec<Result<R>> {
+    let panicked = || Err(Error::Invalid(format!("{what} thread panicked")));
+    if let [one] = items {
+        return vec![
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(one))).unwrap_or_else(|_| panicked()),
+        ];
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|item| s.spawn(|| f(item))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panicked()))
+            .collect()
+    })
 }
 
 /// Brings `lo` up inside the namespace at `ns` over netlink (Mesos runs

@@ -21,14 +21,15 @@ use crate::error::{Code, Error, Result};
 use crate::plugin::{CmdArgs, Command};
 use crate::result::CniResult;
 use crate::validate;
+use nix::libc;
 use serde_json::{Map, Value};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
@@ -298,8 +299,9 @@ impl fmt::Display for GoSlice<'_> {
 /// runtime, safe to use from many threads at once.
 ///
 /// Each plugin runs in its own process group, so a timeout kills whatever it
-/// started too; stdin is written and stdout/stderr are read by helper
-/// threads, so a plugin that ignores stdin or prints a lot never blocks us.
+/// started too; stdin is written and stdout/stderr are read by one `poll(2)`
+/// loop on the calling thread (no helper threads), so a plugin that ignores
+/// stdin or prints a lot never blocks us.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessExec;
 
@@ -357,16 +359,6 @@ fn is_text_file_busy(e: &std::io::Error) -> bool {
         || e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
 }
 
-fn reader<R: Read + Send + 'static>(mut pipe: R) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
 /// Kills the plugin's process group (the plugin and what it started).
 fn kill_group(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
@@ -380,75 +372,203 @@ fn timed_out(plugin: &Path, timeout: Duration) -> Error {
         .with_details("the plugin and its process group were killed")
 }
 
+/// A descriptor that becomes readable when process `pid` exits
+/// (`pidfd_open(2)`, Linux 5.3). `None` where the kernel has none; the
+/// caller then waits with [`wait_timeout`].
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and a flags word and returns a new
+    // descriptor or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = std::os::fd::RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `poll(2)` on `fds` for at most `timeout` (`None`: no limit). Returns
+/// false when the time ran out. EINTR is retried.
+fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> std::io::Result<bool> {
+    // Round up, so the deadline is never polled short of and then spun on.
+    let ms = timeout.map_or(-1, |t| {
+        let ms = t.as_nanos().div_ceil(1_000_000);
+        libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+    });
+    let n = libc::nfds_t::try_from(fds.len()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        // SAFETY: `fds` is a valid, exclusively borrowed slice of `n` pollfd
+        // structs for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, ms) };
+        match r {
+            0 => return Ok(false),
+            r if r > 0 => return Ok(true),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Reads what one ready pipe holds into `buf`; drops the pipe at EOF (or on
+/// an error, which ends the output the same way).
+fn drain<R: Read>(pipe: &mut Option<R>, buf: &mut Vec<u8>) {
+    let Some(r) = pipe else { return };
+    let mut chunk = [0u8; 64 * 1024];
+    match r.read(&mut chunk) {
+        Ok(0) => *pipe = None,
+        Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => *pipe = None,
+    }
+}
+
+const POLL_READY: libc::c_short = libc::POLLIN | libc::POLLOUT | libc::POLLHUP | libc::POLLERR;
+
+/// Runs the plugin on the calling thread, without helper threads: one
+/// `poll(2)` loop writes stdin (non-blocking, so a plugin that reads
+/// nothing never blocks us), reads stdout and stderr as they come (so a
+/// plugin printing a lot never blocks either) and watches the plugin's exit
+/// through a pidfd, all against one deadline. The plugin's output is
+/// complete when both pipes reach EOF, which happens once every process
+/// holding them is gone; one that the plugin left running counts against
+/// the deadline and is killed with the rest of the group when it passes.
+/// Output arriving after the deadline is never read.
 fn run_process(plugin: &Path, inv: &Invocation) -> Result<ProcessOutput> {
+    run_process_with(plugin, inv, true)
+}
+
+/// [`run_process`]; `use_pidfd: false` takes the path of a kernel without
+/// pidfds (tested on every kernel).
+fn run_process_with(plugin: &Path, inv: &Invocation, use_pidfd: bool) -> Result<ProcessOutput> {
     let mut child = spawn(plugin, inv)?;
     let deadline = inv.timeout.map(|t| Instant::now() + t);
     let io_err = |what: &str| Error::internal(format!("cannot {what} plugin {}", plugin.display()));
-
-    if let Some(mut stdin) = child.stdin.take() {
-        let data = inv.stdin.clone();
-        // A plugin may exit without reading stdin: the write then fails with
-        // EPIPE, which is no error of ours.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-    }
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        kill_group(&mut child);
+    let fail = |child: &mut Child, e: Error| {
+        kill_group(child);
         let _ = child.wait();
-        return Err(io_err("capture the output of"));
+        Err(e)
     };
-    let stdout = reader(stdout);
-    let stderr = reader(stderr);
 
-    let status = match (deadline, inv.timeout) {
-        (Some(deadline), Some(timeout)) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match child.wait_timeout(left) {
-                Ok(Some(status)) => status,
-                Ok(None) => {
-                    kill_group(&mut child);
-                    let _ = child.wait();
-                    return Err(timed_out(plugin, timeout));
-                }
-                Err(e) => {
-                    kill_group(&mut child);
-                    let _ = child.wait();
-                    return Err(io_err("wait for").with_details(e.to_string()));
+    let (mut stdin, mut stdout, mut stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    if stdout.is_none() || stderr.is_none() {
+        return fail(&mut child, io_err("capture the output of"));
+    }
+    if inv.stdin.is_empty() {
+        stdin = None;
+    } else if let Some(pipe) = &stdin
+        && nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).is_err()
+    {
+        return fail(&mut child, io_err("write to"));
+    }
+    let pidfd = if use_pidfd { pidfd_open(child.id()) } else { None };
+    let (mut out, mut err, mut written) = (Vec::new(), Vec::new(), 0usize);
+    let mut status: Option<ExitStatus> = None;
+
+    let mut expired = false;
+    loop {
+        let output_done = stdout.is_none() && stderr.is_none();
+        if output_done && (status.is_some() || pidfd.is_none()) {
+            break;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            expired = true;
+            break;
+        }
+        let fd = |p: Option<BorrowedFd<'_>>, events| libc::pollfd {
+            fd: p.map_or(-1, |p| p.as_raw_fd()),
+            events,
+            revents: 0,
+        };
+        let mut fds = [
+            fd(stdin.as_ref().map(AsFd::as_fd), libc::POLLOUT),
+            fd(stdout.as_ref().map(AsFd::as_fd), libc::POLLIN),
+            fd(stderr.as_ref().map(AsFd::as_fd), libc::POLLIN),
+            fd(
+                pidfd.as_ref().filter(|_| status.is_none()).map(AsFd::as_fd),
+                libc::POLLIN,
+            ),
+        ];
+        match poll(&mut fds, left) {
+            Ok(true) => {}
+            Ok(false) => {
+                expired = true;
+                break;
+            }
+            Err(e) => return fail(&mut child, io_err("wait for").with_details(e.to_string())),
+        }
+        let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents & POLL_READY != 0);
+        if ready(0) {
+            // A plugin may exit without reading stdin: the write then fails
+            // (EPIPE), which is no error of ours; stdin is just closed.
+            let hung_up = fds
+                .first()
+                .is_some_and(|f| f.revents & (libc::POLLERR | libc::POLLHUP) != 0);
+            if let (Some(pipe), false) = (&mut stdin, hung_up) {
+                match pipe.write(inv.stdin.get(written..).unwrap_or_default()) {
+                    Ok(n) => written += n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) => written = inv.stdin.len(),
                 }
             }
+            if hung_up || written >= inv.stdin.len() {
+                stdin = None;
+            }
         }
-        _ => child
+        if ready(1) {
+            drain(&mut stdout, &mut out);
+        }
+        if ready(2) {
+            drain(&mut stderr, &mut err);
+        }
+        if ready(3) {
+            match child.try_wait() {
+                Ok(s) => status = s,
+                Err(e) => return fail(&mut child, io_err("wait for").with_details(e.to_string())),
+            }
+        }
+    }
+    drop(stdin);
+
+    if expired {
+        // The plugin (or what it started) still holds its output or still runs.
+        let exited = status.is_some() || matches!(child.try_wait(), Ok(Some(_)));
+        kill_group(&mut child);
+        let _ = child.wait();
+        let timeout = inv.timeout.unwrap_or_default();
+        return Err(if exited {
+            timed_out(plugin, timeout).with_details(
+                "the plugin exited but processes it started kept its output open; they were killed",
+            )
+        } else {
+            timed_out(plugin, timeout)
+        });
+    }
+    let status = match (status, deadline, inv.timeout) {
+        (Some(status), _, _) => status,
+        // No pidfd: the output is complete, wait for the exit as before.
+        (None, Some(deadline), Some(timeout)) => {
+            match child.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Some(status)) => status,
+                Ok(None) => return fail(&mut child, timed_out(plugin, timeout)),
+                Err(e) => return fail(&mut child, io_err("wait for").with_details(e.to_string())),
+            }
+        }
+        (None, _, _) => child
             .wait()
             .map_err(|e| io_err("wait for").with_details(e.to_string()))?,
     };
-
-    // The plugin is reaped. Its output pipes close when every process that
-    // inherited them is gone; one it left running still counts against the
-    // deadline, and is killed with the rest of the group when that passes.
-    let mut collect = |rx: &mpsc::Receiver<Vec<u8>>| -> Result<Vec<u8>> {
-        match (deadline, inv.timeout) {
-            (Some(deadline), Some(timeout)) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(buf) => Ok(buf),
-                    Err(_) => {
-                        kill_group(&mut child);
-                        Err(timed_out(plugin, timeout).with_details(
-                            "the plugin exited but processes it started kept its output open; they were killed",
-                        ))
-                    }
-                }
-            }
-            _ => rx.recv().map_err(|_| io_err("read the output of")),
-        }
-    };
-    let stdout = collect(&stdout)?;
-    let stderr = collect(&stderr)?;
     Ok(ProcessOutput {
         status,
-        stdout,
-        stderr,
+        stdout: out,
+        stderr: err,
     })
 }
 
@@ -669,6 +789,137 @@ mod tests {
         assert_eq!(r.result.ips.len(), 1);
         assert_eq!(r.to_version("1.0.0").unwrap(), r.raw);
         assert!(PluginResult::from_stdout(b"", "1.0.0").is_err());
+    }
+
+    /// A throw-away plugin script; removed with its directory on drop.
+    struct Script(PathBuf);
+
+    impl Script {
+        fn new(tag: &str, body: &str) -> Script {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(format!("rcni-exec-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("plugin");
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Script(path)
+        }
+    }
+
+    impl Drop for Script {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn inv(stdin: Vec<u8>, timeout: Option<Duration>) -> Invocation {
+        Invocation::runtime(Command::Add, &RuntimeConf::new("c", None, "eth0"), &[], stdin)
+            .with_timeout(timeout)
+            .with_pass_stderr(false)
+    }
+
+    fn gone_or_zombie(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    }
+
+    // Large stdin read slowly while both output pipes fill far past their
+    // buffers: no deadlock, every byte kept, with and without pidfds and
+    // with no timeout at all.
+    #[test]
+    fn large_stdin_stdout_and_stderr_at_once() {
+        let p = Script::new(
+            "big",
+            "head -c 300000 /dev/zero | tr '\\0' e >&2 &\ncat\nwait\nhead -c 200000 /dev/zero",
+        );
+        let stdin = vec![b'i'; 1 << 20];
+        for (pidfd, timeout) in [
+            (true, Some(Duration::from_secs(60))),
+            (false, Some(Duration::from_secs(60))),
+            (true, None),
+        ] {
+            let out = run_process_with(&p.0, &inv(stdin.clone(), timeout), pidfd).unwrap();
+            assert!(out.status.success());
+            assert_eq!(out.stdout.len(), stdin.len() + 200_000, "pidfd {pidfd}");
+            assert_eq!(out.stdout.get(..stdin.len()), Some(stdin.as_slice()));
+            assert_eq!(out.stderr, vec![b'e'; 300_000]);
+        }
+    }
+
+    // A plugin that hangs is killed at the deadline, what it printed is
+    // dropped, and it is reaped.
+    #[test]
+    fn hung_plugin_is_killed_and_its_output_ignored() {
+        let pids = std::env::temp_dir().join(format!("rcni-exec-hang-pids-{}", std::process::id()));
+        let p = Script::new(
+            "hang",
+            &format!("echo $$ > '{}'\necho early\nsleep 30\necho late", pids.display()),
+        );
+        for pidfd in [true, false] {
+            let t0 = Instant::now();
+            let e = run_process_with(
+                &p.0,
+                &inv(b"{}".to_vec(), Some(Duration::from_millis(400))),
+                pidfd,
+            )
+            .err()
+            .unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+            assert!(e.msg.contains("timed out after 400ms"), "{e}");
+            assert_eq!(e.details, "the plugin and its process group were killed");
+            let pid: u32 = std::fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
+            assert!(gone_or_zombie(pid) && !Path::new(&format!("/proc/{pid}")).exists());
+        }
+        let _ = std::fs::remove_file(&pids);
+    }
+
+    // The plugin exits at once but leaves a process holding its stdout: the
+    // deadline still applies, that process is killed, and the error says so.
+    #[test]
+    fn exited_plugin_whose_child_keeps_the_output_open() {
+        let pids = std::env::temp_dir().join(format!("rcni-exec-held-pids-{}", std::process::id()));
+        let p = Script::new(
+            "held",
+            &format!("sleep 30 &\necho $! > '{}'\necho '{{}}'", pids.display()),
+        );
+        for pidfd in [true, false] {
+            let e = run_process_with(&p.0, &inv(Vec::new(), Some(Duration::from_millis(400))), pidfd)
+                .err()
+                .unwrap();
+            assert!(e.msg.contains("timed out after 400ms"), "{e}");
+            assert!(e.details.contains("kept its output open"), "pidfd {pidfd}: {e}");
+            let pid: u32 = std::fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !gone_or_zombie(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(gone_or_zombie(pid), "the plugin's child was killed");
+        }
+        let _ = std::fs::remove_file(&pids);
+    }
+
+    // Exit codes and stderr come through, and a plugin that reads no stdin
+    // and exits at once is fine.
+    #[test]
+    fn failure_keeps_status_and_stderr() {
+        let p = Script::new("fail", "echo oops >&2\nexit 3");
+        let out = run_process_with(
+            &p.0,
+            &inv(vec![b'x'; 1 << 20], Some(Duration::from_secs(60))),
+            true,
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stderr, b"oops\n");
+        assert!(out.stdout.is_empty());
     }
 
     #[test]
