@@ -160,17 +160,12 @@ impl Socket {
     pub fn recv_notifications(&mut self) -> Result<Vec<RouteNetlinkMessage>> {
         self.recv_datagram()?;
         let mut out = Vec::new();
-        let mut offset = 0;
-        while offset < self.buf.len() {
-            let bytes = &self.buf[offset..];
-            let len = NetlinkBuffer::new_checked(bytes).map_err(Error::Decode)?.length() as usize;
-            let packet =
-                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]).map_err(Error::Decode)?;
-            offset += align4(len);
+        for_each_message(&self.buf, |packet| {
             if let NetlinkPayload::InnerMessage(m) = packet.payload {
                 out.push(m);
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -213,22 +208,17 @@ impl Socket {
     ) -> Result<bool> {
         self.recv_datagram()?;
         let mut done = false;
-        let mut offset = 0;
-        while offset < self.buf.len() {
-            let bytes = &self.buf[offset..];
-            let len = NetlinkBuffer::new_checked(bytes).map_err(Error::Decode)?.length() as usize;
-            let packet =
-                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]).map_err(Error::Decode)?;
-            offset += align4(len);
+        for_each_message(&self.buf, |packet| {
             if packet.header.sequence_number != seq {
-                continue;
+                return Ok(());
             }
             if done {
                 return Err(Error::UnexpectedReply("message after the end of a reply".into()));
             }
             let (header, payload) = packet.into_parts();
             done = handle(&header, payload)?;
-        }
+            Ok(())
+        })?;
         Ok(done)
     }
 
@@ -265,6 +255,21 @@ impl Socket {
             }
         }
     }
+}
+
+/// Decodes each message of the datagram `buf` and hands it to `f`, in order.
+fn for_each_message(
+    buf: &[u8],
+    mut f: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> Result<()>,
+) -> Result<()> {
+    let mut offset = 0;
+    while offset < buf.len() {
+        let bytes = &buf[offset..];
+        let len = NetlinkBuffer::new_checked(bytes).map_err(Error::Decode)?.length() as usize;
+        f(NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]).map_err(Error::Decode)?)?;
+        offset += align4(len);
+    }
+    Ok(())
 }
 
 fn align4(len: usize) -> usize {
