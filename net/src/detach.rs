@@ -84,8 +84,14 @@ pub fn release_kept() {
 }
 
 /// Forks a child that keeps exactly `fds`, closes every other descriptor at once (stdout
-/// included, so the runtime's read of our output ends with ours) and exits, dropping the last
-/// reference to `fds` in its own context. The parent closes its copies right away.
+/// included, so the runtime's read of our output ends with ours), waits out two RCU grace
+/// periods and exits, dropping the last reference to `fds` in its own context. The parent
+/// closes its copies right away.
+///
+/// Why wait before closing: nf_tables flushes its deferred destroy work on a netfilter
+/// socket's release while holding its commit mutex, so every other writer on the host (the
+/// next plugin's ADD) would queue behind that grace period. Once our own grace periods are
+/// over, the destroy work queued by our commits has run on its own and the release is quick.
 pub fn hand_over(fds: Vec<OwnedFd>) {
     let mut keep: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     keep.sort_unstable();
@@ -96,11 +102,33 @@ pub fn hand_over(fds: Vec<OwnedFd>) {
         // SAFETY: in the freshly forked child, see above.
         unsafe {
             close_all_except(&keep);
+            wait_grace_periods();
             libc::_exit(0);
         }
     }
     // Parent (or failed fork): our copies go; with a child they were not the last ones.
     drop(fds);
+}
+
+/// Waits for two RCU grace periods (`membarrier(MEMBARRIER_CMD_GLOBAL)` runs
+/// `synchronize_rcu()`, holding no lock of ours), or 100 ms where membarrier is refused
+/// (`nohz_full` kernels). Two, because work queued just before the first may start its own
+/// wait a little after ours.
+fn wait_grace_periods() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    for _ in 0..2 {
+        // SAFETY: membarrier takes no pointers.
+        let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+        if rc != 0 {
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            // SAFETY: nanosleep reads a live timespec; the remainder pointer may be null.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+            return;
+        }
+    }
 }
 
 /// Closes every descriptor of the calling process except `keep` (sorted ascending).
