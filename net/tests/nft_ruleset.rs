@@ -616,3 +616,143 @@ fn anonymous_sets_and_verdict_maps_live_with_their_rule() {
     assert!(!text.contains("vmap"), "{text}");
     assert!(text.contains("10.222.0.2"), "{text}");
 }
+
+/// A NAT map to (address, port), an interval set of a concatenation with a range, element
+/// comments, single-element lookups and listings, and a TCP connection through the map.
+#[test]
+fn dnat_through_a_pair_map_and_interval_concat_set() {
+    let host = Ns::new();
+    let container = Ns::new();
+    let client = Ns::new();
+    veth(&host, "h-c", "10.222.1.1/24", &container, "c-h", "10.222.1.2/24");
+    veth(&host, "h-x", "10.222.2.1/24", &client, "x-h", "10.222.2.2/24");
+    container.exec(&["ip", "route", "add", "default", "via", "10.222.1.1"]);
+    host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+
+    let (f, t) = (Family::Ip, "cni_hostport");
+    let proto = |p: L4Proto| Value::Proto(p as u8);
+    let dnat_key = [proto(L4Proto::Tcp), Value::Port(8080)];
+    let mut b = Batch::new();
+    b.add_table(Table::new(f, t))
+        .add_set(
+            Set::new(f, t, "dnat", &[KeyType::InetProto, KeyType::InetService])
+                .map(MapData::Pair(KeyType::Ipv4Addr, KeyType::InetService)),
+        )
+        .add_set({
+            let mut s = Set::new(
+                f,
+                t,
+                "masq",
+                &[KeyType::InetProto, KeyType::InetService, KeyType::Ipv4Addr],
+            );
+            s.flags |= cni_net::nft::SET_F_INTERVAL;
+            s
+        })
+        .add_chain(Chain::new(f, t, "prerouting").base(ChainType::Nat, Hook::Prerouting, priority::DSTNAT))
+        .add_rule(
+            Rule::new(f, t, "prerouting")
+                .lookup(
+                    &[Field::L4Proto, Field::Dport(L4Proto::Tcp), Field::IpSaddr],
+                    "masq",
+                )
+                .set_mark_bits(0x2000),
+        )
+        .add_rule(Rule::new(f, t, "prerouting").dnat_map(
+            &[Field::L4Proto, Field::Dport(L4Proto::Tcp)],
+            "dnat",
+            Family::Ip,
+        ))
+        .add_elements(
+            f,
+            t,
+            "dnat",
+            [SetElement::new(dnat_key.clone())
+                .pair(Value::Ip(ip("10.222.1.2")), Value::Port(80))
+                .comment("cni-dn-x c1 10.222.1.2/24")],
+        )
+        .add_elements(
+            f,
+            t,
+            "masq",
+            [SetElement::new([
+                proto(L4Proto::Tcp),
+                Value::Port(8080),
+                Value::Ip(ip("10.222.1.0")),
+            ])
+            .range_end([
+                proto(L4Proto::Tcp),
+                Value::Port(8080),
+                Value::Ip(ip("10.222.1.255")),
+            ])
+            .comment("cni-dn-x c1")],
+        );
+    let mut sock = NetfilterSocket::new_in(&host.open()).unwrap();
+    sock.apply(&b).unwrap();
+
+    let listed = normalize(&host.ruleset());
+    for want in [
+        "type inet_proto . inet_service : ipv4_addr . inet_service",
+        "tcp . 8080 comment \"cni-dn-x c1 10.222.1.2/24\" : 10.222.1.2 . 80",
+        "tcp . 8080 . 10.222.1.0/24 comment \"cni-dn-x c1\"",
+        "dnat ip to meta l4proto . tcp dport map @dnat",
+    ] {
+        assert!(listed.contains(want), "{want:?} missing in:\n{listed}");
+    }
+
+    let key = cni_net::nft::concat_bytes(&dnat_key);
+    let got = sock.element(f, t, "dnat", &key).unwrap().expect("the element");
+    assert_eq!(got.comment.as_deref(), Some("cni-dn-x c1 10.222.1.2/24"));
+    assert_eq!(got.data.as_deref(), Some(&[10u8, 222, 1, 2, 0, 80, 0, 0][..]));
+    let missing = cni_net::nft::concat_bytes(&[proto(L4Proto::Udp), Value::Port(8080)]);
+    assert_eq!(sock.element(f, t, "dnat", &missing).unwrap(), None);
+    assert_eq!(sock.elements(f, t, "dnat").unwrap(), vec![got]);
+    let masq = sock.elements(f, t, "masq").unwrap();
+    assert_eq!(masq.len(), 1);
+    assert_eq!(
+        masq[0].key_end.as_deref(),
+        Some(&[6u8, 0, 0, 0, 0x1f, 0x90, 0, 0, 10, 222, 1, 255][..])
+    );
+    assert_eq!(sock.elements(f, t, "nosuchset").unwrap(), vec![]);
+
+    let listener = container
+        .open()
+        .run(|| TcpListener::bind("10.222.1.2:80"))
+        .unwrap()
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"through the map").unwrap();
+    });
+    let mut stream = client
+        .open()
+        .run(|| TcpStream::connect_timeout(&"10.222.2.1:8080".parse().unwrap(), Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    stream.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "through the map");
+    server.join().unwrap();
+
+    // Deleting the range needs its exact start and end.
+    let mut del = Batch::new();
+    del.delete_elements(f, t, "dnat", [SetElement::new(dnat_key)])
+        .delete_elements(
+            f,
+            t,
+            "masq",
+            [SetElement::new([
+                proto(L4Proto::Tcp),
+                Value::Port(8080),
+                Value::Ip(ip("10.222.1.0")),
+            ])
+            .range_end([
+                proto(L4Proto::Tcp),
+                Value::Port(8080),
+                Value::Ip(ip("10.222.1.255")),
+            ])],
+        );
+    sock.apply(&del).unwrap();
+    assert_eq!(sock.elements(f, t, "dnat").unwrap(), vec![]);
+    assert_eq!(sock.elements(f, t, "masq").unwrap(), vec![]);
+}

@@ -2,7 +2,8 @@
 
 use super::expr::{Expr, NFTA_DATA_VALUE, Verdict};
 use super::object::{
-    Chain, ElementData, Family, MapData, SET_F_ANONYMOUS, SET_F_CONSTANT, Set, SetElement, Table, key_len,
+    Chain, ElementData, Family, MapData, SET_F_ANONYMOUS, SET_F_CONSTANT, Set, SetElement, Table,
+    concat_bytes, key_len,
 };
 use super::rule::{ANON_SET_NAME, AnonSet, Position, Rule};
 use super::wire::{Attrs, put_message};
@@ -23,7 +24,8 @@ pub(crate) const NFT_MSG_GETRULE: u8 = 7;
 const NFT_MSG_DELRULE: u8 = 8;
 const NFT_MSG_NEWSET: u8 = 9;
 const NFT_MSG_DELSET: u8 = 11;
-const NFT_MSG_NEWSETELEM: u8 = 12;
+pub(crate) const NFT_MSG_NEWSETELEM: u8 = 12;
+pub(crate) const NFT_MSG_GETSETELEM: u8 = 13;
 const NFT_MSG_DELSETELEM: u8 = 14;
 
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
@@ -49,7 +51,19 @@ pub(crate) fn comment_udata(text: &str) -> Vec<u8> {
     out
 }
 
-/// Reads the comment back from a rule's, chain's or table's userdata.
+/// The longest element comment kept: the TLV's length byte counts the text and its NUL.
+const ELEM_COMMENT_MAX: usize = 254;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Reads the comment back from a rule's, chain's, table's or set element's userdata.
 pub(crate) fn comment_from_udata(mut udata: &[u8]) -> Option<String> {
     while udata.len() >= 2 {
         let (kind, len) = (udata[0], usize::from(udata[1]));
@@ -636,6 +650,10 @@ fn encode_set(s: &Set, set_id: u32) -> Result<Attrs> {
             a.put_u32(6, t.nft_type());
             a.put_u32(7, t.byte_len() as u32);
         }
+        Some(MapData::Pair(t1, t2)) => {
+            a.put_u32(6, (t1.nft_type() << 6) | t2.nft_type());
+            a.put_u32(7, key_len(&[t1, t2]) as u32);
+        }
         None => {}
     }
     if concat_intervals {
@@ -682,7 +700,17 @@ fn encode_elements(table: &str, set: &str, elements: &[SetElement], key_len: usi
                 match &e.data {
                     Some(ElementData::Verdict(v)) => a.nest(2, |a| v.encode_data(a)),
                     Some(ElementData::Value(v)) => a.nest(2, |a| a.put(NFTA_DATA_VALUE, &v.bytes())),
+                    Some(ElementData::Pair(x, y)) => a.nest(2, |a| {
+                        a.put(NFTA_DATA_VALUE, &concat_bytes(&[x.clone(), y.clone()]))
+                    }),
                     None => {}
+                }
+                if let Some(end) = &e.key_end {
+                    // NFTA_SET_ELEM_KEY_END
+                    a.nest(10, |a| a.put(NFTA_DATA_VALUE, &concat_bytes(end)));
+                }
+                if let Some(comment) = &e.comment {
+                    a.put(6, &comment_udata(cut(comment, ELEM_COMMENT_MAX))); // NFTA_SET_ELEM_USERDATA
                 }
             });
         }

@@ -1,10 +1,12 @@
 //! Reading the ruleset back: tables, chains and rules (with handles and comments), enough for
-//! a plugin to find what it installed and delete it by handle.
+//! a plugin to find what it installed and delete it by handle; and the elements of a set, all
+//! of them or the one with a given key.
 
 use super::batch::{
-    NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE,
-    comment_from_udata, nft_type,
+    NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN,
+    NFT_MSG_NEWRULE, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, comment_from_udata, nft_type,
 };
+use super::expr::NFTA_DATA_VALUE;
 use super::object::{Family, Hook};
 use super::socket::{NetfilterSocket, Reply};
 use super::wire::{Attrs, attrs, be_u32, be_u64, string};
@@ -51,7 +53,55 @@ pub struct TableInfo {
     pub comment: Option<String>,
 }
 
+/// A set or map element as listed by the kernel, its key and data as register images (see
+/// [`super::object::concat_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ElementInfo {
+    pub key: Vec<u8>,
+    /// The end of a range (interval sets of concatenations).
+    pub key_end: Option<Vec<u8>>,
+    /// The value of a data map's element (verdicts are not decoded).
+    pub data: Option<Vec<u8>>,
+    pub comment: Option<String>,
+}
+
 impl NetfilterSocket {
+    /// Every element of `set` (empty when the table or set does not exist).
+    pub fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<ElementInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_SET_ELEM_LIST_TABLE
+        a.put_str(2, set); // NFTA_SET_ELEM_LIST_SET
+        match self.dump(nft_type(NFT_MSG_GETSETELEM), family.nfproto(), &a.buf) {
+            Ok(replies) => Ok(replies.iter().flat_map(parse_elements).collect()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The element of `set` with key `key` (a register image), or `None`: one lookup in the
+    /// kernel, whatever the size of the set. In an interval set, the element whose range holds
+    /// `key`.
+    pub fn element(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        key: &[u8],
+    ) -> Result<Option<ElementInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_SET_ELEM_LIST_TABLE
+        a.put_str(2, set); // NFTA_SET_ELEM_LIST_SET
+        a.nest(3, |a| {
+            // NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { value } } }
+            a.nest(1, |a| a.nest(1, |a| a.put(NFTA_DATA_VALUE, key)));
+        });
+        match self.request(nft_type(NFT_MSG_GETSETELEM), 0, family.nfproto(), &a.buf) {
+            Ok(replies) => Ok(replies.iter().flat_map(parse_elements).next()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The rules of `chain` in `table`, in chain order. A missing table or chain lists as
     /// empty, so DEL needs no existence check first.
     pub fn rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {
@@ -147,6 +197,40 @@ fn parse_rule(reply: &Reply) -> Option<RuleInfo> {
     Some(rule)
 }
 
+/// The elements of one `NEWSETELEM` message.
+fn parse_elements(reply: &Reply) -> Vec<ElementInfo> {
+    let mut out = Vec::new();
+    if reply.msg_type != nft_type(NFT_MSG_NEWSETELEM) {
+        return out;
+    }
+    for (kind, list) in attrs(&reply.attrs) {
+        if kind != 3 {
+            continue; // NFTA_SET_ELEM_LIST_ELEMENTS
+        }
+        for (_, elem) in attrs(list) {
+            let mut info = ElementInfo::default();
+            for (k, v) in attrs(elem) {
+                match k {
+                    1 => info.key = data_value(v).unwrap_or_default(),
+                    2 => info.data = data_value(v),
+                    6 => info.comment = comment_from_udata(v),
+                    10 => info.key_end = data_value(v),
+                    _ => {}
+                }
+            }
+            out.push(info);
+        }
+    }
+    out
+}
+
+/// The bytes of an `nft_data` nest holding `NFTA_DATA_VALUE`.
+fn data_value(nest: &[u8]) -> Option<Vec<u8>> {
+    attrs(nest)
+        .find(|(k, _)| *k == NFTA_DATA_VALUE)
+        .map(|(_, v)| v.to_vec())
+}
+
 fn parse_chain(reply: &Reply) -> Option<ChainInfo> {
     if reply.msg_type != nft_type(NFT_MSG_NEWCHAIN) {
         return None;
@@ -213,6 +297,40 @@ fn parse_table(reply: &Reply) -> Option<TableInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_elements_with_range_data_and_comment() {
+        let mut a = Attrs::new();
+        a.put_str(1, "t");
+        a.put_str(2, "s");
+        a.nest(3, |a| {
+            a.nest(1, |a| {
+                a.nest(1, |a| a.put(NFTA_DATA_VALUE, &[1, 2, 3, 4]));
+                a.nest(10, |a| a.put(NFTA_DATA_VALUE, &[1, 2, 3, 9]));
+                a.nest(2, |a| a.put(NFTA_DATA_VALUE, &[10, 0, 0, 5, 0, 80, 0, 0]));
+                a.put(6, &super::super::batch::comment_udata("cni-dn-1 c1"));
+            });
+            a.nest(1, |a| a.nest(1, |a| a.put(NFTA_DATA_VALUE, &[7])));
+        });
+        let reply = Reply {
+            msg_type: nft_type(NFT_MSG_NEWSETELEM),
+            family: 2,
+            attrs: a.buf,
+        };
+        let elems = parse_elements(&reply);
+        assert_eq!(elems.len(), 2);
+        assert_eq!(elems[0].key, [1, 2, 3, 4]);
+        assert_eq!(elems[0].key_end.as_deref(), Some(&[1u8, 2, 3, 9][..]));
+        assert_eq!(elems[0].data.as_deref(), Some(&[10u8, 0, 0, 5, 0, 80, 0, 0][..]));
+        assert_eq!(elems[0].comment.as_deref(), Some("cni-dn-1 c1"));
+        assert_eq!(
+            elems[1],
+            ElementInfo {
+                key: vec![7],
+                ..Default::default()
+            }
+        );
+    }
 
     #[test]
     fn parses_rule_with_handle_comment_and_expressions() {

@@ -61,10 +61,11 @@ pub use expr::{
     CmpOp, CtKey, Expr, FIB_F_DADDR, FIB_F_IIF, FIB_F_SADDR, FibResult, MetaKey, NAT_RANGE_PROTO_SPECIFIED,
     NatKind, PayloadBase, RTN_LOCAL, Reg, Verdict, ct_state,
 };
-pub use list::{ChainInfo, RuleInfo, TableInfo};
+pub use list::{ChainInfo, ElementInfo, RuleInfo, TableInfo};
 pub use object::{
     BaseChain, Chain, ChainType, ElementData, Family, Hook, KeyType, MapData, Policy, SET_F_ANONYMOUS,
-    SET_F_CONCAT, SET_F_CONSTANT, SET_F_INTERVAL, SET_F_MAP, Set, SetElement, Table, Value, priority,
+    SET_F_CONCAT, SET_F_CONSTANT, SET_F_INTERVAL, SET_F_MAP, Set, SetElement, Table, Value, concat_bytes,
+    priority,
 };
 pub use rule::{COMMENT_MAX_LEN, Field, L4Proto, Position, Rule};
 pub use socket::{BATCH_RETRIES, DUMP_RETRIES, NetfilterSocket, RECV_TIMEOUT_SECS};

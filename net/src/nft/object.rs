@@ -293,6 +293,9 @@ pub enum MapData {
     Verdict,
     /// A data map of this type.
     Value(KeyType),
+    /// A data map to a concatenation of two values (`ipv4_addr . inet_service`), as a NAT
+    /// map needs: each field padded to 4 bytes, as in the registers.
+    Pair(KeyType, KeyType),
 }
 
 /// `NFT_SET_ANONYMOUS`
@@ -371,7 +374,7 @@ pub enum Value {
 
 impl Value {
     /// The bytes as they sit in a register.
-    pub(crate) fn bytes(&self) -> Vec<u8> {
+    pub fn bytes(&self) -> Vec<u8> {
         match self {
             Value::Ip(IpAddr::V4(a)) => a.octets().to_vec(),
             Value::Ip(IpAddr::V6(a)) => a.octets().to_vec(),
@@ -399,13 +402,20 @@ impl From<IpAddr> for Value {
 pub enum ElementData {
     Verdict(Verdict),
     Value(Value),
+    /// The two values of a [`MapData::Pair`] map.
+    Pair(Value, Value),
 }
 
 /// An element of a set or map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetElement {
     pub key: Vec<Value>,
+    /// The last key of a range, in an interval set of a concatenation (`10.0.0.0-10.0.0.255`
+    /// in one field, equal start and end in the others).
+    pub key_end: Option<Vec<Value>>,
     pub data: Option<ElementData>,
+    /// nft's element comment (kept in the element's user data).
+    pub comment: Option<String>,
 }
 
 impl SetElement {
@@ -413,8 +423,28 @@ impl SetElement {
     pub fn new(key: impl IntoIterator<Item = Value>) -> Self {
         SetElement {
             key: key.into_iter().collect(),
+            key_end: None,
             data: None,
+            comment: None,
         }
+    }
+
+    /// Makes it a range from `key` to `end` (field by field), for an interval set.
+    pub fn range_end(mut self, end: impl IntoIterator<Item = Value>) -> Self {
+        self.key_end = Some(end.into_iter().collect());
+        self
+    }
+
+    /// Makes it a [`MapData::Pair`] map element.
+    pub fn pair(mut self, first: Value, second: Value) -> Self {
+        self.data = Some(ElementData::Pair(first, second));
+        self
+    }
+
+    /// Attaches a comment (at most [`super::COMMENT_MAX_LEN`] bytes are kept).
+    pub fn comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
     }
 
     /// Makes it a verdict map element.
@@ -431,14 +461,20 @@ impl SetElement {
 
     /// The key bytes: one field as is, concatenated fields each padded to 4 bytes.
     pub(crate) fn key_bytes(&self) -> Vec<u8> {
-        if let [one] = self.key.as_slice() {
-            return one.bytes();
-        }
-        let mut out = Vec::new();
-        for v in &self.key {
-            out.extend(v.bytes());
-            out.resize(out.len().div_ceil(4) * 4, 0);
-        }
-        out
+        concat_bytes(&self.key)
     }
+}
+
+/// The register image of `values`: one value as is, several each padded to 4 bytes (how the
+/// kernel lays out a concatenated key or data).
+pub fn concat_bytes(values: &[Value]) -> Vec<u8> {
+    if let [one] = values {
+        return one.bytes();
+    }
+    let mut out = Vec::new();
+    for v in values {
+        out.extend(v.bytes());
+        out.resize(out.len().div_ceil(4) * 4, 0);
+    }
+    out
 }

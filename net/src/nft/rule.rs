@@ -658,6 +658,36 @@ impl Rule {
         self
     }
 
+    /// `dnat ip addr . port to FIELDS map @map`: DNAT to the address and port the map `map`
+    /// (a [`super::MapData::Pair`] of address and port) holds for the key; the rule does not
+    /// match when the key is missing. `nat_family` is the family of the addresses (`Ip` or
+    /// `Ip6`).
+    pub fn dnat_map(mut self, fields: &[Field], map: &str, nat_family: Family) -> Self {
+        let (family, addr_regs) = match nat_family {
+            Family::Ip => (NFPROTO_IPV4, 1),
+            Family::Ip6 => (NFPROTO_IPV6, 4),
+            other => return self.invalid(format!("NAT map to addresses of family {other}")),
+        };
+        self = self.load_fields(fields);
+        // The data goes to the upper half of the register file, clear of any key up to 32 bytes.
+        let addr = Reg::r32(8);
+        self.exprs.push(Expr::Lookup {
+            set: map.into(),
+            set_id: None,
+            sreg: Reg::R1,
+            dreg: Some(addr),
+            invert: false,
+        });
+        self.exprs.push(Expr::Nat {
+            kind: NatKind::Dnat,
+            family,
+            addr: Some(addr),
+            port: Some(Reg::r32(8 + addr_regs)),
+            flags: NAT_RANGE_PROTO_SPECIFIED,
+        });
+        self
+    }
+
     /// `dnat to ADDR[:PORT]` (`dnat ip to ...` in an inet table).
     pub fn dnat(self, addr: IpAddr, port: Option<u16>) -> Self {
         self.nat(NatKind::Dnat, addr, port)
