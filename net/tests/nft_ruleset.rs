@@ -658,7 +658,7 @@ fn dnat_through_a_pair_map_and_interval_concat_set() {
                 .set_mark_bits(0x2000),
         )
         .add_rule(Rule::new(f, t, "prerouting").dnat_map(
-            &[Field::L4Proto, Field::Dport(L4Proto::Tcp)],
+            &[Field::L4Proto, Field::ThDport],
             "dnat",
             Family::Ip,
         ))
@@ -694,7 +694,7 @@ fn dnat_through_a_pair_map_and_interval_concat_set() {
         "type inet_proto . inet_service : ipv4_addr . inet_service",
         "tcp . 8080 comment \"cni-dn-x c1 10.222.1.2/24\" : 10.222.1.2 . 80",
         "tcp . 8080 . 10.222.1.0/24 comment \"cni-dn-x c1\"",
-        "dnat ip to meta l4proto . tcp dport map @dnat",
+        "dnat ip to meta l4proto . th dport map @dnat",
     ] {
         assert!(listed.contains(want), "{want:?} missing in:\n{listed}");
     }

@@ -370,6 +370,8 @@ pub enum Value {
     Mac([u8; 6]),
     Mark(u32),
     IfName(String),
+    /// Bytes as they sit in the registers already (a key or data read back from the kernel).
+    Raw(Vec<u8>),
 }
 
 impl Value {
@@ -387,6 +389,7 @@ impl Value {
                 b.resize(16, 0);
                 b
             }
+            Value::Raw(bytes) => bytes.clone(),
         }
     }
 }

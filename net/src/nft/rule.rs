@@ -48,6 +48,9 @@ pub enum Field {
     Ip6Daddr,
     L4Proto,
     Dport(L4Proto),
+    /// `th dport`: the destination port of any transport header, with no protocol check
+    /// (key it together with [`Field::L4Proto`]).
+    ThDport,
     Sport(L4Proto),
     IifName,
     OifName,
@@ -62,7 +65,7 @@ impl Field {
             Field::IpSaddr | Field::IpDaddr => KeyType::Ipv4Addr,
             Field::Ip6Saddr | Field::Ip6Daddr => KeyType::Ipv6Addr,
             Field::L4Proto => KeyType::InetProto,
-            Field::Dport(_) | Field::Sport(_) => KeyType::InetService,
+            Field::Dport(_) | Field::Sport(_) | Field::ThDport => KeyType::InetService,
             Field::IifName | Field::OifName => KeyType::IfName,
             Field::EtherSaddr => KeyType::EtherAddr,
             Field::Mark => KeyType::Mark,
@@ -494,7 +497,7 @@ impl Rule {
                 Field::IpDaddr => payload(PayloadBase::Network, 16, 4),
                 Field::Ip6Saddr => payload(PayloadBase::Network, 8, 16),
                 Field::Ip6Daddr => payload(PayloadBase::Network, 24, 16),
-                Field::Dport(_) => payload(PayloadBase::Transport, 2, 2),
+                Field::Dport(_) | Field::ThDport => payload(PayloadBase::Transport, 2, 2),
                 Field::Sport(_) => payload(PayloadBase::Transport, 0, 2),
                 Field::EtherSaddr => payload(PayloadBase::LinkLayer, 6, 6),
                 Field::L4Proto => Expr::Meta {

@@ -38,6 +38,16 @@ impl Protocol {
         }
     }
 
+    /// The protocol of an IP protocol number, when it is one with ports we publish.
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
     /// The IP protocol number.
     pub fn number(self) -> u8 {
         match self {

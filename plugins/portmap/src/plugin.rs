@@ -35,10 +35,11 @@ impl Firewall {
         }
     }
 
-    /// Removes everything of the attachment.
-    pub fn del(&mut self, att: &Attachment) -> Result<()> {
+    /// Removes everything of the attachment (on nftables, found by the keys of `conf`'s
+    /// port mappings when it has any).
+    pub fn del(&mut self, conf: &PortMapConf, att: &Attachment) -> Result<()> {
         match self {
-            Firewall::Nft(n) => n.del(att),
+            Firewall::Nft(n) => n.del_mappings(conf, att),
             Firewall::Iptables => IptablesBackend::new().del(att),
         }
     }
@@ -130,7 +131,7 @@ fn add(cmd: &CmdArgs) -> Result<CniResult> {
     let mut fw = Firewall::open(conf.backend)?;
     if let Err(e) = forward(&mut fw, &conf, &att, &addrs) {
         // Undo: the families done so far, and anything a failed batch left.
-        if let Err(undo) = fw.del(&att) {
+        if let Err(undo) = fw.del(&conf, &att) {
             eprintln!("portmap: undoing a failed ADD: {undo}");
         }
         return Err(e);
@@ -148,7 +149,7 @@ fn del(cmd: &CmdArgs) -> Result<()> {
     }
     let att = Attachment::new(&conf.name, &cmd.container_id);
     let mut fw = Firewall::open(conf.backend)?;
-    fw.del(&att)?;
+    fw.del(&conf, &att)?;
     drop(fw); // gives the netfilter socket back for conntrack
     // Without an explicit backend the attachment may have been made by the
     // other one (Go's portmap uses iptables; a host may have switched):
@@ -156,9 +157,9 @@ fn del(cmd: &CmdArgs) -> Result<()> {
     // when there are none.
     if !conf.backend_explicit {
         match conf.backend {
-            Backend::Nftables if iptables_may_hold(&att) => Firewall::Iptables.del(&att)?,
+            Backend::Nftables if iptables_may_hold(&att) => Firewall::Iptables.del(&conf, &att)?,
             Backend::Iptables if crate::config::RealHost.has_nft() => {
-                Firewall::open(Backend::Nftables)?.del(&att)?
+                Firewall::open(Backend::Nftables)?.del(&conf, &att)?
             }
             _ => {}
         }
