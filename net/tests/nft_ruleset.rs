@@ -27,6 +27,44 @@ fn net(s: &str) -> IpNetwork {
     s.parse().unwrap()
 }
 
+/// A host between a container (10.222.1.2, default route via the host) and a client
+/// (10.222.2.2), forwarding.
+fn dnat_topology() -> (Ns, Ns, Ns) {
+    let host = Ns::new();
+    let container = Ns::new();
+    let client = Ns::new();
+    veth(&host, "h-c", "10.222.1.1/24", &container, "c-h", "10.222.1.2/24");
+    veth(&host, "h-x", "10.222.2.1/24", &client, "x-h", "10.222.2.2/24");
+    container.exec(&["ip", "route", "add", "default", "via", "10.222.1.1"]);
+    host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    (host, container, client)
+}
+
+/// The client connects to the host's 10.222.2.1:8080 and reads `text`, which the container
+/// serves on 10.222.1.2:80; returns the peer address the container saw.
+fn exchange(container: &Ns, client: &Ns, text: &'static str) -> std::net::SocketAddr {
+    let listener = container
+        .open()
+        .run(|| TcpListener::bind("10.222.1.2:80"))
+        .unwrap()
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        conn.write_all(text.as_bytes()).unwrap();
+        peer
+    });
+    let mut stream = client
+        .open()
+        .run(|| TcpStream::connect_timeout(&"10.222.2.1:8080".parse().unwrap(), Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    stream.read_to_string(&mut got).unwrap();
+    assert_eq!(got, text);
+    server.join().unwrap()
+}
+
 /// The bridge plugin's nftables ipMasq layout, as Go's bridge writes it with knftables.
 fn masquerade_batch(pod: &str, subnet: &str, comment: &str) -> Batch {
     let f = Family::Inet;
@@ -516,13 +554,7 @@ fn big_batch_of_many_rules_applies_at_once() {
 /// prerouting) -> container ns.
 #[test]
 fn dnat_rule_forwards_a_tcp_connection() {
-    let host = Ns::new();
-    let container = Ns::new();
-    let client = Ns::new();
-    veth(&host, "h-c", "10.222.1.1/24", &container, "c-h", "10.222.1.2/24");
-    veth(&host, "h-x", "10.222.2.1/24", &client, "x-h", "10.222.2.2/24");
-    container.exec(&["ip", "route", "add", "default", "via", "10.222.1.1"]);
-    host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let (host, container, client) = dnat_topology();
 
     let f = Family::Ip;
     let mut b = Batch::new();
@@ -546,26 +578,7 @@ fn dnat_rule_forwards_a_tcp_connection() {
         );
     NetfilterSocket::new_in(&host.open()).unwrap().apply(&b).unwrap();
 
-    let listener = container
-        .open()
-        .run(|| TcpListener::bind("10.222.1.2:80"))
-        .unwrap()
-        .unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut conn, peer) = listener.accept().unwrap();
-        conn.write_all(b"hello from the container").unwrap();
-        peer
-    });
-    let mut stream = client
-        .open()
-        .run(|| TcpStream::connect_timeout(&"10.222.2.1:8080".parse().unwrap(), Duration::from_secs(5)))
-        .unwrap()
-        .unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut got = String::new();
-    stream.read_to_string(&mut got).unwrap();
-    assert_eq!(got, "hello from the container");
-    let peer = server.join().unwrap();
+    let peer = exchange(&container, &client, "hello from the container");
     assert_eq!(
         peer.ip(),
         ip("10.222.2.2"),
@@ -621,13 +634,7 @@ fn anonymous_sets_and_verdict_maps_live_with_their_rule() {
 /// comments, single-element lookups and listings, and a TCP connection through the map.
 #[test]
 fn dnat_through_a_pair_map_and_interval_concat_set() {
-    let host = Ns::new();
-    let container = Ns::new();
-    let client = Ns::new();
-    veth(&host, "h-c", "10.222.1.1/24", &container, "c-h", "10.222.1.2/24");
-    veth(&host, "h-x", "10.222.2.1/24", &client, "x-h", "10.222.2.2/24");
-    container.exec(&["ip", "route", "add", "default", "via", "10.222.1.1"]);
-    host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let (host, container, client) = dnat_topology();
 
     let (f, t) = (Family::Ip, "cni_hostport");
     let proto = |p: L4Proto| Value::Proto(p as u8);
@@ -714,25 +721,7 @@ fn dnat_through_a_pair_map_and_interval_concat_set() {
     );
     assert_eq!(sock.elements(f, t, "nosuchset").unwrap(), vec![]);
 
-    let listener = container
-        .open()
-        .run(|| TcpListener::bind("10.222.1.2:80"))
-        .unwrap()
-        .unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.write_all(b"through the map").unwrap();
-    });
-    let mut stream = client
-        .open()
-        .run(|| TcpStream::connect_timeout(&"10.222.2.1:8080".parse().unwrap(), Duration::from_secs(5)))
-        .unwrap()
-        .unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut got = String::new();
-    stream.read_to_string(&mut got).unwrap();
-    assert_eq!(got, "through the map");
-    server.join().unwrap();
+    exchange(&container, &client, "through the map");
 
     // Deleting the range needs its exact start and end.
     let mut del = Batch::new();
