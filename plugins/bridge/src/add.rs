@@ -31,9 +31,22 @@ const INTERFACE_FREE_IPAM: [&str; 2] = ["host-local", "static"];
 pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
     let conf = BridgeConf::load(cmd)?;
     conf.check_for_add()?;
-    let mut host = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
+    // The IPAM exec is the longest step of an ADD: it starts before anything else, and its
+    // answer is read once the links are made.
+    let early_ipam = conf
+        .ipam_type
+        .as_deref()
+        .filter(|t| INTERFACE_FREE_IPAM.contains(t))
+        .map(|ipam_type| ipam::start_add(ipam_type, cmd));
+    let mut host = match Socket::new() {
+        Ok(host) => host,
+        Err(e) => {
+            release_early_ipam(early_ipam, &conf, cmd);
+            return Err(e).internal(|| "cannot open a netlink socket".to_string());
+        }
+    };
     let mut undo = Undo::new();
-    match attach(cmd, &conf, &mut host, &mut undo) {
+    match attach(cmd, &conf, &mut host, &mut undo, early_ipam) {
         Ok(result) => {
             undo.commit();
             Ok(result)
@@ -42,6 +55,15 @@ pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
             undo.rollback(&mut host);
             Err(e)
         }
+    }
+}
+
+/// Waits for an IPAM ADD started by [`add`] that is no longer wanted and releases what it
+/// allocated.
+fn release_early_ipam(early_ipam: Option<Result<ipam::Started>>, conf: &BridgeConf, cmd: &CmdArgs) {
+    let finished = early_ipam.map(|started| started.and_then(ipam::Started::finish));
+    if let (Some(Ok(_)), Some(ipam_type)) = (finished, &conf.ipam_type) {
+        let _ = ipam::run(Command::Del, ipam_type, cmd);
     }
 }
 
@@ -56,25 +78,18 @@ struct Links {
     pair: veth::Pair,
 }
 
-fn attach(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Undo) -> Result<CniResult> {
-    let early_ipam = conf
-        .ipam_type
-        .as_deref()
-        .filter(|t| INTERFACE_FREE_IPAM.contains(t));
-    // An IPAM exec costs a process start (1-2 ms), more than the link work: overlap the two.
-    // The IPAM thread starts before this one enters the container namespace, so the plugin runs
-    // in the host namespace like every other. (The other way round, IPAM on this thread and
-    // the links on a new one, measured slower: the link work waits for a CPU behind the IPAM
-    // child on a busy 2-CPU machine.)
-    let (links, masq, allocation) = std::thread::scope(|s| {
-        let job = early_ipam.map(|ipam_type| s.spawn(move || ipam::add(ipam_type, cmd)));
-        let (links, masq) = make_links_and_prepare_masq(cmd, conf, host, undo);
-        let allocation = job.map(|job| {
-            job.join()
-                .unwrap_or_else(|_| Err(Error::internal("IPAM delegation panicked")))
-        });
-        (links, masq, allocation)
-    });
+/// The ADD after the config checks, with the IPAM ADD that [`add`] may have started: the
+/// link layer is made while that plugin runs.
+fn attach(
+    cmd: &CmdArgs,
+    conf: &BridgeConf,
+    host: &mut Socket,
+    undo: &mut Undo,
+    early_ipam: Option<Result<ipam::Started>>,
+) -> Result<CniResult> {
+    let (links, masq) = make_links_and_prepare_masq(cmd, conf, host, undo);
+    // Also when the links failed: an address the plugin allocated must be released.
+    let allocation = early_ipam.map(|started| started.and_then(ipam::Started::finish));
     let allocation = match (allocation, &conf.ipam_type) {
         (Some(allocation), Some(ipam_type)) => {
             if allocation.is_ok() {

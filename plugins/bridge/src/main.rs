@@ -55,8 +55,8 @@ fn main() {
 }
 
 /// One malloc arena for all threads. glibc gives each new thread that allocates its own arena,
-/// a 64 MiB mapping set up on first use (0.5-0.8 ms measured per thread); an ADD starts four
-/// short-lived threads (the IPAM exec and its pipes) and a DEL one, which allocate little.
+/// a 64 MiB mapping set up on first use (0.5-0.8 ms measured per thread); a DEL starts a
+/// short-lived thread for the container side, which allocates little.
 fn single_malloc_arena() {
     // SAFETY: mallopt only changes allocator tuning and is called before any other thread exists.
     unsafe {
