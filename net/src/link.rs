@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
-    LinkProtoInfoBridge, State,
+    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkLayerType, LinkMessage, LinkProtoInfoBridge, State,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -280,6 +280,17 @@ fn link_message(index: u32) -> LinkMessage {
     msg
 }
 
+/// The `RTM_GETLINK` for the link `index` (0: the one named by an attribute added later, or
+/// every link in a dump), without statistics: `RTEXT_FILTER_SKIP_STATS` leaves out the
+/// counters (`IFLA_STATS`, `IFLA_STATS64`, IPv6's), a fifth of a veth's 1.9 KB answer and the
+/// kernel's work of summing them per CPU, none of which a [`Link`] holds.
+fn get_link_message(index: u32) -> LinkMessage {
+    let mut msg = link_message(index);
+    msg.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    msg
+}
+
 fn single_link(replies: Vec<RouteNetlinkMessage>, what: &str) -> Result<Link> {
     replies
         .iter()
@@ -324,7 +335,7 @@ impl Socket {
     /// ([`Error::is_not_found`]).
     pub fn link_by_name(&mut self, name: &str) -> Result<Link> {
         check_name(name)?;
-        let mut msg = link_message(0);
+        let mut msg = get_link_message(0);
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let replies = self.request(RouteNetlinkMessage::GetLink(msg))?;
         single_link(replies, name)
@@ -344,13 +355,13 @@ impl Socket {
         if index == 0 {
             return Err(Error::InvalidArgument("link index 0".into()));
         }
-        let replies = self.request(RouteNetlinkMessage::GetLink(link_message(index)))?;
+        let replies = self.request(RouteNetlinkMessage::GetLink(get_link_message(index)))?;
         single_link(replies, &format!("index {index}"))
     }
 
     /// Every link in the socket's namespace.
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        let replies = self.dump(RouteNetlinkMessage::GetLink(get_link_message(0)))?;
         Ok(replies
             .iter()
             .filter_map(|m| match m {
