@@ -4,7 +4,7 @@ use std::fmt;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::str::FromStr;
 
-use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::link::{
     InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
     LinkLayerType, LinkMessage, LinkProtoInfoBridge, State,
@@ -262,6 +262,61 @@ pub fn veth_message(
     msg
 }
 
+/// A veth pair for [`Socket::create_veth_port`]: the end `name` in the socket's namespace,
+/// made a port of `master` and up from the start, and its peer in another namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct VethPort<'a> {
+    /// Name of the end in the socket's namespace.
+    pub name: &'a str,
+    /// The bridge (index) this end is enslaved to, `None` for none.
+    pub master: Option<u32>,
+    /// Whether this end is brought up.
+    pub up: bool,
+    /// Name of the other end.
+    pub peer_name: &'a str,
+    /// The other end's namespace; the socket's own when `None`.
+    pub peer_netns: Option<BorrowedFd<'a>>,
+    /// Hardware address of the other end; random when `None`.
+    pub peer_mac: Option<MacAddr>,
+    /// MTU of both ends; the kernel default when `None`.
+    pub mtu: Option<u32>,
+}
+
+/// The `RTM_NEWLINK` that creates a [`VethPort`]. The kernel applies the up flag and then the
+/// master after registering both ends (`rtnl_newlink_create`), the order of Go's `LinkSetUp`
+/// and `LinkSetMaster`.
+pub fn veth_port_message(port: &VethPort<'_>) -> LinkMessage {
+    let mut peer = link_message(0);
+    peer.attributes
+        .push(LinkAttribute::IfName(port.peer_name.to_string()));
+    if let Some(mtu) = port.mtu {
+        peer.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = port.peer_mac {
+        peer.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    if let Some(fd) = port.peer_netns {
+        peer.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+    }
+    let mut msg = link_message(0);
+    if port.up {
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+    }
+    msg.attributes.push(LinkAttribute::IfName(port.name.to_string()));
+    if let Some(mtu) = port.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(master) = port.master {
+        msg.attributes.push(LinkAttribute::Controller(master));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    msg
+}
+
 /// The `RTM_SETLINK` (family `AF_BRIDGE`) that sets one `IFLA_BRPORT_*` u8 flag of a bridge port
 /// inside `IFLA_PROTINFO`, as `bridge link set dev X hairpin on` does.
 pub fn bridge_port_flag_message(index: u32, attr: u16, on: bool) -> LinkMessage {
@@ -458,6 +513,30 @@ impl Socket {
         self.link_by_name(name)
     }
 
+    /// Creates the veth pair `port` in one request and returns the end in this socket's
+    /// namespace as the kernel reports it right after creation (before the master is set, so
+    /// [`Link::master`] is `None`). A name in use on either side is [`Error::Kernel`] with
+    /// `EEXIST`; when the master cannot be set, neither end is left.
+    ///
+    /// The kernel echoes the new link (`NLM_F_ECHO`, Linux 6.3 and later), which saves a
+    /// lookup; older kernels answer with the ACK only and the link is looked up by name.
+    pub fn create_veth_port(&mut self, port: &VethPort<'_>) -> Result<Link> {
+        check_name(port.name)?;
+        check_name(port.peer_name)?;
+        let replies = self.request_with_flags(
+            RouteNetlinkMessage::NewLink(veth_port_message(port)),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+        )?;
+        let echoed = replies.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+            _ => None,
+        });
+        match echoed {
+            Some(link) if link.name == port.name && link.index != 0 => Ok(link),
+            _ => self.link_by_name(port.name),
+        }
+    }
+
     /// Enslaves the link to `master` (a bridge), or frees it with `None`.
     pub fn set_link_master(&mut self, index: u32, master: Option<u32>) -> Result<()> {
         let mut msg = link_message(index);
@@ -602,6 +681,46 @@ mod tests {
                 LinkAttribute::Mtu(1500)
             ]
         );
+    }
+
+    #[test]
+    fn veth_port_message_is_up_enslaved_with_the_peer_nested() {
+        let mac: MacAddr = "02:00:00:00:00:09".parse().unwrap();
+        let port = VethPort {
+            name: "veth1234abcd",
+            master: Some(3),
+            up: true,
+            peer_name: "eth0",
+            peer_netns: None,
+            peer_mac: Some(mac),
+            mtu: Some(1400),
+        };
+        let parsed = LinkMessage::parse(&emit(&veth_port_message(&port))[..]).unwrap();
+        assert_eq!(parsed.header.flags, LinkFlags::Up);
+        assert_eq!(parsed.header.change_mask, LinkFlags::Up);
+        assert_eq!(
+            parsed.attributes[..3],
+            [
+                LinkAttribute::IfName("veth1234abcd".into()),
+                LinkAttribute::Mtu(1400),
+                LinkAttribute::Controller(3)
+            ]
+        );
+        let Some(LinkAttribute::LinkInfo(info)) = parsed.attributes.last() else {
+            panic!("{parsed:?}")
+        };
+        let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = &info[1] else {
+            panic!("{info:?}")
+        };
+        assert_eq!(
+            peer.attributes,
+            vec![
+                LinkAttribute::IfName("eth0".into()),
+                LinkAttribute::Mtu(1400),
+                LinkAttribute::Address(mac.0.to_vec())
+            ]
+        );
+        assert!(peer.header.flags.is_empty());
     }
 
     #[test]

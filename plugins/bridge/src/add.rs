@@ -73,7 +73,6 @@ struct Links {
     sandbox: String,
     bridge: Link,
     netns: Netns,
-    host_ns: Netns,
     inner: Socket,
     pair: veth::Pair,
 }
@@ -113,7 +112,6 @@ fn attach(
         sandbox,
         bridge,
         netns,
-        host_ns,
         inner,
         pair,
     } = &mut links;
@@ -139,8 +137,8 @@ fn attach(
                     let link = match &vlan_gateway {
                         Some(link) => link.clone(),
                         None => {
-                            let (link, _) = bridge_link::ensure_vlan_gateway(host, host_ns, bridge, conf)
-                                .map_err(|e| {
+                            let (link, _) =
+                                bridge_link::ensure_vlan_gateway(host, bridge, conf).map_err(|e| {
                                     Error::internal("failed to create vlan interface")
                                         .with_details(e.to_string())
                                 })?;
@@ -229,30 +227,22 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
     let bridge = bridge_link::ensure(host, conf)?;
 
     let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
-    let host_ns = Netns::current().internal(|| "cannot open the host network namespace".to_string())?;
-    let mut inner = netns
-        .socket()
-        .internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
-
-    let pair = veth::create(
-        &mut inner,
-        host,
-        &host_ns,
-        &cmd.ifname,
-        conf.mtu,
-        conf.mac,
-        &bridge,
-    )?;
-    let host_name = pair.host.name.clone();
+    let host_end = veth::create(host, Some(&netns), &cmd.ifname, conf.mtu, conf.mac, &bridge)?;
+    let host_name = host_end.name.clone();
     undo.push(format!("veth {host_name}"), move |h| {
         h.delete_link_by_name(&host_name)
             .map(drop)
             .internal(|| format!("failed to delete {host_name:?}"))
     });
+    let mut inner = enter_container(&netns, &sandbox, &cmd.ifname, conf)?;
+    let inner_end = inner
+        .link_by_name(&cmd.ifname)
+        .internal(|| format!("failed to lookup {:?}", cmd.ifname))?;
+    let pair = veth::Pair {
+        inner: inner_end,
+        host: host_end,
+    };
     attach_port(host, &pair.host, conf)?;
-    if conf.is_layer3() {
-        l3::prepare_container(&netns, &cmd.ifname, conf.enable_dad)?;
-    }
 
     if conf.mac_spoof_chk {
         let id = spoofcheck::ref_id(&cmd.container_id, &cmd.ifname);
@@ -264,10 +254,25 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
         sandbox,
         bridge,
         netns,
-        host_ns,
         inner,
         pair,
     })
+}
+
+/// One visit of the container namespace, once its end of the pair is there: the socket that
+/// configures the container side from then on and, in layer-3 mode, the interface's sysctls
+/// that must be set before it has addresses ([`l3::container_sysctls`]).
+fn enter_container(netns: &Netns, sandbox: &str, ifname: &str, conf: &BridgeConf) -> Result<Socket> {
+    let socket = netns
+        .run(|| {
+            let socket = Socket::new();
+            if socket.is_ok() && conf.is_layer3() {
+                l3::container_sysctls(ifname, conf.enable_dad);
+            }
+            socket
+        })
+        .internal(|| format!("failed to enter netns {sandbox}"))?;
+    socket.internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))
 }
 
 fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {

@@ -4,7 +4,7 @@
 use cni::{Error, Result, ResultExt};
 use cni_net::link::BridgeSpec;
 use cni_net::sysctl::{self, conf_key};
-use cni_net::{Family, Link, LinkKind, Netns, Socket};
+use cni_net::{Family, Link, LinkKind, Socket};
 use ipnetwork::IpNetwork;
 
 use crate::config::BridgeConf;
@@ -102,12 +102,7 @@ pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force:
 /// The VLAN gateway interface `<bridge>.<vlan>`: one end of a host-side veth pair whose other end
 /// is a port of the bridge in the VLAN. Created (up) if missing. Returns it and whether it was
 /// created now.
-pub fn ensure_vlan_gateway(
-    host: &mut Socket,
-    host_ns: &Netns,
-    bridge: &Link,
-    conf: &BridgeConf,
-) -> Result<(Link, bool)> {
+pub fn ensure_vlan_gateway(host: &mut Socket, bridge: &Link, conf: &BridgeConf) -> Result<(Link, bool)> {
     let name = format!("{}.{}", bridge.name, conf.vlan);
     if let Some(link) = host
         .find_link_by_name(&name)
@@ -115,22 +110,23 @@ pub fn ensure_vlan_gateway(
     {
         return Ok((link, false));
     }
-    let mut inner = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
     let mtu = (bridge.mtu != 0).then_some(bridge.mtu);
-    let pair = veth::create(&mut inner, host, host_ns, &name, mtu, None, bridge).map_err(|e| {
+    let port = veth::create(host, None, &name, mtu, None, bridge).map_err(|e| {
         Error::internal(format!("failed to create vlan gateway {name:?}")).with_details(e.to_string())
     })?;
     let attached = (|| {
-        vlan::configure_port(host, &pair.host, conf.vlan, &[], conf.preserve_default_vlan)?;
-        host.set_link_up(pair.inner.index)
-            .internal(|| format!("failed to up {name:?}"))
+        vlan::configure_port(host, &port, conf.vlan, &[], conf.preserve_default_vlan)?;
+        let lookup = || format!("failed to lookup {name:?}");
+        let gateway = host.link_by_name(&name).internal(lookup)?;
+        host.set_link_up(gateway.index)
+            .internal(|| format!("failed to up {name:?}"))?;
+        host.link_by_index(gateway.index).internal(lookup)
     })();
-    if let Err(e) = attached {
-        let _ = host.delete_link(pair.inner.index);
-        return Err(e);
+    match attached {
+        Ok(link) => Ok((link, true)),
+        Err(e) => {
+            let _ = host.delete_link(port.index);
+            Err(e)
+        }
     }
-    let link = host
-        .link_by_index(pair.inner.index)
-        .internal(|| format!("failed to lookup {name:?}"))?;
-    Ok((link, true))
 }

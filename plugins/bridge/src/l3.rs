@@ -83,27 +83,24 @@ pub fn calc_gateways(result: &mut CniResult, conf: &BridgeConf) -> Gateways {
 
 /// The container interface's sysctls that do not depend on its addresses, set before there are
 /// any (so while IPAM runs): DAD off unless `enable_dad` (then enhanced DAD), ARP notifications.
-pub fn prepare_container(netns: &Netns, ifname: &str, enable_dad: bool) -> Result<()> {
-    netns
-        .run(|| {
-            let set = |family, setting: &str, value: &str| {
-                if let Ok(key) = conf_key(family, ifname, setting) {
-                    let _ = sysctl::write(&key, value);
-                }
-            };
-            if enable_dad {
-                set(Family::V6, "enhanced_dad", "1");
-                set(Family::V6, "accept_dad", "1");
-            } else {
-                set(Family::V6, "accept_dad", "0");
-            }
-            set(Family::V4, "arp_notify", "1");
-        })
-        .internal(|| format!("failed to enter netns {}", netns.path().display()))
+/// The calling thread must be in the container's namespace. Failures are ignored, as in Go.
+pub fn container_sysctls(ifname: &str, enable_dad: bool) {
+    let set = |family, setting: &str, value: &str| {
+        if let Ok(key) = conf_key(family, ifname, setting) {
+            let _ = sysctl::write(&key, value);
+        }
+    };
+    if enable_dad {
+        set(Family::V6, "enhanced_dad", "1");
+        set(Family::V6, "accept_dad", "1");
+    } else {
+        set(Family::V6, "accept_dad", "0");
+    }
+    set(Family::V4, "arp_notify", "1");
 }
 
 /// Configures the container interface (`index` in `netns`, through `inner`, a socket opened
-/// there), after [`prepare_container`]: IPv6 enabled when needed, addresses, link up, the DAD
+/// there), after [`container_sysctls`]: IPv6 enabled when needed, addresses, link up, the DAD
 /// settle wait only when DAD is on and there is an IPv6 gateway, then routes (a route without
 /// gateway takes its family's gateway).
 pub fn configure_container(

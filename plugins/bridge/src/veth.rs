@@ -1,13 +1,13 @@
-//! The veth pair: created from inside the container namespace, the container end named
-//! CNI_IFNAME and the host end `veth` + 8 hex characters placed directly in the host namespace.
+//! The veth pair: created from the host namespace in one request, the host end named `veth` +
+//! 8 hex characters, enslaved to the bridge and up, the other end named CNI_IFNAME placed
+//! directly in the container namespace.
 
 use std::os::fd::AsFd;
 
 use cni::{Error, Result, ResultExt};
+use cni_net::link::VethPort;
 use cni_net::sysctl::{self, conf_key};
 use cni_net::{Family, Link, MacAddr, Netns, Socket};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 /// How many random host-end names are tried before giving up (Go's number).
 const NAME_TRIES: usize = 10;
@@ -36,83 +36,57 @@ pub struct Pair {
     pub host: Link,
 }
 
-/// Creates `ifname` through `inner` (a socket of the namespace it goes in) with its peer, named
-/// `veth` + 8 random hex digits, in `host_ns`; the host end is enslaved to `bridge` and brought
-/// up in one request, with `accept_ra=0`. With `inner` being a host socket too this makes a
-/// pair inside the host (the VLAN gateway).
+/// Creates the pair through `host` (a socket of the host namespace): the host end, named
+/// `veth` + 8 random hex digits, enslaved to `bridge` and up, with `accept_ra=0`; the other
+/// end `ifname` (with `mac` when given) in `inner_ns`, or beside the host end when `None` (the
+/// VLAN gateway). Returns the host end; the pair exists from here on, so the caller registers
+/// its removal.
+///
+/// One `RTM_NEWLINK` replaces Go's creation from inside the container plus a lookup,
+/// `LinkSetUp` and `LinkSetMaster` of the host end: the kernel applies up and then the master
+/// as Go does, and removes both ends when either fails.
 pub fn create(
-    inner: &mut Socket,
     host: &mut Socket,
-    host_ns: &Netns,
+    inner_ns: Option<&Netns>,
     ifname: &str,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
     bridge: &Link,
-) -> Result<Pair> {
+) -> Result<Link> {
     let mut last_name = String::new();
     for _ in 0..NAME_TRIES {
-        let peer = random_name()?;
-        match inner.create_veth(ifname, &peer, Some(host_ns.as_fd()), mtu, mac) {
-            Ok(inner_link) => {
-                let host_link = match finish_host_end(host, &peer, bridge) {
-                    Ok(link) => link,
-                    Err(e) => {
-                        let _ = inner.delete_link(inner_link.index);
-                        return Err(e);
-                    }
-                };
-                return Ok(Pair {
-                    inner: inner_link,
-                    host: host_link,
-                });
+        let name = random_name()?;
+        let port = VethPort {
+            name: &name,
+            master: Some(bridge.index),
+            up: true,
+            peer_name: ifname,
+            peer_netns: inner_ns.map(AsFd::as_fd),
+            peer_mac: mac,
+            mtu,
+        };
+        match host.create_veth_port(&port) {
+            Ok(link) => {
+                if let Ok(key) = conf_key(Family::V6, &link.name, "accept_ra") {
+                    let _ = sysctl::write(&key, "0");
+                }
+                return Ok(link);
             }
             Err(e) if e.is_exists() => {
                 // Either our random name is taken in the host (try another) or CNI_IFNAME
                 // exists in the container (an error).
-                if host.find_link_by_name(&peer).ok().flatten().is_some() {
-                    last_name = peer;
+                if host.find_link_by_name(&name).ok().flatten().is_some() {
+                    last_name = name;
                     continue;
                 }
                 return Err(Error::internal(format!(
-                    "container veth name ({ifname:?}) peer provided ({peer:?}) already exists"
+                    "container veth name ({ifname:?}) peer provided ({name:?}) already exists"
                 )));
             }
             Err(e) => return Err(e).internal(|| "failed to make veth pair".to_string()),
         }
     }
     Err(Error::internal("failed to find a unique veth name").with_details(format!("last tried {last_name}")))
-}
-
-fn finish_host_end(host: &mut Socket, name: &str, bridge: &Link) -> Result<Link> {
-    let link = host
-        .link_by_name(name)
-        .internal(|| format!("failed to lookup {name:?}"))?;
-    enslave_and_up(host, link.index, bridge.index).internal(|| {
-        format!(
-            "failed to connect {name:?} to bridge {} and set it up",
-            bridge.name
-        )
-    })?;
-    if let Ok(key) = conf_key(Family::V6, name, "accept_ra") {
-        let _ = sysctl::write(&key, "0");
-    }
-    Ok(link)
-}
-
-/// One `RTM_SETLINK` that sets the master and the up flag (the kernel applies the master
-/// first), instead of Go's two.
-fn enslave_and_up(host: &mut Socket, index: u32, bridge: u32) -> cni_net::Result<()> {
-    host.request(RouteNetlinkMessage::SetLink(enslave_up_message(index, bridge)))
-        .map(drop)
-}
-
-fn enslave_up_message(index: u32, bridge: u32) -> LinkMessage {
-    let mut msg = LinkMessage::default();
-    msg.header.index = index;
-    msg.header.flags = LinkFlags::Up;
-    msg.header.change_mask = LinkFlags::Up;
-    msg.attributes.push(LinkAttribute::Controller(bridge));
-    msg
 }
 
 #[cfg(test)]
@@ -133,21 +107,5 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn one_message_enslaves_and_raises() {
-        use netlink_packet_core::Emitable;
-        let msg = enslave_up_message(7, 3);
-        let mut buf = vec![0u8; msg.buffer_len()];
-        msg.emit(&mut buf);
-        // ifinfomsg: family, pad, type, index 7, flags IFF_UP, change IFF_UP; then IFLA_MASTER 3.
-        assert_eq!(
-            buf,
-            [
-                0, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, //
-                8, 0, 10, 0, 3, 0, 0, 0
-            ]
-        );
     }
 }
