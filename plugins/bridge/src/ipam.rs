@@ -253,3 +253,92 @@ fn drain<R: Read>(pipe: &mut Option<R>, buf: &mut Vec<u8>) {
         Err(_) => *pipe = None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use cni::version::Version;
+
+    use super::*;
+
+    /// A throw-away CNI_PATH holding one shell-script plugin named `fake-ipam`.
+    struct FakePath(PathBuf);
+
+    impl FakePath {
+        fn new(tag: &str, script: &str) -> FakePath {
+            let dir = std::env::temp_dir().join(format!("rcni-bridge-ipam-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let plugin = dir.join("fake-ipam");
+            std::fs::write(&plugin, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            FakePath(dir)
+        }
+    }
+
+    impl Drop for FakePath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn cmd(path: &FakePath, stdin: Vec<u8>) -> CmdArgs {
+        CmdArgs {
+            command: Command::Add,
+            container_id: "c1".into(),
+            netns: None,
+            netns_state: None,
+            ifname: "eth0".into(),
+            raw_args: String::new(),
+            path: vec![path.0.clone()],
+            config: serde_json::from_slice(&stdin).unwrap(),
+            stdin,
+            version: Version::parse("1.0.0").unwrap(),
+        }
+    }
+
+    /// A config of about `size` bytes, larger than a pipe's buffer when asked.
+    fn config(size: usize) -> Vec<u8> {
+        let pad = "x".repeat(size);
+        serde_json::to_vec(
+            &serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge", "pad": pad}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_large_stdin_is_written_whole_while_the_plugin_runs() {
+        let path = FakePath::new(
+            "large",
+            r#"n=$(wc -c); echo "{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.1.0.$((n % 200 + 2))/24\"}]}""#,
+        );
+        let stdin = config(300 * 1024);
+        let expected = format!("10.1.0.{}/24", stdin.len() % 200 + 2);
+        let started = start_add("fake-ipam", &cmd(&path, stdin)).unwrap();
+        let result = started.finish().unwrap();
+        assert_eq!(result.ips[0].address.to_string(), expected);
+    }
+
+    #[test]
+    fn a_plugin_that_reads_nothing_and_fails_gives_its_error() {
+        let path = FakePath::new(
+            "fails",
+            r#"echo '{"cniVersion":"1.0.0","code":11,"msg":"no addresses left"}'; exit 1"#,
+        );
+        let err = start_add("fake-ipam", &cmd(&path, config(200 * 1024)))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert_eq!(err.code.0, 11);
+        assert_eq!(err.msg, "no addresses left");
+    }
+
+    #[test]
+    fn a_missing_plugin_is_an_error_at_start() {
+        let path = FakePath::new("missing", "exit 0");
+        assert!(start_add("no-such-ipam", &cmd(&path, config(10))).is_err());
+    }
+}
