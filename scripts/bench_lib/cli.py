@@ -33,7 +33,7 @@ def parse(argv):
     p.add_argument("--runs", type=int, help="timed runs per column (default: per scenario)")
     p.add_argument("--scenario", nargs="+", action="extend", metavar="NAME",
                    help="scenario names or globs (e.g. 'loopback-*', host-local-add-10000); default: all defaults")
-    p.add_argument("--rcni-dir", help="dir with our binaries (default: <repo>/target/<host>/release from scripts/build-release.sh, built if missing)")
+    p.add_argument("--rcni-dir", help="dir with our binaries (default: where scripts/build-release.sh puts them, target/<triple>/release, built if missing)")
     p.add_argument("--go-dir", default=GO_DIR, help="dir with the Go plugins (default: %(default)s)")
     p.add_argument("--no-go", action="store_true", help="skip the Go column")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per column first (default: %(default)s)")
@@ -56,13 +56,14 @@ def _cmd_out(argv, cwd=None):
 
 
 def _static_release_dir():
-    """Where scripts/build-release.sh puts the plugins: target/<host>/release."""
+    """Where scripts/build-release.sh puts the plugins (target/<triple>/release; it picks the
+    triple: musl when installed, else the host's)."""
     try:
-        out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
-        host = next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("host:"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
+        out = subprocess.run([os.path.join(REPO, "scripts", "build-release.sh"), "--dir"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
         return os.path.join(REPO, "target", "release")
-    return os.path.join(REPO, "target", host, "release")
+    return out or os.path.join(REPO, "target", "release")
 
 
 def _remove_stale_tmp():

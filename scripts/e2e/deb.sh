@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package `rcni-cni-plugins` (metadata in
 # packaging/deb/Cargo.toml) with cargo-deb from the static release binaries
-# in target/<host>/release, into target/debian/, then checks it:
+# in target/<triple>/release (scripts/build-release.sh's), into target/debian/,
+# then checks it:
 #   - `dpkg-deb -c`: exactly the five plugins in /usr/lib/cni and /opt/cni/bin
 #     (mode 755) plus the docs; `dpkg-deb -f`: the control fields;
 #   - the packed binaries are the ones built;
@@ -15,8 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARGO_DEB_VERSION=3.8.0
-host=$(rustc -vV | sed -n 's/^host: //p')
-src=$PWD/target/$host/release
+src=$(./scripts/build-release.sh --dir)
+target=$(basename "$(dirname "$src")")
 plugins=(bridge host-local loopback mesos-cni-port-mapper portmap)
 fail() { echo "   FAIL: $*" >&2; exit 1; }
 
@@ -32,10 +33,10 @@ T=$(mktemp -d /tmp/rcni-deb-e2e.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
 # --no-build: the binaries are scripts/build-release.sh's (static); with
-# --target cargo-deb reads the assets' target/release/ from target/<host>/release.
+# --target cargo-deb reads the assets' target/release/ from target/<triple>/release.
 # --no-strip: the release profile strips already.
 mkdir -p target/debian
-deb=$(cargo deb -p rcni-plugins-deb --no-build --no-strip --target "$host" -o target/debian/ 2>"$T/cargo-deb.err" | tail -n 1) ||
+deb=$(cargo deb -p rcni-plugins-deb --no-build --no-strip --target "$target" -o target/debian/ 2>"$T/cargo-deb.err" | tail -n 1) ||
   fail "cargo deb: $(cat "$T/cargo-deb.err")"
 [ -f "$deb" ] || fail "cargo deb made no package: $(cat "$T/cargo-deb.err")"
 echo "   built $deb ($(du -k "$deb" | cut -f1) KiB)"

@@ -90,7 +90,8 @@ impl NetfilterSocket {
     /// surfaces as [`Error::Io`] with `EAGAIN`. Best effort: without it waits are unbounded.
     fn set_recv_timeout(&self, secs: i64) {
         let tv = libc::timeval {
-            tv_sec: secs as libc::time_t,
+            // `as _`: time_t is i64 on glibc and deprecated as a name on musl.
+            tv_sec: secs as _,
             tv_usec: 0,
         };
         // SAFETY: the fd is a valid open socket owned by `self.socket`; the option value points
