@@ -6,7 +6,7 @@
 #
 # Installs loopback, host-local, bridge, portmap and mesos-cni-port-mapper,
 # built static and in release mode by scripts/build-release.sh (--no-build:
-# take them from target/<host>/release as they are; --from SRC: from SRC).
+# take them from where it puts them as they are; --from SRC: from SRC).
 # A binary of the same name that is not rcni's (for example Go's bridge) is
 # left alone unless --force is given; with --force it is kept as NAME.orig
 # (an existing, different NAME.orig is kept too, as NAME.orig.1, .2, ...),
@@ -80,7 +80,7 @@ if [ -z "$src" ]; then
   if [ "$build" -eq 1 ]; then
     src=$(./scripts/build-release.sh)
   else
-    src=target/$(rustc -vV | sed -n 's/^host: //p')/release
+    src=$(./scripts/build-release.sh --dir)
   fi
 fi
 for p in "${plugins[@]}"; do

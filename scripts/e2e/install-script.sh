@@ -4,10 +4,10 @@
 # kept as NAME.orig with it, a second foreign one kept as NAME.orig.1, and
 # --restore putting the original back. Needs no root.
 #
-#   scripts/e2e/install-script.sh [PLUGIN_DIR]   (default target/<host>/release)
+#   scripts/e2e/install-script.sh [PLUGIN_DIR]   (default: scripts/build-release.sh --dir)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-src=${1:-target/$(rustc -vV | sed -n 's/^host: //p')/release}
+src=${1:-$(./scripts/build-release.sh --dir)}
 plugins=(loopback host-local bridge portmap mesos-cni-port-mapper)
 
 T=$(mktemp -d /tmp/rcni-install-e2e.XXXXXX)

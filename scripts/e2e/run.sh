@@ -16,7 +16,7 @@ step() {
   awk -v s="$s" -v e="$(date +%s.%N)" -v n="$name" 'BEGIN { printf "== e2e: %s took %.1f s\n", n, e - s }'
 }
 step "release build (static)" sh -c './scripts/build-release.sh >/dev/null'
-src=$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release
+src=$(./scripts/build-release.sh --dir)
 step "install.sh" ./scripts/e2e/install-script.sh "$src"
 if [ "$(id -u)" -ne 0 ]; then
   echo "== e2e: Debian package and podman skipped (need root)" >&2
