@@ -307,17 +307,7 @@ pub struct ProcessExec;
 
 impl Exec for ProcessExec {
     fn exec_plugin(&self, plugin: &Path, inv: &Invocation) -> Result<Vec<u8>> {
-        let out = run_process(plugin, inv)?;
-        if inv.pass_stderr && !out.stderr.is_empty() {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(&out.stderr);
-            let _ = err.flush();
-        }
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(plugin_error(out.status, &out.stdout, &out.stderr))
-        }
+        Running::start(plugin, inv)?.finish()
     }
 }
 
@@ -427,149 +417,240 @@ fn drain<R: Read>(pipe: &mut Option<R>, buf: &mut Vec<u8>) {
 
 const POLL_READY: libc::c_short = libc::POLLIN | libc::POLLOUT | libc::POLLHUP | libc::POLLERR;
 
-/// Runs the plugin on the calling thread, without helper threads: one
-/// `poll(2)` loop writes stdin (non-blocking, so a plugin that reads
-/// nothing never blocks us), reads stdout and stderr as they come (so a
-/// plugin printing a lot never blocks either) and watches the plugin's exit
-/// through a pidfd, all against one deadline. The plugin's output is
-/// complete when both pipes reach EOF, which happens once every process
-/// holding them is gone; one that the plugin left running counts against
-/// the deadline and is killed with the rest of the group when it passes.
-/// Output arriving after the deadline is never read.
-fn run_process(plugin: &Path, inv: &Invocation) -> Result<ProcessOutput> {
-    run_process_with(plugin, inv, true)
+/// A plugin process started by [`Running::start`] and not yet waited for: the caller can do
+/// other work while the plugin runs (the bridge makes its links while its IPAM plugin
+/// allocates), then collect the answer with [`Running::finish`]. Dropping it unfinished kills
+/// the plugin's process group and reaps it.
+///
+/// [`Running::finish`] runs the plugin on the calling thread, without helper threads: one
+/// `poll(2)` loop writes stdin (non-blocking, so a plugin that reads nothing never blocks
+/// us), reads stdout and stderr as they come (so a plugin printing a lot never blocks
+/// either) and watches the plugin's exit through a pidfd, all against one deadline counted
+/// from the start. The plugin's output is complete when both pipes reach EOF, which happens
+/// once every process holding them is gone; one that the plugin left running counts against
+/// the deadline and is killed with the rest of the group when it passes. Output arriving
+/// after the deadline is never read.
+pub struct Running {
+    plugin: PathBuf,
+    inv: Invocation,
+    child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    pidfd: Option<OwnedFd>,
+    deadline: Option<Instant>,
+    written: usize,
 }
 
-/// [`run_process`]; `use_pidfd: false` takes the path of a kernel without
-/// pidfds (tested on every kernel).
-fn run_process_with(plugin: &Path, inv: &Invocation, use_pidfd: bool) -> Result<ProcessOutput> {
-    let mut child = spawn(plugin, inv)?;
-    let deadline = inv.timeout.map(|t| Instant::now() + t);
-    let io_err = |what: &str| Error::internal(format!("cannot {what} plugin {}", plugin.display()));
-    let fail = |child: &mut Child, e: Error| {
-        kill_group(child);
-        let _ = child.wait();
-        Err(e)
-    };
-
-    let (mut stdin, mut stdout, mut stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    if stdout.is_none() || stderr.is_none() {
-        return fail(&mut child, io_err("capture the output of"));
+impl Running {
+    /// Starts `plugin` for `inv` and writes as much of its stdin as the pipe takes now. An
+    /// error here (cannot execute, no pipes) is the one [`ProcessExec`] would return.
+    pub fn start(plugin: &Path, inv: &Invocation) -> Result<Running> {
+        Running::start_with(plugin, inv, true)
     }
-    if inv.stdin.is_empty() {
-        stdin = None;
-    } else if let Some(pipe) = &stdin
-        && nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).is_err()
-    {
-        return fail(&mut child, io_err("write to"));
-    }
-    let pidfd = if use_pidfd { pidfd_open(child.id()) } else { None };
-    let (mut out, mut err, mut written) = (Vec::new(), Vec::new(), 0usize);
-    let mut status: Option<ExitStatus> = None;
 
-    let mut expired = false;
-    loop {
-        let output_done = stdout.is_none() && stderr.is_none();
-        if output_done && (status.is_some() || pidfd.is_none()) {
-            break;
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            expired = true;
-            break;
-        }
-        let fd = |p: Option<BorrowedFd<'_>>, events| libc::pollfd {
-            fd: p.map_or(-1, |p| p.as_raw_fd()),
-            events,
-            revents: 0,
+    /// [`Running::start`]; `use_pidfd: false` takes the path of a kernel without pidfds
+    /// (tested on every kernel).
+    fn start_with(plugin: &Path, inv: &Invocation, use_pidfd: bool) -> Result<Running> {
+        let mut child = spawn(plugin, inv)?;
+        let deadline = inv.timeout.map(|t| Instant::now() + t);
+        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let pidfd = if use_pidfd { pidfd_open(child.id()) } else { None };
+        let mut running = Running {
+            plugin: plugin.to_path_buf(),
+            inv: inv.clone(),
+            child: Some(child),
+            stdin,
+            stdout,
+            stderr,
+            pidfd,
+            deadline,
+            written: 0,
         };
-        let mut fds = [
-            fd(stdin.as_ref().map(AsFd::as_fd), libc::POLLOUT),
-            fd(stdout.as_ref().map(AsFd::as_fd), libc::POLLIN),
-            fd(stderr.as_ref().map(AsFd::as_fd), libc::POLLIN),
-            fd(
-                pidfd.as_ref().filter(|_| status.is_none()).map(AsFd::as_fd),
-                libc::POLLIN,
-            ),
-        ];
-        match poll(&mut fds, left) {
-            Ok(true) => {}
-            Ok(false) => {
+        if running.stdout.is_none() || running.stderr.is_none() {
+            return Err(running.abort(running.io_err("capture the output of")));
+        }
+        if running.inv.stdin.is_empty() {
+            running.stdin = None;
+        } else if let Some(pipe) = &running.stdin
+            && nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).is_err()
+        {
+            return Err(running.abort(running.io_err("write to")));
+        }
+        running.write_stdin(false);
+        Ok(running)
+    }
+
+    /// Waits for the plugin and returns its stdout; a plugin that failed is its error (the
+    /// error object it printed, else one made from its stderr). With
+    /// [`Invocation::pass_stderr`] its stderr is copied to ours.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let pass_stderr = self.inv.pass_stderr;
+        let out = self.output()?;
+        if pass_stderr && !out.stderr.is_empty() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(&out.stderr);
+            let _ = err.flush();
+        }
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(plugin_error(out.status, &out.stdout, &out.stderr))
+        }
+    }
+
+    fn io_err(&self, what: &str) -> Error {
+        Error::internal(format!("cannot {what} plugin {}", self.plugin.display()))
+    }
+
+    /// Kills the plugin's process group, reaps the plugin and returns `e`.
+    fn abort(&mut self, e: Error) -> Error {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+            let _ = child.wait();
+        }
+        e
+    }
+
+    /// Writes what the stdin pipe takes now; closes it when all is written or the plugin
+    /// went away (`hung_up`, or EPIPE: a plugin may exit without reading stdin, which is no
+    /// error of ours).
+    fn write_stdin(&mut self, hung_up: bool) {
+        let Some(pipe) = &mut self.stdin else { return };
+        if !hung_up {
+            match pipe.write(self.inv.stdin.get(self.written..).unwrap_or_default()) {
+                Ok(n) => self.written += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => self.written = self.inv.stdin.len(),
+            }
+        }
+        if hung_up || self.written >= self.inv.stdin.len() {
+            self.stdin = None;
+        }
+    }
+
+    /// The poll loop, then the exit status.
+    fn output(mut self) -> Result<ProcessOutput> {
+        let Some(mut child) = self.child.take() else {
+            return Err(self.io_err("run"));
+        };
+        let fail = |child: &mut Child, e: Error| {
+            kill_group(child);
+            let _ = child.wait();
+            Err(e)
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut status: Option<ExitStatus> = None;
+        let mut expired = false;
+        loop {
+            let output_done = self.stdout.is_none() && self.stderr.is_none();
+            if output_done && (status.is_some() || self.pidfd.is_none()) {
+                break;
+            }
+            let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
                 expired = true;
                 break;
             }
-            Err(e) => return fail(&mut child, io_err("wait for").with_details(e.to_string())),
-        }
-        let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents & POLL_READY != 0);
-        if ready(0) {
-            // A plugin may exit without reading stdin: the write then fails
-            // (EPIPE), which is no error of ours; stdin is just closed.
-            let hung_up = fds
-                .first()
-                .is_some_and(|f| f.revents & (libc::POLLERR | libc::POLLHUP) != 0);
-            if let (Some(pipe), false) = (&mut stdin, hung_up) {
-                match pipe.write(inv.stdin.get(written..).unwrap_or_default()) {
-                    Ok(n) => written += n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(_) => written = inv.stdin.len(),
+            let fd = |p: Option<BorrowedFd<'_>>, events| libc::pollfd {
+                fd: p.map_or(-1, |p| p.as_raw_fd()),
+                events,
+                revents: 0,
+            };
+            let mut fds = [
+                fd(self.stdin.as_ref().map(AsFd::as_fd), libc::POLLOUT),
+                fd(self.stdout.as_ref().map(AsFd::as_fd), libc::POLLIN),
+                fd(self.stderr.as_ref().map(AsFd::as_fd), libc::POLLIN),
+                fd(
+                    self.pidfd.as_ref().filter(|_| status.is_none()).map(AsFd::as_fd),
+                    libc::POLLIN,
+                ),
+            ];
+            match poll(&mut fds, left) {
+                Ok(true) => {}
+                Ok(false) => {
+                    expired = true;
+                    break;
+                }
+                Err(e) => return fail(&mut child, self.io_err("wait for").with_details(e.to_string())),
+            }
+            let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents & POLL_READY != 0);
+            if ready(0) {
+                let hung_up = fds
+                    .first()
+                    .is_some_and(|f| f.revents & (libc::POLLERR | libc::POLLHUP) != 0);
+                self.write_stdin(hung_up);
+            }
+            if ready(1) {
+                drain(&mut self.stdout, &mut out);
+            }
+            if ready(2) {
+                drain(&mut self.stderr, &mut err);
+            }
+            if ready(3) {
+                match child.try_wait() {
+                    Ok(s) => status = s,
+                    Err(e) => return fail(&mut child, self.io_err("wait for").with_details(e.to_string())),
                 }
             }
-            if hung_up || written >= inv.stdin.len() {
-                stdin = None;
-            }
         }
-        if ready(1) {
-            drain(&mut stdout, &mut out);
-        }
-        if ready(2) {
-            drain(&mut stderr, &mut err);
-        }
-        if ready(3) {
-            match child.try_wait() {
-                Ok(s) => status = s,
-                Err(e) => return fail(&mut child, io_err("wait for").with_details(e.to_string())),
-            }
-        }
-    }
-    drop(stdin);
+        self.stdin = None;
 
-    if expired {
-        // The plugin (or what it started) still holds its output or still runs.
-        let exited = status.is_some() || matches!(child.try_wait(), Ok(Some(_)));
-        kill_group(&mut child);
-        let _ = child.wait();
-        let timeout = inv.timeout.unwrap_or_default();
-        return Err(if exited {
-            timed_out(plugin, timeout).with_details(
-                "the plugin exited but processes it started kept its output open; they were killed",
-            )
-        } else {
-            timed_out(plugin, timeout)
-        });
-    }
-    let status = match (status, deadline, inv.timeout) {
-        (Some(status), _, _) => status,
-        // No pidfd: the output is complete, wait for the exit as before.
-        (None, Some(deadline), Some(timeout)) => {
-            match child.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(Some(status)) => status,
-                Ok(None) => return fail(&mut child, timed_out(plugin, timeout)),
-                Err(e) => return fail(&mut child, io_err("wait for").with_details(e.to_string())),
-            }
+        let plugin = self.plugin.as_path();
+        if expired {
+            // The plugin (or what it started) still holds its output or still runs.
+            let exited = status.is_some() || matches!(child.try_wait(), Ok(Some(_)));
+            kill_group(&mut child);
+            let _ = child.wait();
+            let timeout = self.inv.timeout.unwrap_or_default();
+            return Err(if exited {
+                timed_out(plugin, timeout).with_details(
+                    "the plugin exited but processes it started kept its output open; they were killed",
+                )
+            } else {
+                timed_out(plugin, timeout)
+            });
         }
-        (None, _, _) => child
-            .wait()
-            .map_err(|e| io_err("wait for").with_details(e.to_string()))?,
-    };
-    Ok(ProcessOutput {
-        status,
-        stdout: out,
-        stderr: err,
-    })
+        let status = match (status, self.deadline, self.inv.timeout) {
+            (Some(status), _, _) => status,
+            // No pidfd: the output is complete, wait for the exit as before.
+            (None, Some(deadline), Some(timeout)) => {
+                match child.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(Some(status)) => status,
+                    Ok(None) => return fail(&mut child, timed_out(plugin, timeout)),
+                    Err(e) => return fail(&mut child, self.io_err("wait for").with_details(e.to_string())),
+                }
+            }
+            (None, _, _) => child
+                .wait()
+                .map_err(|e| self.io_err("wait for").with_details(e.to_string()))?,
+        };
+        Ok(ProcessOutput {
+            status,
+            stdout: out,
+            stderr: err,
+        })
+    }
+}
+
+impl Drop for Running {
+    /// An unfinished plugin (the caller gave up on it) is killed and reaped.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the plugin to the end on the calling thread (see [`Running`]).
+#[cfg(test)]
+fn run_process_with(plugin: &Path, inv: &Invocation, use_pidfd: bool) -> Result<ProcessOutput> {
+    Running::start_with(plugin, inv, use_pidfd)?.output()
 }
 
 /// Go's rendering of an exit: `exit status 1`, `signal: 9`.
