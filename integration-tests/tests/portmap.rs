@@ -694,3 +694,47 @@ fn our_bridge_and_host_local_then_portmap_reach_from_host_localhost_and_neighbou
     w.detach("pmr-c1", &c1);
     w.detach("pmr-c2", &c2);
 }
+
+#[test]
+fn nftables_del_removes_only_its_own_elements_even_after_its_port_went_to_another() {
+    if skip() {
+        return;
+    }
+    let w = World::new();
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let p1 = w.attach("pm-own-a", &c1);
+    let p2 = w.attach("pm-own-b", &c2);
+    let pm = rcni_plugin("portmap");
+    let conf_a = pm_conf("nftables", &p1);
+    let conf_b = pm_conf("nftables", &p2);
+    w.portmap(&pm, "ADD", "pm-own-a", &c1, &conf_a).assert_ok();
+    w.portmap(&pm, "DEL", "pm-own-a", &c1, &conf_a).assert_ok();
+    // The ports go to b; a runtime retries a's DEL (with a's config, same ports).
+    w.portmap(&pm, "ADD", "pm-own-b", &c2, &conf_b).assert_ok();
+    w.portmap(&pm, "DEL", "pm-own-a", &c1, &conf_a).assert_ok();
+    let ruleset = w.host_sh("nft list ruleset");
+    assert!(
+        ruleset.contains(" pm-own-b\""),
+        "b's elements survive a's DEL: {ruleset}"
+    );
+    w.portmap(&pm, "CHECK", "pm-own-b", &c2, &conf_b).assert_ok();
+    let _l = Listeners::start(&c2);
+    assert_eq!(
+        reach(w.host.name(), &w.gw, 18080, 15353),
+        (true, true),
+        "b still published"
+    );
+    // A DEL without port mappings finds b's elements by listing.
+    let mut bare = conf_b.clone();
+    bare.as_object_mut().unwrap().remove("runtimeConfig");
+    w.portmap(&pm, "DEL", "pm-own-b", &c2, &bare).assert_ok();
+    let ruleset = w.host_sh("nft list ruleset");
+    assert!(!ruleset.contains("cni-dn-"), "{ruleset}");
+    assert_eq!(
+        reach(w.host.name(), &w.gw, 18080, 15353),
+        (false, false),
+        "after DEL"
+    );
+    w.detach("pm-own-a", &c1);
+    w.detach("pm-own-b", &c2);
+}
