@@ -54,29 +54,38 @@ fn pipe() -> (std::fs::File, OwnedFd) {
     (std::fs::File::from(r), w)
 }
 
-/// Reads `r` to EOF within `limit`, or panics.
-fn eof_within(mut r: std::fs::File, limit: Duration) {
+/// Reads `r` to EOF on a thread; the receiver gets the instant of the EOF.
+fn eof_at(mut r: std::fs::File) -> std::sync::mpsc::Receiver<Instant> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = r.read_to_end(&mut buf);
-        let _ = tx.send(());
+        let _ = tx.send(Instant::now());
     });
-    rx.recv_timeout(limit)
-        .expect("EOF: every copy of the write end closed");
+    rx
 }
 
 #[test]
 fn hand_over_keeps_only_the_given_descriptors_and_exits() {
-    // A descriptor not handed over: the child must close its copy at once, so once the test
-    // closes its own, the reader sees EOF even though the child is still around.
+    // A descriptor not handed over: the child closes its copy at once, so once the test
+    // closes its own, the reader sees EOF while the child still waits its grace periods.
     let (other_r, other_w) = pipe();
-    // A descriptor handed over: its write end lives on in the child until the child exits.
+    // A descriptor handed over: its write end lives on in the child until the child exits,
+    // after at least one RCU grace period.
     let (kept_r, kept_w) = pipe();
-    let start = Instant::now();
+    let (other_eof, kept_eof) = (eof_at(other_r), eof_at(kept_r));
     detach::hand_over(vec![kept_w]);
     drop(other_w);
-    eof_within(other_r, Duration::from_secs(5));
-    eof_within(kept_r, Duration::from_secs(5));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    let limit = Duration::from_secs(5);
+    let other = other_eof
+        .recv_timeout(limit)
+        .expect("EOF of the descriptor not handed over");
+    let kept = kept_eof
+        .recv_timeout(limit)
+        .expect("EOF of the handed-over descriptor: the child exits");
+    // Had the child kept every descriptor, both EOFs would come together when it exits.
+    assert!(
+        kept.saturating_duration_since(other) > Duration::from_millis(1),
+        "the child closed what it was not given before its grace-period wait"
+    );
 }
