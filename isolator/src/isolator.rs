@@ -220,6 +220,10 @@ impl Isolator {
         };
         for state in states {
             let name = state.container_id.to_string();
+            if let Err(why) = state.container_id.validate() {
+                report.failed.push((name, why));
+                continue;
+            }
             match self.recover_dir(&root, &name, &state.container_id, Some(state), &mut report) {
                 Ok(true) => report.recovered.push(state.container_id.clone()),
                 Ok(false) => {}
@@ -354,6 +358,9 @@ impl Isolator {
     /// Decides the container's networks and namespaces (Mesos's `prepare`).
     /// `None`: the container stays in the host's namespaces.
     pub fn prepare(&self, id: &ContainerId, config: &ContainerConfig) -> Result<Option<LaunchInfo>> {
+        // The ID names a directory below the root and is the plugins'
+        // CNI_CONTAINERID: check it before anything is kept or written.
+        id.validate().map_err(Error::Invalid)?;
         if lock(&self.infos).contains_key(id) {
             return Err(Error::Invalid(format!(
                 "container {id} has already been prepared"

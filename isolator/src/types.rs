@@ -13,7 +13,13 @@ use std::path::PathBuf;
 
 /// A container ID with its ancestry (Mesos's `ContainerID`). A nested
 /// container's string form joins the chain with dots: `parent.child`.
+///
+/// The dotted form names a directory below the isolator's root and is passed
+/// to plugins as `CNI_CONTAINERID`, so every part must be a CNI identifier
+/// without dots (see [`ContainerId::validate`]); JSON input is checked on
+/// deserialization, the dotted form by [`ContainerId::parse`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RawContainerId")]
 pub struct ContainerId {
     /// This container's own part of the ID.
     pub value: String,
@@ -40,19 +46,43 @@ impl ContainerId {
     }
 
     /// Parses the dotted form (`a.b.c` is `c` nested in `b` nested in `a`),
-    /// which is how container directories are named.
+    /// which is how container directories are named. `None` for anything
+    /// [`ContainerId::validate`] rejects.
     pub fn parse(dotted: &str) -> Option<ContainerId> {
         let mut id: Option<ContainerId> = None;
         for part in dotted.split('.') {
-            if part.is_empty() {
-                return None;
-            }
             id = Some(match id {
                 None => ContainerId::new(part),
                 Some(parent) => ContainerId::nested(&parent, part),
             });
         }
-        id
+        id.filter(|id| id.validate().is_ok())
+    }
+
+    /// Checks that the ID is safe as a directory name and as
+    /// `CNI_CONTAINERID`: every part starts with a letter or digit and holds
+    /// only letters, digits, `_` and `-` (CNI's identifier rule, minus the
+    /// `.` that separates the parts), and the dotted form fits one path
+    /// component (255 bytes). So no part can be empty, `.`/`..`, absolute,
+    /// hold a `/`, white space, a NUL or a new line. Mesos's own IDs (UUIDs)
+    /// always pass.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let mut id = Some(self);
+        let mut len = 0usize;
+        while let Some(c) = id {
+            if !is_id_part(&c.value) {
+                return Err(format!(
+                    "invalid container ID part {:?}: must start with a letter or digit and hold only letters, digits, '_' and '-'",
+                    c.value
+                ));
+            }
+            len += c.value.len() + 1;
+            id = c.parent.as_deref();
+        }
+        if len - 1 > MAX_ID_LEN {
+            return Err(format!("container ID is longer than {MAX_ID_LEN} bytes"));
+        }
+        Ok(())
     }
 
     /// The top of the nesting chain.
@@ -67,6 +97,42 @@ impl ContainerId {
     /// True for a nested container.
     pub fn has_parent(&self) -> bool {
         self.parent.is_some()
+    }
+}
+
+/// The longest dotted ID: one path component (`NAME_MAX`).
+const MAX_ID_LEN: usize = 255;
+
+fn is_id_part(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The unchecked JSON shape of a [`ContainerId`].
+#[derive(Deserialize)]
+struct RawContainerId {
+    value: String,
+    #[serde(default)]
+    parent: Option<Box<RawContainerId>>,
+}
+
+impl RawContainerId {
+    fn into_id(self) -> ContainerId {
+        ContainerId {
+            value: self.value,
+            parent: self.parent.map(|p| Box::new(p.into_id())),
+        }
+    }
+}
+
+impl TryFrom<RawContainerId> for ContainerId {
+    type Error = String;
+
+    fn try_from(raw: RawContainerId) -> std::result::Result<Self, String> {
+        let id = raw.into_id();
+        id.validate()?;
+        Ok(id)
     }
 }
 
@@ -313,6 +379,40 @@ mod tests {
         assert_eq!(id.to_string(), "a.b.c");
         assert!(ContainerId::parse("a..b").is_none());
         assert!(ContainerId::parse("").is_none());
+    }
+
+    #[test]
+    fn hostile_ids_are_rejected() {
+        let long = "a".repeat(256);
+        for bad in [
+            "/some/abs/path",
+            "a b",
+            "../x",
+            "a/b",
+            "a\nb",
+            "a\0b",
+            ".",
+            "..",
+            "-a",
+            "a.-b",
+            "a.b.",
+            long.as_str(),
+        ] {
+            assert!(ContainerId::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(ContainerId::parse(&"a".repeat(255)).is_some());
+        assert!(ContainerId::parse("5f0c1d2e-aaaa-4bbb-8ccc-0123456789ab.child_1").is_some());
+        // JSON input is checked as well, at every level of the chain.
+        for bad in [
+            r#"{"value":"/etc"}"#,
+            r#"{"value":"a.b"}"#,
+            r#"{"value":"ok","parent":{"value":".."}}"#,
+            r#"{"value":""}"#,
+        ] {
+            assert!(serde_json::from_str::<ContainerId>(bad).is_err(), "{bad}");
+        }
+        let id: ContainerId = serde_json::from_str(r#"{"value":"c","parent":{"value":"p"}}"#).unwrap();
+        assert_eq!(id.to_string(), "p.c");
     }
 
     #[test]

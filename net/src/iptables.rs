@@ -71,6 +71,13 @@ pub enum IptablesError {
         stderr: String,
         input: String,
     },
+    /// The lock of [`IptablesRunner::update`] could not be taken.
+    #[error("cannot lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A line of `iptables-save` output could not be parsed.
     #[error("cannot parse iptables-save output: {0}")]
     Parse(String),
@@ -134,6 +141,36 @@ impl IptablesRunner {
         })
     }
 
+    /// Reads `table`, lets `build` turn it into a batch (`None`: nothing to change) and
+    /// applies it, as one read-modify-write.
+    ///
+    /// A batch is planned from a reading (`-N` only for chains the reading lacks, `-D` only for
+    /// rules it has), so two writers that read before either wrote collide: the second fails
+    /// with "Chain already exists" or a missing rule. Our own plugins are serialized by an
+    /// exclusive lock on [`UPDATE_LOCK`] held from the reading to the end of the restore; a
+    /// writer that does not take it (Go's plugins, an operator) is met by reading again and
+    /// rebuilding, up to [`UPDATE_ATTEMPTS`] times. The lock is only ours; the kernel's own
+    /// xtables lock is still taken by `iptables-restore --wait`.
+    pub fn update<E>(
+        &self,
+        family: Family,
+        table: &str,
+        mut build: impl FnMut(&SavedTable) -> Result<Option<RestoreBatch>, E>,
+    ) -> Result<(), UpdateError<E>> {
+        let _lock = update_lock().map_err(UpdateError::Iptables)?;
+        let mut attempt = 1;
+        loop {
+            let saved = self.save(family, table).map_err(UpdateError::Iptables)?;
+            let Some(batch) = build(&saved).map_err(UpdateError::Build)? else {
+                return Ok(());
+            };
+            match self.restore(family, &batch) {
+                Err(e) if attempt < UPDATE_ATTEMPTS && e.is_concurrent_change() => attempt += 1,
+                other => return other.map_err(UpdateError::Iptables),
+            }
+        }
+    }
+
     fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, IptablesError> {
         let binary = find_binary(program)?;
         let mut cmd = match &self.netns {
@@ -170,6 +207,79 @@ impl IptablesRunner {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// The lock file that serializes [`IptablesRunner::update`]s of rcni's plugins.
+pub const UPDATE_LOCK: &str = "/run/lock/rcni-iptables.lock";
+
+/// How often [`IptablesRunner::update`] reads and tries again after a concurrent writer.
+pub const UPDATE_ATTEMPTS: u32 = 5;
+
+fn update_lock() -> Result<std::fs::File, IptablesError> {
+    let path = Path::new(UPDATE_LOCK);
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    };
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // /run/lock is missing in some minimal containers.
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            open()
+        }
+        other => other,
+    }
+    .map_err(|source| IptablesError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    file.lock().map_err(|source| IptablesError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(file)
+}
+
+/// Why [`IptablesRunner::update`] failed: reading or writing the table, or the caller's own
+/// planning.
+#[derive(Debug)]
+pub enum UpdateError<E> {
+    /// `iptables-save`, `iptables-restore` or the lock failed.
+    Iptables(IptablesError),
+    /// `build` failed.
+    Build(E),
+}
+
+impl IptablesError {
+    /// True when a restore failed because another writer changed the table between our
+    /// reading and our batch: a chain our batch creates now exists, or a rule or chain it
+    /// deletes or refers to is gone.
+    pub fn is_concurrent_change(&self) -> bool {
+        let IptablesError::Failed { stderr, .. } = self else {
+            return false;
+        };
+        ["already exists", "No chain/target/match by that name", "does a matching rule exist", "Chain is not empty"]
+            .iter()
+            .any(|m| stderr.contains(m))
+    }
+
+    /// True when the error says the table (or the family's tools) cannot exist on this host,
+    /// so that it cannot hold any rule: the tools are not installed, or the kernel has no such
+    /// table.
+    pub fn is_absent(&self) -> bool {
+        match self {
+            IptablesError::NotFound(_) => true,
+            IptablesError::Failed { stderr, .. } => {
+                stderr.contains("Table does not exist") || stderr.contains("can't initialize")
+            }
+            _ => false,
+        }
     }
 }
 

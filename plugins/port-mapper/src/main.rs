@@ -39,6 +39,7 @@ fn run() -> Result<Option<serde_json::Value>, MapperError> {
         }
     };
     let container_id = required("CNI_CONTAINERID")?;
+    rules::check_container_id(&container_id)?;
     let ifname = required("CNI_IFNAME")?;
     let path = required("CNI_PATH")?;
     let netns = if command == Command::Add {

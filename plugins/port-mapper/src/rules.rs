@@ -3,7 +3,7 @@
 //! layout (an attachment chain, without masquerading, as Mesos has none).
 
 use crate::config::{MapperConf, MapperError, code};
-use cni_net::iptables::{IptablesRunner, RestoreBatch, SavedTable};
+use cni_net::iptables::{IptablesRunner, RestoreBatch, SavedTable, UpdateError};
 use ipnetwork::IpNetwork;
 use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, PortMapConf};
 use portmap::iptables_backend::{Rule, ip_port, iptables_error, net_family};
@@ -13,6 +13,32 @@ use portmap::nft_backend::NftBackend;
 /// Mesos's comment tag.
 pub fn comment(container_id: &str) -> String {
     format!("container_id: {container_id}")
+}
+
+/// The longest comment the kernel keeps (`XT_MAX_COMMENT_LEN` less the NUL);
+/// iptables cuts longer ones, so a rule tagged with a longer one could not
+/// be found again by its tag.
+pub const MAX_COMMENT_LEN: usize = 255;
+
+/// The longest container ID whose tag fits in [`MAX_COMMENT_LEN`].
+pub const MAX_CONTAINER_ID_LEN: usize = MAX_COMMENT_LEN - "container_id: ".len();
+
+/// Checks `CNI_CONTAINERID` before any of it reaches an `iptables-restore`
+/// batch or a comment: CNI's identifier rule (letters, digits, `_`, `.`,
+/// `-`; so no new line, quote or space can add lines or words to the
+/// batch) and a length whose tag iptables keeps whole.
+pub fn check_container_id(id: &str) -> Result<(), MapperError> {
+    cni::validate::container_id(id).map_err(|e| MapperError::new(code::BAD_ARGS, e.msg))?;
+    if id.len() > MAX_CONTAINER_ID_LEN {
+        return Err(MapperError::new(
+            code::BAD_ARGS,
+            format!(
+                "container ID is {} bytes long; at most {MAX_CONTAINER_ID_LEN} fit in the rule comment",
+                id.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn s(x: &str) -> String {
@@ -184,10 +210,11 @@ pub fn add(conf: &MapperConf, container_id: &str, addrs: &[IpNetwork]) -> Result
             let runner = IptablesRunner::host();
             for addr in addrs {
                 let family = net_family(IpFamily::of(addr.ip()));
-                let saved = runner.save(family, "nat").map_err(ipt_fail)?;
                 runner
-                    .restore(family, &add_batch(&saved, conf, container_id, *addr))
-                    .map_err(ipt_fail)?;
+                    .update(family, "nat", |saved| {
+                        Ok::<_, MapperError>(Some(add_batch(saved, conf, container_id, *addr)))
+                    })
+                    .map_err(update_fail)?;
             }
         }
         Backend::Nftables => {
@@ -202,18 +229,33 @@ pub fn add(conf: &MapperConf, container_id: &str, addrs: &[IpNetwork]) -> Result
     Ok(())
 }
 
+fn update_fail(e: UpdateError<MapperError>) -> MapperError {
+    match e {
+        UpdateError::Iptables(e) => ipt_fail(e),
+        UpdateError::Build(e) => e,
+    }
+}
+
+/// Whether a failed read or change of a family's nat table may be passed over by DEL:
+/// only when that family cannot hold rules at all (its tools or its nat table are absent).
+/// Every other failure, an unreadable or unparsable `iptables-save` among them, is an
+/// error, since DEL cannot know what it would have removed.
+pub fn del_result(res: Result<(), UpdateError<MapperError>>) -> Result<(), MapperError> {
+    match res {
+        Err(UpdateError::Iptables(e)) if e.is_absent() => Ok(()),
+        other => other.map_err(update_fail),
+    }
+}
+
 /// Removes the container's rules (both families); nothing there is success.
 pub fn del(conf: &MapperConf, container_id: &str) -> Result<(), MapperError> {
     match backend(conf)? {
         Backend::Iptables => {
             let runner = IptablesRunner::host();
             for family in [cni_net::Family::V4, cni_net::Family::V6] {
-                let Ok(saved) = runner.save(family, "nat") else {
-                    continue;
-                };
-                if let Some(batch) = del_batch(&saved, &conf.chain, container_id) {
-                    runner.restore(family, &batch).map_err(ipt_fail)?;
-                }
+                del_result(runner.update(family, "nat", |saved| {
+                    Ok::<_, MapperError>(del_batch(saved, &conf.chain, container_id))
+                }))?;
             }
         }
         Backend::Nftables => {
@@ -299,5 +341,32 @@ mod tests {
             ["iifname", "!=", "eth1", "iifname", "!=", "eth2"]
         );
         assert!(!pm.snat);
+    }
+
+    #[test]
+    fn hostile_container_ids_are_refused() {
+        for bad in [
+            "c1\n-N EVIL\n-A PREROUTING -j EVIL",
+            "c1\" -j ACCEPT",
+            "a b",
+            "../x",
+            "",
+        ] {
+            assert_eq!(check_container_id(bad).unwrap_err().code, code::BAD_ARGS, "{bad:?}");
+        }
+        let longest = "a".repeat(MAX_CONTAINER_ID_LEN);
+        assert!(check_container_id(&longest).is_ok());
+        assert_eq!(comment(&longest).len(), MAX_COMMENT_LEN);
+        assert!(check_container_id(&format!("{longest}a")).is_err());
+    }
+
+    #[test]
+    fn del_fails_when_the_nat_table_cannot_be_read() {
+        use cni_net::iptables::IptablesError;
+        let ipt = |e| Err(UpdateError::Iptables(e));
+        assert!(del_result(ipt(IptablesError::NotFound("ip6tables-save".into()))).is_ok());
+        let parse = del_result(ipt(IptablesError::Parse("line 3: unbalanced quote".into())));
+        assert_eq!(parse.unwrap_err().code, code::PORTMAP);
+        assert!(del_result(Ok(())).is_ok());
     }
 }

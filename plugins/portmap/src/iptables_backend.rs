@@ -18,7 +18,7 @@
 use crate::config::PortMapConf;
 use crate::mapping::{Attachment, IpFamily, PortMapping};
 use cni::{Code, Error, Result};
-use cni_net::iptables::{IptablesError, IptablesRunner, RestoreBatch, SavedTable, quote_arg};
+use cni_net::iptables::{IptablesError, IptablesRunner, RestoreBatch, SavedTable, UpdateError, quote_arg};
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -438,44 +438,50 @@ impl IptablesBackend {
             .map_err(|e| iptables_error("unable to read the iptables nat table", &e))
     }
 
-    fn restore(&self, family: IpFamily, batch: &RestoreBatch, what: &str) -> Result<()> {
+    /// One read-modify-write of the nat table of `family` (see [`IptablesRunner::update`]:
+    /// serialized with our other plugins, re-read after a concurrent writer).
+    fn update(
+        &self,
+        family: IpFamily,
+        what: &str,
+        build: impl FnMut(&SavedTable) -> Result<Option<RestoreBatch>>,
+    ) -> Result<()> {
         self.runner
-            .restore(net_family(family), batch)
-            .map_err(|e| iptables_error(what, &e))
+            .update(net_family(family), "nat", build)
+            .map_err(|e| match e {
+                UpdateError::Iptables(e) => iptables_error(what, &e),
+                UpdateError::Build(e) => e,
+            })
     }
 
     /// Sets up forwarding to `container` (one family): one save, one restore.
     pub fn add(&self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
-        let family = IpFamily::of(container.ip());
-        let saved = self.save_nat(family)?;
-        let batch = add_batch(&saved, conf, att, container);
-        self.restore(
-            family,
-            &batch,
+        self.update(
+            IpFamily::of(container.ip()),
             "unable to set up iptables rules for port mappings",
+            |saved| Ok(Some(add_batch(saved, conf, att, container))),
         )
     }
 
-    /// Removes the container's rules in both families; a family whose
-    /// iptables is unusable is skipped unless both are.
+    /// Removes the container's rules in both families. Only a family that cannot hold
+    /// rules (its tools or its nat table are absent) is skipped; any other failure to read
+    /// or change a table is an error, so a DEL that succeeds left nothing behind.
     pub fn del(&self, att: &Attachment) -> Result<()> {
-        let mut errors = Vec::new();
-        let mut usable = 0;
         for family in [IpFamily::V4, IpFamily::V6] {
-            let saved = match self.save_nat(family) {
-                Ok(saved) => saved,
-                Err(e) => {
-                    errors.push(format!("{}: {}", e.msg, e.details));
-                    continue;
+            let res = self.runner.update(net_family(family), "nat", |saved| {
+                Ok::<_, Error>(del_batch(saved, att))
+            });
+            match res {
+                Ok(()) => {}
+                Err(UpdateError::Iptables(e)) if e.is_absent() => {}
+                Err(UpdateError::Iptables(e)) => {
+                    return Err(iptables_error(
+                        "unable to remove iptables rules of port mappings",
+                        &e,
+                    ));
                 }
-            };
-            usable += 1;
-            if let Some(batch) = del_batch(&saved, att) {
-                self.restore(family, &batch, "unable to remove iptables rules of port mappings")?;
+                Err(UpdateError::Build(e)) => return Err(e),
             }
-        }
-        if usable == 0 {
-            return Err(Error::io("neither iptables nor ip6tables is usable").with_details(errors.join("; ")));
         }
         Ok(())
     }
@@ -490,16 +496,20 @@ impl IptablesBackend {
     /// is not in `valid`: found by the comment of their entry rules.
     pub fn gc(&self, network: &str, valid: &[String]) -> Result<()> {
         for family in [IpFamily::V4, IpFamily::V6] {
-            let Ok(saved) = self.save_nat(family) else {
-                continue;
-            };
-            let batch = gc_batch(&saved, network, valid);
-            if !batch.is_empty() {
-                self.restore(
-                    family,
-                    &batch,
-                    "unable to remove stale iptables rules of port mappings",
-                )?;
+            let res = self.runner.update(net_family(family), "nat", |saved| {
+                let batch = gc_batch(saved, network, valid);
+                Ok::<_, Error>((!batch.is_empty()).then_some(batch))
+            });
+            match res {
+                Ok(()) => {}
+                Err(UpdateError::Iptables(e)) if e.is_absent() => {}
+                Err(UpdateError::Iptables(e)) => {
+                    return Err(iptables_error(
+                        "unable to remove stale iptables rules of port mappings",
+                        &e,
+                    ));
+                }
+                Err(UpdateError::Build(e)) => return Err(e),
             }
         }
         Ok(())

@@ -55,6 +55,10 @@ use cni_net::nft::{Batch, ElementInfo, NetfilterSocket, SetElement, Value};
 use ipnetwork::IpNetwork;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// How often a DEL or GC collects its deletions again after the kernel refused a batch
+/// because an element of it was already gone.
+const DELETE_ATTEMPTS: u32 = 5;
+
 fn net_err(msg: impl Into<String>, e: cni_net::Error) -> Error {
     Error::from_chain(Code::INTERNAL, msg, &e)
 }
@@ -302,9 +306,7 @@ impl NftBackend {
     pub fn del(&mut self, att: &Attachment) -> Result<()> {
         let tag = attachment_tag(att);
         for family in [IpFamily::V4, IpFamily::V6] {
-            let mut batch = Batch::new();
-            self.collect_listed(&mut batch, family, |t, _| t == tag)?;
-            self.apply_deletions(&batch)?;
+            self.delete_collected(|me, batch| me.collect_listed(batch, family, |t, _| t == tag))?;
         }
         Ok(())
     }
@@ -323,20 +325,40 @@ impl NftBackend {
                     keys.push(key);
                 }
             }
-            let mut batch = Batch::new();
-            self.collect_keys(&mut batch, family, att, &keys)?;
-            self.apply_deletions(&batch)?;
+            self.delete_collected(|me, batch| me.collect_keys(batch, family, att, &keys))?;
         }
         Ok(())
     }
 
-    /// Applies a batch of deletions; one already gone (a concurrent DEL) is fine.
-    fn apply_deletions(&mut self, batch: &Batch) -> Result<()> {
-        match self.sock.apply(batch) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(net_err("cannot delete nftables elements of port mappings", e)),
+    /// Collects deletions with `collect` and applies them as one batch.
+    ///
+    /// An nf_tables batch is atomic: when one of its elements is already gone (a concurrent
+    /// DEL or GC, an operator's `nft delete element`), the kernel answers "not found" and
+    /// deletes *nothing* of the batch. So "not found" is never success here: the elements
+    /// are collected again from the kernel's current state and the smaller batch applied,
+    /// until a batch applies or nothing is left to delete.
+    fn delete_collected(
+        &mut self,
+        mut collect: impl FnMut(&mut Self, &mut Batch) -> Result<()>,
+    ) -> Result<()> {
+        for _ in 0..DELETE_ATTEMPTS {
+            let mut batch = Batch::new();
+            collect(self, &mut batch)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            match self.sock.apply(&batch) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(net_err("cannot delete nftables elements of port mappings", e)),
+            }
         }
+        Err(Error::new(
+            Code::IO_FAILURE,
+            format!(
+                "cannot delete nftables elements of port mappings: they kept changing under {DELETE_ATTEMPTS} attempts"
+            ),
+        ))
     }
 
     /// Verifies the attachment's elements for one container address and the group's rules.
@@ -381,12 +403,12 @@ impl NftBackend {
     /// Removes the elements of `network`'s attachments whose container is not in `valid`.
     pub fn gc(&mut self, network: &str, valid: &[String]) -> Result<()> {
         for family in [IpFamily::V4, IpFamily::V6] {
-            let mut batch = Batch::new();
-            self.collect_listed(&mut batch, family, |tag, cid| {
-                // The element is this network's when its tag is the hash of network + cid.
-                attachment_tag(&Attachment::new(network, cid)) == tag && !valid.iter().any(|v| v == cid)
+            self.delete_collected(|me, batch| {
+                me.collect_listed(batch, family, |tag, cid| {
+                    // The element is this network's when its tag is the hash of network + cid.
+                    attachment_tag(&Attachment::new(network, cid)) == tag && !valid.iter().any(|v| v == cid)
+                })
             })?;
-            self.apply_deletions(&batch)?;
         }
         Ok(())
     }
