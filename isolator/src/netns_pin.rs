@@ -196,7 +196,16 @@ pub fn root_mount_action(root: &Path, mounts: &[MountEntry]) -> RootMountAction 
 /// Makes `root` (an existing, canonical directory) a shared mount with its
 /// own peer group: `mount --bind R R` if needed, `--make-private`,
 /// `--make-shared`.
+///
+/// Several isolators may start at once on one root (parallel `cni-isolator`
+/// commands, an agent restarting while a CLI runs): each reads the mount
+/// table and, without coordination, each would stack its own self bind
+/// mount. So the whole read-decide-mount runs under an exclusive `flock` of
+/// the root directory itself (a lock on its inode: nothing is written, and
+/// the lock holds across the self bind mount, which shows the same inode).
 pub fn ensure_shared_root(root: &Path) -> Result<()> {
+    let dir = std::fs::File::open(root).map_err(|e| Error::io("open", root, e))?;
+    dir.lock().map_err(|e| Error::io("lock", root, e))?;
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read", Path::new("/proc/self/mountinfo"), e))?;
     let action = root_mount_action(root, &parse_mountinfo(&text));
