@@ -31,11 +31,23 @@ step() { STEP_NAME=$1; STEP_T0=$(date +%s%N); bold "==> $1"; }
 done_step() { printf '    (%s ms)\n' "$(ms_since "$STEP_T0")"; }
 
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (sudo $0)" >&2; exit 1; }
-for tool in ip cargo ping; do
-  command -v "$tool" >/dev/null || { echo "demo.sh: needs $tool" >&2; exit 1; }
-done
-PY=$(command -v python3 || true)
-[ -n "$PY" ] || { echo "demo.sh: needs python3 (the web server inside a container)" >&2; exit 1; }
+# Sets up what it needs on a fresh Debian 12 machine, as scripts/test.sh does: the Debian
+# packages of the tools it runs. Rust itself is not a Debian package here (rustup).
+need_pkgs=()
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+command -v nft >/dev/null || need_pkgs+=(nftables)
+command -v iptables >/dev/null || need_pkgs+=(iptables)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || { echo "demo.sh: needs ${need_pkgs[*]} (no apt-get to install them)" >&2; exit 1; }
+  bold "==> installing ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "demo.sh: needs cargo (Rust, from https://rustup.rs)" >&2; exit 1; }
+PY=$(command -v python3)
 # portmap's backend: nftables (its own table, ip cni_hostport) when nft is there to list and
 # remove it, else iptables (Go's CNI-HOSTPORT-* chains in the nat table).
 # RCNI_PORTMAP_BACKEND=iptables|nftables overrides.
