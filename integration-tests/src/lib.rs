@@ -21,16 +21,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// True when the tests run as root; root-only tests skip (loudly) otherwise.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe extern "C" {
-        fn geteuid() -> u32;
-    }
-    // SAFETY: see above.
-    unsafe { geteuid() == 0 }
-}
-
 /// Runs a command and panics with its output when it fails.
 pub fn sh(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)

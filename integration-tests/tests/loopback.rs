@@ -1,7 +1,7 @@
 //! The loopback plugin against the real kernel, every bad input, and side
 //! by side with Debian's Go loopback.
 
-use rcni_integration_tests::{Invocation, Netns, Outcome, exec, go_plugin, is_root, rcni_plugin};
+use rcni_integration_tests::{Invocation, Netns, Outcome, exec, go_plugin, rcni_plugin};
 use serde_json::{Value, json};
 
 const VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -24,18 +24,9 @@ fn inv(command: &str, ns: &Netns, version: &str) -> Invocation {
     )
 }
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 #[test]
+#[ignore = "needs root"]
 fn add_brings_lo_up_and_reports_its_addresses_in_every_version() {
-    require_root!();
     for v in VERSIONS {
         let ns = Netns::new();
         assert!(!ns.link_is_up("lo"));
@@ -62,8 +53,8 @@ fn add_brings_lo_up_and_reports_its_addresses_in_every_version() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_passes_prev_result_through() {
-    require_root!();
     let ns = Netns::new();
     let mut c = config("1.0.0");
     let prev = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.222.1.5/24", "gateway": "10.222.1.1"}]});
@@ -77,8 +68,8 @@ fn add_passes_prev_result_through() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn del_brings_lo_down_and_is_idempotent() {
-    require_root!();
     let ns = Netns::new();
     ours(&inv("ADD", &ns, "1.0.0")).assert_ok();
     ours(&inv("DEL", &ns, "1.0.0")).assert_ok();
@@ -89,8 +80,8 @@ fn del_brings_lo_down_and_is_idempotent() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn del_succeeds_when_the_netns_is_empty_or_gone() {
-    require_root!();
     let ns = Netns::new();
     let mut i = inv("DEL", &ns, "1.0.0");
     i.netns = None;
@@ -100,8 +91,8 @@ fn del_succeeds_when_the_netns_is_empty_or_gone() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_passes_when_up_and_fails_when_down() {
-    require_root!();
     let ns = Netns::new();
     let check = inv("CHECK", &ns, "1.0.0");
     let out = ours(&check);
@@ -116,8 +107,8 @@ fn check_passes_when_up_and_fails_when_down() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_and_status_succeed_and_change_nothing() {
-    require_root!();
     let ns = Netns::new();
     for verb in ["GC", "STATUS"] {
         let i = Invocation {
@@ -328,8 +319,8 @@ fn bad_inputs() -> Vec<BadInput> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_bad_input_gets_its_code_and_changes_nothing() {
-    require_root!();
     let ns = Netns::new();
     for bad in bad_inputs() {
         let mut i = inv("ADD", &ns, "1.0.0");
@@ -363,8 +354,8 @@ fn host_lo_is_up() -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn netns_override_allows_acting_on_the_own_namespace() {
-    require_root!();
     // Run the plugin inside a throw-away namespace so "its own" namespace
     // is that one, never the host's.
     let ns = Netns::new();
@@ -420,8 +411,8 @@ fn normalize(mut v: Value) -> Value {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn same_results_and_codes_as_go_loopback() {
-    require_root!();
     let Some(go) = go_plugin("loopback") else {
         eprintln!("skipped: /usr/lib/cni/loopback is not installed");
         return;
@@ -487,8 +478,8 @@ fn same_results_and_codes_as_go_loopback() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn go_and_rcni_loopback_undo_each_other() {
-    require_root!();
     let Some(go) = go_plugin("loopback") else {
         eprintln!("skipped: /usr/lib/cni/loopback is not installed");
         return;

@@ -3,9 +3,7 @@
 //! real host's firewall is never touched, and container namespaces on a
 //! bridge made by Go's bridge + host-local (10.222.0.0/16 only).
 
-use rcni_integration_tests::{
-    GO_PLUGIN_DIR, Invocation, Netns, TempDir, exec, go_plugin, is_root, rcni_plugin,
-};
+use rcni_integration_tests::{GO_PLUGIN_DIR, Invocation, Netns, TempDir, exec, go_plugin, rcni_plugin};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -264,17 +262,19 @@ fn udp_conntrack(ns: &str, dport: u16) -> Vec<String> {
         .collect()
 }
 
-fn skip() -> bool {
-    if !is_root() || go_plugin("bridge").is_none() {
-        eprintln!("skipped: needs root and Go's bridge in {GO_PLUGIN_DIR}");
+/// Go's bridge sets up every world here; without it a test says so and returns.
+fn go_bridge_missing() -> bool {
+    if go_plugin("bridge").is_none() {
+        eprintln!("skipped: Go's bridge is not in {GO_PLUGIN_DIR}");
         return true;
     }
     false
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nftables_ports_reach_container_from_host_localhost_and_neighbour_then_del_leaves_nothing() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::new();
@@ -330,8 +330,9 @@ fn nftables_ports_reach_container_from_host_localhost_and_neighbour_then_del_lea
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nftables_second_container_on_a_taken_port_is_refused_and_undone() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::new();
@@ -369,8 +370,9 @@ fn nftables_second_container_on_a_taken_port_is_refused_and_undone() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn iptables_backend_interoperates_with_go_portmap_both_ways() {
-    if skip() || go_plugin("portmap").is_none() {
+    if go_bridge_missing() || go_plugin("portmap").is_none() {
         return;
     }
     let w = World::new();
@@ -404,11 +406,12 @@ fn iptables_backend_interoperates_with_go_portmap_both_ways() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn default_config_del_removes_what_go_portmap_made_on_iptables() {
     // A host switching from Go's portmap to ours: the config names no
     // backend, Go made iptables rules, and our DEL (nftables by default)
     // must still remove them.
-    if skip() || go_plugin("portmap").is_none() {
+    if go_bridge_missing() || go_plugin("portmap").is_none() {
         return;
     }
     let w = World::new();
@@ -428,8 +431,9 @@ fn default_config_del_removes_what_go_portmap_made_on_iptables() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_input_is_an_error_json_not_a_panic() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::new();
@@ -447,8 +451,9 @@ fn bad_input_is_an_error_json_not_a_panic() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mesos_port_mapper_runs_its_delegate_and_tags_rules() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::new();
@@ -497,8 +502,9 @@ fn mesos_port_mapper_runs_its_delegate_and_tags_rules() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mesos_port_mapper_over_a_dual_stack_delegate_maps_both_families() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::dual_stack();
@@ -527,8 +533,9 @@ fn mesos_port_mapper_over_a_dual_stack_delegate_maps_both_families() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn stale_udp_conntrack_entries_of_the_published_port_go_on_add_and_on_del_and_no_others() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::new();
@@ -602,8 +609,9 @@ fn stale_udp_conntrack_entries_of_the_published_port_go_on_add_and_on_del_and_no
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nftables_ipv6_ports_reach_container_from_host_and_neighbour_then_del_leaves_nothing() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::dual_stack();
@@ -649,8 +657,9 @@ fn nftables_ipv6_ports_reach_container_from_host_and_neighbour_then_del_leaves_n
 }
 
 #[test]
+#[ignore = "needs root"]
 fn our_bridge_and_host_local_then_portmap_reach_from_host_localhost_and_neighbour() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::with_our_bridge();
@@ -696,8 +705,9 @@ fn our_bridge_and_host_local_then_portmap_reach_from_host_localhost_and_neighbou
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nftables_del_removes_only_its_own_elements_even_after_its_port_went_to_another() {
-    if skip() {
+    if go_bridge_missing() {
         return;
     }
     let w = World::new();

@@ -23,8 +23,8 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn run_attaches_runs_and_cleans_up() {
-    need_root!();
     let env = Env::new();
     env.mock_plugin("mockcni", V020_RESULT);
     env.mock_network("net1", "mockcni");
@@ -56,8 +56,8 @@ fn run_attaches_runs_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn run_with_unknown_network_fails_cleanly() {
-    need_root!();
     let env = Env::new();
     let out = cli(&env, &["run", "--network", "nope", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
@@ -69,8 +69,8 @@ fn run_with_unknown_network_fails_cleanly() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn publish_reaches_the_plugin_as_port_mappings() {
-    need_root!();
     let env = Env::new();
     env.mock_plugin("mockcni", V020_RESULT);
     env.config(
@@ -98,8 +98,8 @@ fn publish_reaches_the_plugin_as_port_mappings() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn attach_status_list_usage_detach() {
-    need_root!();
     let env = Env::new();
     env.mock_plugin("mockcni", V020_RESULT);
     env.mock_network("net1", "mockcni");
@@ -136,8 +136,8 @@ fn attach_status_list_usage_detach() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_removes_containers_whose_process_is_gone() {
-    need_root!();
     let mut env = Env::new();
     env.mock_plugin("mockcni", V020_RESULT);
     env.mock_network("net1", "mockcni");
@@ -167,8 +167,8 @@ fn gc_removes_containers_whose_process_is_gone() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn networks_lists_configs_and_skipped_files() {
-    need_root!();
     let env = Env::new();
     env.mock_plugin("mockcni", V020_RESULT);
     env.mock_network("net1", "mockcni");
@@ -181,8 +181,8 @@ fn networks_lists_configs_and_skipped_files() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn publish_names_any_network() {
-    need_root!();
     let env = Env::new();
     env.mock_plugin("mockcni", V020_RESULT);
     env.mock_network("plain", "mockcni");
@@ -221,8 +221,8 @@ fn publish_names_any_network() {
 // CNI_ARGS given at attach reach the DEL of a single-config network, even
 // when the DEL runs in another process (detach) than the ADD.
 #[test]
+#[ignore = "needs root"]
 fn cni_args_of_a_single_config_are_passed_again_on_del() {
-    need_root!();
     let env = Env::new();
     env.script(
         "argscni",

@@ -42,6 +42,7 @@ fn setup() -> (Ns, Ns) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_udp_flows_by_port_and_address_v4() {
     let (client, server) = setup();
     let dst: IpAddr = "10.222.3.2".parse().unwrap();
@@ -82,6 +83,7 @@ fn delete_udp_flows_by_port_and_address_v4() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_udp_flows_v6_leaves_v4_alone() {
     let (client, server) = setup();
     send_udp(

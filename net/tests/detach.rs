@@ -14,6 +14,7 @@ use cni_net::detach;
 use common::TestNetns;
 
 #[test]
+#[ignore = "needs root"]
 fn delete_link_unlisted_removes_both_veth_ends() {
     let host_ns = TestNetns::new();
     let cont_ns = TestNetns::new();
@@ -42,6 +43,7 @@ fn delete_link_unlisted_removes_both_veth_ends() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_link_unlisted_rejects_a_bad_name() {
     let ns = TestNetns::new();
     let netns = ns.open();

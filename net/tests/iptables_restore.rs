@@ -57,6 +57,7 @@ fn masq_batch(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_ipmasq_chain_roundtrip_v4_and_v6() {
     let ns = Ns::new();
     let ipt = IptablesRunner::in_netns(ns.path());
@@ -113,6 +114,7 @@ fn bridge_ipmasq_chain_roundtrip_v4_and_v6() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failed_restore_applies_nothing_and_reports_the_tool_message() {
     let ns = Ns::new();
     let ipt = IptablesRunner::in_netns(ns.path());
@@ -139,6 +141,7 @@ fn failed_restore_applies_nothing_and_reports_the_tool_message() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn declare_chain_flushes_an_existing_chain_and_insert_goes_first() {
     let ns = Ns::new();
     let ipt = IptablesRunner::in_netns(ns.path());

@@ -23,6 +23,7 @@ fn veth_pair_up(sock: &mut Socket, a: &str, b: &str) -> (u32, u32) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_and_veth_pair_across_two_namespaces() {
     let host_ns = TestNetns::new();
     let cont_ns = TestNetns::new();
@@ -101,6 +102,7 @@ fn bridge_and_veth_pair_across_two_namespaces() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ensure_bridge_refuses_a_link_of_another_kind() {
     let ns = TestNetns::new();
     let mut sock = ns.open().socket().unwrap();
@@ -115,6 +117,7 @@ fn ensure_bridge_refuses_a_link_of_another_kind() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rename_and_move_a_link_to_another_namespace() {
     let a = TestNetns::new();
     let b = TestNetns::new();
@@ -131,6 +134,7 @@ fn rename_and_move_a_link_to_another_namespace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn addresses_add_list_delete() {
     let ns = TestNetns::new();
     let handle = ns.open();
@@ -200,6 +204,7 @@ fn addresses_add_list_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn routes_add_list_get_delete() {
     let ns = TestNetns::new();
     let handle = ns.open();
@@ -288,6 +293,7 @@ fn routes_add_list_get_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sysctls_follow_the_thread_namespace() {
     let a = TestNetns::new();
     let b = TestNetns::new();
@@ -321,6 +327,7 @@ fn sysctls_follow_the_thread_namespace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_errors_carry_the_extended_ack() {
     let ns = TestNetns::new();
     let mut sock = ns.open().socket().unwrap();

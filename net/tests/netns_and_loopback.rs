@@ -10,6 +10,7 @@ use cni_net::{Family, LinkKind, Netns, OperState, Socket, in_netns, netns};
 use common::TestNetns;
 
 #[test]
+#[ignore = "needs root"]
 fn run_enters_the_namespace_and_returns() {
     let ns = TestNetns::new();
     let handle = ns.open();
@@ -21,6 +22,7 @@ fn run_enters_the_namespace_and_returns() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn in_netns_by_path_and_back_after_panic() {
     let ns = TestNetns::new();
     let host = netns::current_id().unwrap();
@@ -43,6 +45,7 @@ fn opening_a_missing_namespace_fails() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn socket_opened_inside_keeps_acting_on_the_container() {
     let ns = TestNetns::new();
     let mut inside = ns.open().socket().unwrap();
@@ -54,6 +57,7 @@ fn socket_opened_inside_keeps_acting_on_the_container() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn loopback_up_and_its_addresses() {
     let ns = TestNetns::new();
     let mut sock = ns.open().socket().unwrap();
@@ -83,6 +87,7 @@ fn loopback_up_and_its_addresses() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_link_is_enodev() {
     let ns = TestNetns::new();
     let mut sock = ns.open().socket().unwrap();

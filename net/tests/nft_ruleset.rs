@@ -105,6 +105,7 @@ fn masquerade_batch(pod: &str, subnet: &str, comment: &str) -> Batch {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_ipmasq_layout_lists_like_nft_writes_it() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -173,6 +174,7 @@ fn bridge_ipmasq_layout_lists_like_nft_writes_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn portmap_dnat_layout_for_both_families() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -275,6 +277,7 @@ fn portmap_dnat_layout_for_both_families() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn macspoofchk_bridge_chain() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -346,6 +349,7 @@ fn macspoofchk_bridge_chain() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn verdict_map_sets_marks_and_ct_state() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -457,6 +461,7 @@ fn verdict_map_sets_marks_and_ct_state() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failed_batch_names_the_message_and_changes_nothing() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -495,6 +500,7 @@ fn failed_batch_names_the_message_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rule_positions_insert_before_and_after_handles() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -530,6 +536,7 @@ fn rule_positions_insert_before_and_after_handles() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn big_batch_of_many_rules_applies_at_once() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -553,6 +560,7 @@ fn big_batch_of_many_rules_applies_at_once() {
 /// A DNAT rule made here forwards a real TCP connection: client ns -> host ns (DNAT in
 /// prerouting) -> container ns.
 #[test]
+#[ignore = "needs root"]
 fn dnat_rule_forwards_a_tcp_connection() {
     let (host, container, client) = dnat_topology();
 
@@ -587,6 +595,7 @@ fn dnat_rule_forwards_a_tcp_connection() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn anonymous_sets_and_verdict_maps_live_with_their_rule() {
     let ns = Ns::new();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
@@ -633,6 +642,7 @@ fn anonymous_sets_and_verdict_maps_live_with_their_rule() {
 /// A NAT map to (address, port), an interval set of a concatenation with a range, element
 /// comments, single-element lookups and listings, and a TCP connection through the map.
 #[test]
+#[ignore = "needs root"]
 fn dnat_through_a_pair_map_and_interval_concat_set() {
     let (host, container, client) = dnat_topology();
 

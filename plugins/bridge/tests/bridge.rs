@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rcni_integration_tests::{GO_PLUGIN_DIR, Netns, Outcome, TempDir, go_plugin, is_root, target_bin_dir};
+use rcni_integration_tests::{GO_PLUGIN_DIR, Netns, Outcome, TempDir, go_plugin, target_bin_dir};
 use serde_json::{Value, json};
 
 static BRIDGES: AtomicUsize = AtomicUsize::new(0);
@@ -22,11 +22,8 @@ fn bridge_name() -> String {
     format!("rcnibr{n}")
 }
 
-fn skip() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root");
-        return true;
-    }
+/// The worlds here use Go's host-local; without it a test says so and returns.
+fn go_plugins_missing() -> bool {
     if go_plugin("host-local").is_none() {
         eprintln!("SKIPPED: Go plugins not installed in {GO_PLUGIN_DIR}");
         return true;
@@ -214,8 +211,9 @@ fn dual() -> Value {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     for (label, ranges) in [("v4", v4()), ("v6", v6()), ("dual", dual())] {
@@ -319,8 +317,9 @@ fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn results_at_every_spec_version() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -368,8 +367,9 @@ fn results_at_every_spec_version() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failing_add_after_ipam_undoes_everything() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -435,8 +435,9 @@ fn failing_add_after_ipam_undoes_everything() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn del_without_netns_releases_address_and_rules() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     for backend in ["nftables", "iptables"] {
@@ -487,8 +488,9 @@ fn del_without_netns_releases_address_and_rules() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn go_del_removes_ours_and_ours_removes_gos() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     // Go 1.1.1 masquerades with iptables only.
@@ -522,8 +524,9 @@ fn go_del_removes_ours_and_ours_removes_gos() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn our_bridge_over_go_static_and_go_bridge_over_our_host_local() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -572,8 +575,9 @@ fn our_bridge_over_go_static_and_go_bridge_over_our_host_local() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn l2_only_vlan_trunk_promisc_and_disabled_container_interface() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -700,8 +704,9 @@ fn l2_only_vlan_trunk_promisc_and_disabled_container_interface() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mac_from_runtime_config_and_hairpin_and_isolation() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -739,8 +744,9 @@ fn mac_from_runtime_config_and_hairpin_and_isolation() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_removes_masquerade_rules_of_attachments_not_valid() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -790,8 +796,9 @@ fn gc_removes_masquerade_rules_of_attachments_not_valid() {
 /// cluster's /16, a route to the other's subnet via the other host; a container on A reaches one
 /// on B.
 #[test]
+#[ignore = "needs root"]
 fn flannel_style_two_hosts() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let (a, b) = (World::new(), World::new());
@@ -905,8 +912,9 @@ fn postrouting_handles(host: &Netns) -> Vec<u64> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn masquerade_base_chain_is_written_only_when_missing_or_different() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
@@ -1020,8 +1028,9 @@ fn in_ns(ns: &Netns, script: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_fails_when_masquerade_rules_are_missing() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     for backend in ["nftables", "iptables"] {
@@ -1169,8 +1178,9 @@ fn run_chain(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn go_tuning_bandwidth_and_firewall_chained_after_our_bridge() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     for name in ["tuning", "bandwidth", "firewall"] {
@@ -1251,11 +1261,8 @@ fn go_tuning_bandwidth_and_firewall_chained_after_our_bridge() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn our_bridge_over_our_host_local_at_every_spec_version() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root");
-        return;
-    }
     let host_local = target_bin_dir().join("host-local");
     if !host_local.exists() {
         eprintln!("SKIPPED: {} is not built", host_local.display());
@@ -1320,8 +1327,9 @@ fn our_bridge_over_our_host_local_at_every_spec_version() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn macspoofchk_for_two_containers_that_ping_then_del_leaves_only_the_base_chain() {
-    if skip() {
+    if go_plugins_missing() {
         return;
     }
     let w = World::new();
