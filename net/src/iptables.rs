@@ -264,9 +264,14 @@ impl IptablesError {
         let IptablesError::Failed { stderr, .. } = self else {
             return false;
         };
-        ["already exists", "No chain/target/match by that name", "does a matching rule exist", "Chain is not empty"]
-            .iter()
-            .any(|m| stderr.contains(m))
+        [
+            "already exists",
+            "No chain/target/match by that name",
+            "does a matching rule exist",
+            "Chain is not empty",
+        ]
+        .iter()
+        .any(|m| stderr.contains(m))
     }
 
     /// True when the error says the table (or the family's tools) cannot exist on this host,

@@ -352,7 +352,11 @@ mod tests {
             "../x",
             "",
         ] {
-            assert_eq!(check_container_id(bad).unwrap_err().code, code::BAD_ARGS, "{bad:?}");
+            assert_eq!(
+                check_container_id(bad).unwrap_err().code,
+                code::BAD_ARGS,
+                "{bad:?}"
+            );
         }
         let longest = "a".repeat(MAX_CONTAINER_ID_LEN);
         assert!(check_container_id(&longest).is_ok());

@@ -197,7 +197,8 @@ impl NftBackend {
     }
 
     /// Adds to `batch` the deletion of the elements of key `key` that `dnat` (the key's NAT
-    /// element, tagged `tag`) and its masquerade ranges make up in group `group`.
+    /// element, tagged `tag`) and its masquerade ranges make up in group `group`. Returns the
+    /// keys of the masquerade ranges it deletes.
     fn collect_owned(
         &mut self,
         batch: &mut Batch,
@@ -206,13 +207,13 @@ impl NftBackend {
         key: &Key,
         tag: &str,
         dnat: &ElementInfo,
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<u8>>> {
         let names = group_names(group);
         let host_ip = key.host_ip.is_some();
         let f = nft_family(family);
         batch.delete_elements(f, TABLE, names.dnat_map(host_ip), [SetElement::new(key.values())]);
         let Some(container) = dnat.data.as_deref().and_then(|d| data_address(family, d)) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let masq = names.masq_set(host_ip);
         let mut points = vec![container];
@@ -241,11 +242,14 @@ impl NftBackend {
                 [SetElement::new([Value::Raw(range.key)]).range_end([Value::Raw(end)])],
             );
         }
-        Ok(())
+        Ok(seen_ranges)
     }
 
     /// The deletion of this attachment's elements for `keys` in every group of `family`:
-    /// one lookup per key and group.
+    /// one lookup per key and group. The masquerade ranges are found through their key's
+    /// NAT element; when that is gone or another's (someone deleted it behind our back, or
+    /// the DEL is repeated), the group's masquerade sets are listed for ranges still tagged
+    /// with this attachment, so none is left behind.
     fn collect_keys(
         &mut self,
         batch: &mut Batch,
@@ -256,20 +260,27 @@ impl NftBackend {
         let tag = attachment_tag(att);
         for group in self.groups(family)? {
             let names = group_names(&group);
+            let mut taken = Vec::new();
+            let mut complete = true;
             for key in keys {
                 let map = names.dnat_map(key.host_ip.is_some());
-                if let Some(have) = self.element(family, &map, &key.bytes())?
-                    && owned_by(&have, &tag)
-                {
-                    self.collect_owned(batch, family, &group, key, &tag, &have)?;
+                match self.element(family, &map, &key.bytes())? {
+                    Some(have) if owned_by(&have, &tag) => {
+                        taken.extend(self.collect_owned(batch, family, &group, key, &tag, &have)?);
+                    }
+                    _ => complete = false,
                 }
+            }
+            if !complete {
+                self.collect_masq_listed(batch, family, &group, &mut |t, _| t == tag, &taken)?;
             }
         }
         Ok(())
     }
 
     /// The deletion of this attachment's elements in every group of `family`, found by
-    /// listing the NAT maps (for a DEL without port mappings, and GC).
+    /// listing the NAT maps and the masquerade sets (for a DEL without port mappings, and
+    /// GC).
     fn collect_listed(
         &mut self,
         batch: &mut Batch,
@@ -278,6 +289,7 @@ impl NftBackend {
     ) -> Result<()> {
         for group in self.groups(family)? {
             let names = group_names(&group);
+            let mut taken = Vec::new();
             for host_ip in [true, false] {
                 let map = names.dnat_map(host_ip);
                 let listed = self
@@ -295,8 +307,48 @@ impl NftBackend {
                         continue;
                     };
                     let tag = tag.to_string();
-                    self.collect_owned(batch, family, &group, &key, &tag, &el)?;
+                    taken.extend(self.collect_owned(batch, family, &group, &key, &tag, &el)?);
                 }
+            }
+            self.collect_masq_listed(batch, family, &group, &mut wanted, &taken)?;
+        }
+        Ok(())
+    }
+
+    /// The deletion of the masquerade ranges of `group` whose tag and container `wanted`
+    /// accepts, but for the keys in `taken` (already in the batch).
+    fn collect_masq_listed(
+        &mut self,
+        batch: &mut Batch,
+        family: IpFamily,
+        group: &str,
+        wanted: &mut impl FnMut(&str, &str) -> bool,
+        taken: &[Vec<u8>],
+    ) -> Result<()> {
+        let names = group_names(group);
+        let f = nft_family(family);
+        for host_ip in [true, false] {
+            let set = names.masq_set(host_ip);
+            let listed = match self.sock.elements(f, TABLE, &set) {
+                Ok(listed) => listed,
+                // No such set: it holds nothing to delete.
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(net_err(format!("cannot list nftables set {set}"), e)),
+            };
+            for el in listed {
+                let Some((tag, cid)) = el.comment.as_deref().and_then(parse_element_comment) else {
+                    continue;
+                };
+                if !wanted(tag, cid) || taken.contains(&el.key) {
+                    continue;
+                }
+                let end = el.key_end.clone().unwrap_or_else(|| el.key.clone());
+                batch.delete_elements(
+                    f,
+                    TABLE,
+                    set.as_str(),
+                    [SetElement::new([Value::Raw(el.key)]).range_end([Value::Raw(end)])],
+                );
             }
         }
         Ok(())
