@@ -37,11 +37,42 @@ cargo build --workspace --locked
 
 echo "== tests (unit and integration)"
 # Integration tests exec the binaries built above; they create their own
-# uniquely named namespaces and remove them, even on panic.
+# uniquely named namespaces and remove them, even on panic. Root-only tests
+# are #[ignore = "needs root"]: as root they run too, and a test that did not
+# run fails this script; otherwise the ignored ones are counted as not run.
+as_root=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0)
+ignored=()
+listed="" ran="" status=0
+test_log=$(mktemp)
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  if [ "$as_root" -eq 1 ]; then
+    ignored=(--run-ignored all)
+    listed=$(cargo nextest list --workspace --locked "${ignored[@]}" --message-format oneline | wc -l)
+  fi
+  cargo nextest run --workspace --locked --no-fail-fast "${ignored[@]}" 2>&1 | tee "$test_log" || status=$?
+  # "Summary [ 1.2s] N tests run: N passed, M skipped": the skipped ones are the ignored ones.
+  summary=$(sed 's/\x1b\[[0-9;]*m//g' "$test_log" | { grep -E '[0-9]+ tests? run:' || true; } | tail -n 1)
+  ran=$(grep -oE '[0-9]+ tests? run' <<<"$summary" | grep -oE '^[0-9]+' || echo 0)
+  not_run=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '^[0-9]+' || echo 0)
 else
-  cargo test --workspace --locked --no-fail-fast
+  if [ "$as_root" -eq 1 ]; then ignored=(-- --include-ignored); fi
+  cargo test --workspace --locked --no-fail-fast "${ignored[@]}" 2>&1 | tee "$test_log" || status=$?
+  summary=$({ grep -E '^test result:' "$test_log" || true; })
+  not_run=$(grep -oE '[0-9]+ ignored' <<<"$summary" | awk '{n += $1} END {print n + 0}')
+fi
+rm -f "$test_log"
+[ "$status" -eq 0 ] || exit "$status"
+if [ -z "$summary" ]; then
+  echo "cannot find the test summary in the output above" >&2
+  exit 1
+fi
+if [ "$as_root" -eq 1 ]; then
+  if [ "$not_run" -ne 0 ] || { [ -n "$listed" ] && [ "$ran" -ne "$listed" ]; }; then
+    echo "as root every test must run: ${listed:-?} listed, ${ran:-?} run, $not_run not run" >&2
+    exit 1
+  fi
+else
+  echo "== NOTE: $not_run root-only tests (#[ignore = \"needs root\"]) were NOT run: not root"
 fi
 
 # --- e2e (issue 7): install.sh, the Debian package, Podman end to end -------
