@@ -234,6 +234,11 @@ pub fn run_with<P: Plugin>(
     }
 }
 
+/// The largest stdin a plugin reads. A real config, with a previous result and thousands
+/// of port mappings, is well under 1 MiB; without a bound, whoever writes stdin decides how
+/// much memory the plugin takes. (Go's skel reads everything: rcni is stricter here.)
+pub const MAX_STDIN: u64 = 16 << 20;
+
 fn dispatch<P: Plugin>(
     plugin: &P,
     env: &dyn Environment,
@@ -271,8 +276,15 @@ fn dispatch<P: Plugin>(
     // Configs are small: one read in the common case instead of growing from 32 bytes.
     let mut buf = Vec::with_capacity(16 * 1024);
     stdin
+        .take(MAX_STDIN + 1)
         .read_to_end(&mut buf)
         .map_err(|e| Error::io("error reading from stdin").with_details(e.to_string()))?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(Error::decoding(format!(
+            "the network configuration on stdin is larger than {} MiB",
+            MAX_STDIN >> 20
+        )));
+    }
     let config = NetConf::from_slice(&buf)?;
     *version_for_errors = config.version().to_string();
     let version = version::check_supported(config.version())?;
@@ -411,6 +423,21 @@ mod tests {
     }
 
     const CONF: &str = r#"{"cniVersion":"0.2.0","name":"n","type":"null"}"#;
+
+    #[test]
+    fn stdin_beyond_the_bound_is_a_decoding_error() {
+        let vars = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+        ];
+        let pad = " ".repeat(MAX_STDIN as usize);
+        let (code, json) = run(&vars, &format!("{CONF}{pad}"));
+        assert_eq!((code, json["code"].as_u64()), (1, Some(6)), "{json}");
+        let (code, _) = run(&vars, &format!("{CONF}{}", &pad[CONF.len()..]));
+        assert_eq!(code, 0);
+    }
 
     #[test]
     fn version_needs_nothing_else() {

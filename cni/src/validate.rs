@@ -16,7 +16,13 @@ fn is_cni_identifier(s: &str) -> bool {
     bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// A container ID: non-empty (code 3), then letters, digits, `_`, `.`, `-` (code 4).
+/// The longest container ID accepted. Runtimes use 64 hex digits (containerd, CRI-O,
+/// Podman) or a 36-byte UUID (Mesos); libcni names its cache file after the ID, which must
+/// fit one path component. Go's skel has no bound: rcni is stricter here.
+pub const MAX_CONTAINER_ID_LEN: usize = 1024;
+
+/// A container ID: non-empty (code 3), then letters, digits, `_`, `.`, `-`, at most
+/// [`MAX_CONTAINER_ID_LEN`] bytes (code 4).
 pub fn container_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::new(Code::UNKNOWN_CONTAINER, "missing containerID"));
@@ -24,6 +30,12 @@ pub fn container_id(id: &str) -> Result<()> {
     if !is_cni_identifier(id) {
         return Err(Error::invalid_environment(format!(
             "invalid characters in containerID: {id:?}"
+        )));
+    }
+    if id.len() > MAX_CONTAINER_ID_LEN {
+        return Err(Error::invalid_environment(format!(
+            "containerID is {} bytes long, more than {MAX_CONTAINER_ID_LEN}",
+            id.len()
         )));
     }
     Ok(())
@@ -51,10 +63,21 @@ pub fn interface_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A network name (code 7).
+/// The longest network name: one path component (`NAME_MAX`), since host-local keeps a
+/// directory of that name. Go has no bound and fails later, in host-local.
+pub const MAX_NETWORK_NAME_LEN: usize = 255;
+
+/// A network name: a CNI identifier of at most [`MAX_NETWORK_NAME_LEN`] bytes (code 7).
 pub fn network_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid_config("missing network name"));
+    }
+    // host-local and the runtimes' caches name a directory or file after it.
+    if name.len() > MAX_NETWORK_NAME_LEN {
+        return Err(Error::invalid_config(format!(
+            "network name is {} bytes long, more than {MAX_NETWORK_NAME_LEN}",
+            name.len()
+        )));
     }
     if !is_cni_identifier(name) {
         return Err(Error::invalid_config(format!(
@@ -88,6 +111,14 @@ mod tests {
         assert_eq!(container_id("a b").unwrap_err().code.0, 4);
         assert_eq!(container_id("-a").unwrap_err().code.0, 4);
         assert_eq!(container_id("a/b").unwrap_err().code.0, 4);
+        assert!(container_id(&"a".repeat(MAX_CONTAINER_ID_LEN)).is_ok());
+        assert_eq!(
+            container_id(&"a".repeat(MAX_CONTAINER_ID_LEN + 1))
+                .unwrap_err()
+                .code
+                .0,
+            4
+        );
     }
 
     #[test]

@@ -257,11 +257,18 @@ pub trait Exec: Send + Sync {
 /// The plugin binary for `plugin_type`: the first regular, executable file of
 /// that name in `dirs`, in order. libcni takes the first regular file and
 /// fails later if it is not executable; we skip it and keep looking.
+///
+/// Relative entries are skipped: they would name a directory of whatever the
+/// working directory of the caller happens to be, so a `CNI_PATH` of `.` or
+/// `bin` would run a binary planted there. libcni follows them; rcni is
+/// stricter here.
 pub fn find_in_path(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     validate::plugin_type(plugin_type)?;
+    let dirs: Vec<PathBuf> = dirs.iter().filter(|d| d.is_absolute()).cloned().collect();
+    let dirs = dirs.as_slice();
     if dirs.is_empty() {
         return Err(Error::internal(format!(
-            "failed to find plugin {plugin_type:?}: no paths provided"
+            "failed to find plugin {plugin_type:?}: no absolute paths provided"
         )));
     }
     for dir in dirs {

@@ -23,9 +23,23 @@ pub fn chain_name(network: &str, container_id: &str) -> String {
     )
 }
 
-/// Go's `FormatComment`: `name: "<net>" id: "<cid>"` (Go `%q` quoting).
+/// The longest comment iptables accepts (`XT_MAX_COMMENT_LEN` less the NUL).
+const COMMENT_MAX: usize = 255;
+
+/// Go's `FormatComment`: `name: "<net>" id: "<cid>"` (Go `%q` quoting), cut to the
+/// [`COMMENT_MAX`] bytes iptables accepts. Go passes a longer one whole and iptables refuses
+/// the rule, so Go's ADD fails for such IDs; ours finds its rules by the chain name (a hash of
+/// the whole name and ID), never by the comment, so a cut comment loses nothing.
 pub fn comment(network: &str, container_id: &str) -> String {
-    format!("name: {} id: {}", go_quote(network), go_quote(container_id))
+    let mut c = format!("name: {} id: {}", go_quote(network), go_quote(container_id));
+    if c.len() > COMMENT_MAX {
+        let mut end = COMMENT_MAX;
+        while !c.is_char_boundary(end) {
+            end -= 1;
+        }
+        c.truncate(end);
+    }
+    c
 }
 
 fn go_quote(s: &str) -> String {

@@ -48,12 +48,24 @@ fn run() -> Result<Option<serde_json::Value>, MapperError> {
         env("CNI_NETNS")
     };
     let mut stdin = Vec::new();
-    std::io::stdin().read_to_end(&mut stdin).map_err(|e| {
-        MapperError::new(
+    std::io::stdin()
+        .take(cni::plugin::MAX_STDIN + 1)
+        .read_to_end(&mut stdin)
+        .map_err(|e| {
+            MapperError::new(
+                code::READ,
+                format!("Failed to read the network configuration: {e}"),
+            )
+        })?;
+    if stdin.len() as u64 > cni::plugin::MAX_STDIN {
+        return Err(MapperError::new(
             code::READ,
-            format!("Failed to read the network configuration: {e}"),
-        )
-    })?;
+            format!(
+                "The network configuration is larger than {} MiB",
+                cni::plugin::MAX_STDIN >> 20
+            ),
+        ));
+    }
     let conf = MapperConf::parse(&stdin)?;
     let delegate_stdin = serde_json::to_vec(&conf.delegate)
         .map_err(|e| MapperError::new(code::BAD_ARGS, format!("Invalid delegate configuration: {e}")))?;
