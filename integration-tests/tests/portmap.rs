@@ -190,15 +190,23 @@ def udp():
     while True:
         d, a = u.recvfrom(100); u.sendto(b"ok", a)
 threading.Thread(target=udp, daemon=True).start()
+print("ready", flush=True)
 while True:
     s, a = t.accept(); s.sendall(b"ok"); s.close()
 "#;
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", c.name(), "python3", "-c", py])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        // Both sockets are bound and listening once it says so.
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready", "the listeners did not start");
         Listeners(child)
     }
 }
