@@ -35,7 +35,8 @@
 #
 # Everything podman keeps (storage, runroot, containers.conf, storage.conf,
 # the CNI config dir, /var/lib/cni = CNI cache and host-local data, /run/netns,
-# /var/lib/containers, the /dev/shm lock) lives under one temp dir that is
+# /var/lib/containers, the /dev/shm lock; tmpfs over /run/runc and /run/cni,
+# where runc and Go's tuning keep state) lives under one temp dir that is
 # removed at the end, even on failure. The bridge and subnet are unique
 # (cni-podmanN as Podman picks it, a free 10.222.N.0/24); all traffic goes to
 # addresses inside containers made here or to the host's own published port.
@@ -63,6 +64,9 @@ if [ "${1:-}" = "--inner" ]; then
   mkdir -p "$T/var-lib-cni" "$T/var-lib-containers" "$T/run" "$T/storage" "$T/conf/net.d" "$T/cni-bin"
   mount -t tmpfs -o size=16m rcni-e2e-shm /dev/shm
   mount -t tmpfs -o size=1m rcni-e2e-netns /run/netns
+  # runc's state (Podman's default runtime root) and Go tuning's backups.
+  mount -t tmpfs -o size=4m rcni-e2e-runc /run/runc
+  mount -t tmpfs -o size=1m rcni-e2e-run-cni /run/cni
   mount --bind "$T/var-lib-cni" /var/lib/cni
   # containers/image's blob info cache has a fixed path for root.
   mount --bind "$T/var-lib-containers" /var/lib/containers
@@ -222,7 +226,7 @@ EOF
     grep -q "^default via $gw " <<<"$kroute " || fail "$c: no default route via $gw ($kroute)"
     v=$(jq -r '.result.interfaces[] | select((.sandbox // "") == "" and (.name | startswith("veth"))) | .name' "$cache" | head -n 1)
     [ -n "$v" ] || fail "$c: no host veth in the cached result"
-    ip -o link show "$v" | grep -q "master $br" || fail "$c: host veth $v not on $br"
+    ip -o link show "$v" 2>/dev/null | grep -q "master $br" || fail "$c: host veth $v not on $br"
     printf -v "CID_$2" '%s' "$cid"
     printf -v "IP_$2" '%s' "$pip"
     printf -v "VETH_$2" '%s' "$v"
@@ -308,7 +312,7 @@ EOF
     pm rm -f -t 0 "$b" "$c" >/dev/null
     e2e_leftovers --cid "$CID_a" --cid "$CID_b" --cid "$CID_c" --ip "$IP_a" --ip "$IP_b" --ip "$IP_c" --ip "$old_ip" \
       --port "$hport" --veth "$VETH_a" --veth "$VETH_b" --veth "$VETH_c" --path "$NS_a" --path "$NS_b" --path "$NS_c" \
-      --ipam "$ipam_dir" --cache /var/lib/cni/results --bridge "$br" ||
+      --ipam "$ipam_dir" --cache /var/lib/cni/results --cache /run/cni/tuning --bridge "$br" ||
       round_fail "state left behind after podman rm"
     for x in "$CID_a" "$CID_b" "$CID_c"; do require_lifecycle "$x"; done
     echo "   [ok] round $r: PASS ($(e2e_since "$rs"))"
@@ -353,7 +357,7 @@ fi
 
 # Mount points for the private state (removed again when made here).
 made_dirs=()
-for d in /var/lib/cni /var/lib/containers /etc/containers /run/netns; do
+for d in /var/lib/cni /var/lib/containers /etc/containers /run/netns /run/runc /run/cni; do
   [ -d "$d" ] || { mkdir -p "$d"; made_dirs+=("$d"); }
 done
 T=""
