@@ -53,17 +53,18 @@
 
 use serde::de::value::{StrDeserializer, StringDeserializer};
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, EnumAccess, Error as _, MapAccess, SeqAccess, Unexpected,
+    DeserializeOwned, DeserializeSeed, EnumAccess, Error as _, MapAccess, SeqAccess, Unexpected,
     VariantAccess, Visitor,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::{Error, Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Parses JSON bytes into `T`, matching object keys to struct fields as
 /// Go's `encoding/json` does (see the module doc).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let node: Node = serde_json::from_slice(bytes)?;
+    let node: Node<'_> = serde_json::from_slice(bytes)?;
     T::deserialize(node)
 }
 
@@ -133,19 +134,21 @@ fn field_index(key: &str, fields: &[&'static str]) -> Option<usize> {
 
 /// A parsed JSON document that keeps every object key, in order,
 /// duplicates included (a `serde_json::Value` keeps one per exact key).
+/// Strings without escapes borrow from the input: most keys and ignored
+/// values then cost no allocation.
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
+enum Node<'a> {
     Null,
     Bool(bool),
     U64(u64),
     I64(i64),
     F64(f64),
-    Str(String),
-    Array(Vec<Node>),
-    Object(Vec<(String, Node)>),
+    Str(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
 }
 
-impl Node {
+impl Node<'_> {
     fn unexpected(&self) -> Unexpected<'_> {
         match self {
             Node::Null => Unexpected::Unit,
@@ -160,8 +163,8 @@ impl Node {
     }
 }
 
-impl From<&Value> for Node {
-    fn from(v: &Value) -> Node {
+impl<'a> From<&'a Value> for Node<'a> {
+    fn from(v: &'a Value) -> Node<'a> {
         match v {
             Value::Null => Node::Null,
             Value::Bool(b) => Node::Bool(*b),
@@ -171,15 +174,19 @@ impl From<&Value> for Node {
                 (None, None, Some(f)) => Node::F64(f),
                 (None, None, None) => Node::Null,
             },
-            Value::String(s) => Node::Str(s.clone()),
+            Value::String(s) => Node::Str(Cow::Borrowed(s)),
             Value::Array(a) => Node::Array(a.iter().map(Node::from).collect()),
-            Value::Object(o) => Node::Object(o.iter().map(|(k, v)| (k.clone(), Node::from(v))).collect()),
+            Value::Object(o) => Node::Object(
+                o.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::from(v)))
+                    .collect(),
+            ),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node<'de>, D::Error> {
         d.deserialize_any(NodeVisitor)
     }
 }
@@ -187,49 +194,53 @@ impl<'de> Deserialize<'de> for Node {
 struct NodeVisitor;
 
 impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
+    type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
+    fn visit_bool<E>(self, b: bool) -> Result<Node<'de>, E> {
         Ok(Node::Bool(b))
     }
 
-    fn visit_i64<E>(self, n: i64) -> Result<Node, E> {
+    fn visit_i64<E>(self, n: i64) -> Result<Node<'de>, E> {
         Ok(Node::I64(n))
     }
 
-    fn visit_u64<E>(self, n: u64) -> Result<Node, E> {
+    fn visit_u64<E>(self, n: u64) -> Result<Node<'de>, E> {
         Ok(Node::U64(n))
     }
 
-    fn visit_f64<E>(self, n: f64) -> Result<Node, E> {
+    fn visit_f64<E>(self, n: f64) -> Result<Node<'de>, E> {
         Ok(Node::F64(n))
     }
 
-    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
-        Ok(Node::Str(s.to_string()))
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Borrowed(s)))
     }
 
-    fn visit_string<E>(self, s: String) -> Result<Node, E> {
-        Ok(Node::Str(s))
+    fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(s.to_string())))
     }
 
-    fn visit_unit<E>(self) -> Result<Node, E> {
+    fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(s)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
         Ok(Node::Null)
     }
 
-    fn visit_none<E>(self) -> Result<Node, E> {
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
         Ok(Node::Null)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
         Node::deserialize(d)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         while let Some(item) = seq.next_element()? {
             items.push(item);
@@ -237,9 +248,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             let value = map.next_value()?;
             pairs.push((key, value));
         }
@@ -247,7 +258,75 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-impl<'de> Deserializer<'de> for Node {
+/// An object key, borrowed from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(s))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s.to_string()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s))
+    }
+}
+
+/// Hands a string to a visitor, moving it when it is owned.
+fn visit_cow<'de, V: Visitor<'de>>(s: Cow<'_, str>, visitor: V) -> Result<V::Value, Error> {
+    match s {
+        Cow::Borrowed(s) => visitor.visit_str(s),
+        Cow::Owned(s) => visitor.visit_string(s),
+    }
+}
+
+/// A string as a deserializer (an object key, an enum variant).
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserializer<'de> for CowStr<'_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visit_cow(self.0, visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match self.0 {
+            Cow::Borrowed(s) => StrDeserializer::<Error>::new(s).deserialize_enum(name, variants, visitor),
+            Cow::Owned(s) => StringDeserializer::<Error>::new(s).deserialize_enum(name, variants, visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
+impl<'de> Deserializer<'de> for Node<'_> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -257,7 +336,7 @@ impl<'de> Deserializer<'de> for Node {
             Node::U64(n) => visitor.visit_u64(n),
             Node::I64(n) => visitor.visit_i64(n),
             Node::F64(n) => visitor.visit_f64(n),
-            Node::Str(s) => visitor.visit_string(s),
+            Node::Str(s) => visit_cow(s, visitor),
             Node::Array(items) => visit_array(items, visitor),
             Node::Object(pairs) => visitor.visit_map(ObjectAccess {
                 pairs: pairs.into_iter(),
@@ -341,15 +420,7 @@ impl<'de> Deserializer<'de> for Node {
     }
 }
 
-impl<'de> de::IntoDeserializer<'de, Error> for Node {
-    type Deserializer = Node;
-
-    fn into_deserializer(self) -> Node {
-        self
-    }
-}
-
-fn visit_array<'de, V: Visitor<'de>>(items: Vec<Node>, visitor: V) -> Result<V::Value, Error> {
+fn visit_array<'de, V: Visitor<'de>>(items: Vec<Node<'_>>, visitor: V) -> Result<V::Value, Error> {
     let len = items.len();
     let mut seq = ArrayAccess {
         items: items.into_iter(),
@@ -366,11 +437,11 @@ fn visit_array<'de, V: Visitor<'de>>(items: Vec<Node>, visitor: V) -> Result<V::
 /// entry per field (its last occurrence), `null` fields left out; keys that
 /// match no field stay as they are, in place.
 fn visit_struct<'de, V: Visitor<'de>>(
-    pairs: Vec<(String, Node)>,
+    pairs: Vec<(Cow<'_, str>, Node<'_>)>,
     fields: &'static [&'static str],
     visitor: V,
 ) -> Result<V::Value, Error> {
-    let mut entries: Vec<(Key, Node)> = Vec::with_capacity(pairs.len());
+    let mut entries: Vec<(Key<'_>, Node<'_>)> = Vec::with_capacity(pairs.len());
     for (key, value) in pairs {
         match field_for(&key, fields) {
             Some(field) => {
@@ -392,18 +463,18 @@ fn visit_struct<'de, V: Visitor<'de>>(
     })
 }
 
-enum Key {
+enum Key<'a> {
     /// A struct field, by the name serde knows it by.
     Field(&'static str),
     /// A key no field matches, as written.
-    Other(String),
+    Other(Cow<'a, str>),
 }
 
-struct ArrayAccess {
-    items: std::vec::IntoIter<Node>,
+struct ArrayAccess<'a> {
+    items: std::vec::IntoIter<Node<'a>>,
 }
 
-impl<'de> SeqAccess<'de> for ArrayAccess {
+impl<'de> SeqAccess<'de> for ArrayAccess<'_> {
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
@@ -419,19 +490,19 @@ impl<'de> SeqAccess<'de> for ArrayAccess {
 }
 
 /// A plain object (a map, a `Value`): keys are data and stay as written.
-struct ObjectAccess {
-    pairs: std::vec::IntoIter<(String, Node)>,
-    value: Option<Node>,
+struct ObjectAccess<'a> {
+    pairs: std::vec::IntoIter<(Cow<'a, str>, Node<'a>)>,
+    value: Option<Node<'a>>,
 }
 
-impl<'de> MapAccess<'de> for ObjectAccess {
+impl<'de> MapAccess<'de> for ObjectAccess<'_> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.pairs.next() {
             Some((key, value)) => {
                 self.value = Some(value);
-                seed.deserialize(StringDeserializer::<Error>::new(key)).map(Some)
+                seed.deserialize(CowStr(key)).map(Some)
             }
             None => Ok(None),
         }
@@ -449,12 +520,12 @@ impl<'de> MapAccess<'de> for ObjectAccess {
     }
 }
 
-struct StructAccess {
-    entries: std::vec::IntoIter<(Key, Node)>,
-    value: Option<Node>,
+struct StructAccess<'a> {
+    entries: std::vec::IntoIter<(Key<'a>, Node<'a>)>,
+    value: Option<Node<'a>>,
 }
 
-impl<'de> MapAccess<'de> for StructAccess {
+impl<'de> MapAccess<'de> for StructAccess<'_> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
@@ -463,7 +534,7 @@ impl<'de> MapAccess<'de> for StructAccess {
                 self.value = Some(value);
                 match key {
                     Key::Field(name) => seed.deserialize(StrDeserializer::<Error>::new(name)).map(Some),
-                    Key::Other(key) => seed.deserialize(StringDeserializer::<Error>::new(key)).map(Some),
+                    Key::Other(key) => seed.deserialize(CowStr(key)).map(Some),
                 }
             }
             None => Ok(None),
@@ -482,24 +553,24 @@ impl<'de> MapAccess<'de> for StructAccess {
     }
 }
 
-struct Enum {
-    variant: String,
-    value: Option<Node>,
+struct Enum<'a> {
+    variant: Cow<'a, str>,
+    value: Option<Node<'a>>,
 }
 
-impl<'de> EnumAccess<'de> for Enum {
+impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
     type Error = Error;
-    type Variant = Variant;
+    type Variant = Variant<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant), Error> {
-        let variant = seed.deserialize(StringDeserializer::<Error>::new(self.variant))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant<'a>), Error> {
+        let variant = seed.deserialize(CowStr(self.variant))?;
         Ok((variant, Variant(self.value)))
     }
 }
 
-struct Variant(Option<Node>);
+struct Variant<'a>(Option<Node<'a>>);
 
-impl<'de> VariantAccess<'de> for Variant {
+impl<'de> VariantAccess<'de> for Variant<'_> {
     type Error = Error;
 
     fn unit_variant(self) -> Result<(), Error> {

@@ -106,9 +106,10 @@ impl CmdArgs {
         CniArgs::parse(&self.raw_args)
     }
 
-    /// Parses stdin into the plugin's own config type; a type error is code 6.
+    /// Parses stdin into the plugin's own config type, its keys matched to
+    /// fields as Go does ([`crate::json_keys`]); a type error is code 6.
     pub fn parse_config<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.stdin)
+        crate::json_keys::from_slice(&self.stdin)
             .map_err(|e| Error::decoding(format!("failed to parse network config: {e}")))
     }
 
@@ -129,7 +130,8 @@ impl CmdArgs {
         else {
             return Ok(None);
         };
-        serde_json::from_value(list.clone())
+        // Go's GCAttachment fields match in any case too (`ContainerID`, `IfName`).
+        crate::json_keys::from_value(list)
             .map(Some)
             .map_err(|e| Error::decoding(format!("invalid cni.dev/valid-attachments: {e}")))
     }
@@ -510,6 +512,15 @@ mod tests {
         );
         let bad = cmd(r#"{"cniVersion":"1.1.0","name":"n","type":"x","cni.dev/valid-attachments":{}}"#);
         assert_eq!(bad.valid_attachments().unwrap_err().code.0, 6);
+        // Go-cased keys, as Go's json.Unmarshal reads them.
+        let go_cased = cmd(
+            r#"{"cniVersion":"1.1.0","name":"n","type":"x","CNI.dev/Valid-Attachments":[{"ContainerID":"b","IfName":"eth1"}]}"#,
+        );
+        let list = go_cased.valid_attachments().unwrap().unwrap();
+        assert_eq!(
+            (list[0].container_id.as_str(), list[0].ifname.as_str()),
+            ("b", "eth1")
+        );
     }
 
     #[test]
