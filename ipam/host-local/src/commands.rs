@@ -102,7 +102,8 @@ pub fn gc(cmd: &CmdArgs) -> Result<(), Error> {
     else {
         return Ok(());
     };
-    let valid: Vec<ValidAttachment> = serde_json::from_value(list.clone())
+    // Go's GCAttachment fields match in any case too (`ContainerID`, `IfName`).
+    let valid: Vec<ValidAttachment> = cni::json_keys::from_value(list)
         .map_err(|e| Error::decoding(format!("invalid cni.dev/valid-attachments: {e}")))?;
     let mut keep: HashSet<String> = HashSet::new();
     for a in &valid {

@@ -106,8 +106,13 @@ fn parse_requested(text: &str) -> Result<IpAddr, Error> {
 
 impl IpamConfig {
     /// Loads the config from the stdin bytes and the raw `CNI_ARGS`.
+    ///
+    /// Keys match fields as Go's `json.Unmarshal` matches them
+    /// ([`cni::json_keys`]), at every level: `IPAM`, `Ranges`, `RangeStart`,
+    /// `Subnet`, `Gateway`, `Routes[].Dst`, `RuntimeConfig.IPRanges`,
+    /// `Args.CNI.IPs`... all count; the last key for a field wins.
     pub fn load(stdin: &[u8], cni_args: &CniArgs) -> Result<IpamConfig, Error> {
-        let net: NetWire = serde_json::from_slice(stdin)
+        let net: NetWire = cni::json_keys::from_slice(stdin)
             .map_err(|e| Error::decoding(format!("failed to parse network config: {e}")))?;
         let cni_version = cni::version::effective(net.cni_version.as_deref()).to_string();
         let ipam = net
@@ -333,6 +338,59 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code.0, 6);
+    }
+
+    #[test]
+    fn go_cased_keys_read_like_the_canonical_ones() {
+        let canonical = load(
+            r#"{"cniVersion":"0.4.0","name":"n","ipam":{"type":"host-local",
+                "subnet":"10.222.9.0/24","rangeStart":"10.222.9.10","rangeEnd":"10.222.9.20","gateway":"10.222.9.1",
+                "ranges":[[{"subnet":"10.222.10.0/24","rangeStart":"10.222.10.5","rangeEnd":"10.222.10.6",
+                            "gateway":"10.222.10.254"}]],
+                "routes":[{"dst":"0.0.0.0/0","gw":"10.222.9.1"}],"dataDir":"/tmp/d","resolvConf":"/etc/r"},
+               "runtimeConfig":{"ipRanges":[[{"subnet":"10.222.11.0/24"}]],"ips":["10.222.11.7"]},
+               "args":{"cni":{"ips":["10.222.9.11"]}}}"#,
+            "",
+        )
+        .unwrap();
+        for go_cased in [
+            r#"{"CNIVersion":"0.4.0","Name":"n","IPAM":{"Type":"host-local",
+                "Subnet":"10.222.9.0/24","RangeStart":"10.222.9.10","RANGEEND":"10.222.9.20","Gateway":"10.222.9.1",
+                "Ranges":[[{"SUBNET":"10.222.10.0/24","RangeStart":"10.222.10.5","rangeend":"10.222.10.6",
+                            "GATEWAY":"10.222.10.254"}]],
+                "Routes":[{"Dst":"0.0.0.0/0","GW":"10.222.9.1"}],"DataDir":"/tmp/d","ResolvConf":"/etc/r"},
+               "RuntimeConfig":{"IPRanges":[[{"Subnet":"10.222.11.0/24"}]],"IPs":["10.222.11.7"]},
+               "Args":{"CNI":{"IPS":["10.222.9.11"]}}}"#,
+            r#"{"cniversion":"0.4.0","NAME":"n","ipam":{"TYPE":"host-local",
+                "subnet":"10.222.9.0/24","rangestart":"10.222.9.10","rangeend":"10.222.9.20","gateway":"10.222.9.1",
+                "ranges":[[{"subnet":"10.222.10.0/24","RANGESTART":"10.222.10.5","RangeEnd":"10.222.10.6",
+                            "Gateway":"10.222.10.254"}]],
+                "ROUTES":[{"DST":"0.0.0.0/0","gw":"10.222.9.1"}],"datadir":"/tmp/d","resolvconf":"/etc/r"},
+               "runtimeconfig":{"ipranges":[[{"subnet":"10.222.11.0/24"}]],"ips":["10.222.11.7"]},
+               "ARGS":{"cni":{"ips":["10.222.9.11"]}}}"#,
+        ] {
+            assert_eq!(load(go_cased, "").unwrap(), canonical, "{go_cased}");
+        }
+        assert_eq!(canonical.range_sets.len(), 3);
+        assert_eq!(canonical.requested, [ip("10.222.9.11"), ip("10.222.11.7")]);
+    }
+
+    #[test]
+    fn the_last_key_for_a_field_wins_whatever_its_case() {
+        let c = load(
+            r#"{"name":"n","ipam":{"ranges":[[{"subnet":"10.222.12.0/24","Subnet":"10.222.13.0/24"}]],
+                "dataDir":"/a","DataDir":"/b","datadir":"/c"}}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.range_sets[0].ranges()[0].subnet.to_string(), "10.222.13.0/24");
+        assert_eq!(c.data_dir, PathBuf::from("/c"));
+        let c = load(
+            r#"{"name":"n","IPAM":{"subnet":"10.222.12.0/24"},"ipam":{"subnet":"10.222.14.0/24"}}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.range_sets[0].ranges()[0].subnet.to_string(), "10.222.14.0/24");
     }
 
     #[test]

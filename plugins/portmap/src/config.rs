@@ -136,8 +136,13 @@ impl PortMapConf {
     }
 
     /// Parses and validates a config; `host` decides the default backend.
+    ///
+    /// Keys match fields as Go's `json.Unmarshal` matches them
+    /// ([`cni::json_keys`]): `SNAT`, `MasqAll`, `RuntimeConfig.PortMappings`
+    /// and each mapping's `HostPort`/`ContainerPort`/`Protocol`/`HostIp`
+    /// all count; the last key for a field wins.
     pub fn parse(stdin: &[u8], host: &dyn HostFirewalls) -> Result<PortMapConf> {
-        let raw: RawConf = serde_json::from_slice(stdin)
+        let raw: RawConf = cni::json_keys::from_slice(stdin)
             .map_err(|e| Error::decoding(format!("failed to parse network configuration: {e}")))?;
         if raw.mark_masq_bit.is_some() && raw.external_set_mark_chain.is_some() {
             return Err(Error::invalid_config(
@@ -343,6 +348,49 @@ mod tests {
         assert_eq!(c.mappings[1].protocol, Protocol::Udp);
         assert_eq!(c.mappings[1].host_ip, Some("10.222.0.1".parse().unwrap()));
         assert_eq!(c.mappings[2].protocol, Protocol::Sctp);
+    }
+
+    #[test]
+    fn go_cased_keys_read_like_the_canonical_ones() {
+        let canonical = parse(
+            r#"{"name":"n","snat":false,"masqAll":true,"markMasqBit":5,"backend":"iptables",
+                "conditionsV4":["-s","10.222.0.0/16"],"conditionsV6":["!","-s","::1"],
+                "runtimeConfig":{"portMappings":[
+                  {"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"10.222.0.1"},
+                  {"hostPort":53,"containerPort":5353,"protocol":"udp"}]}}"#,
+        )
+        .unwrap();
+        for go_cased in [
+            r#"{"Name":"n","SNAT":false,"MasqAll":true,"MarkMasqBit":5,"Backend":"iptables",
+                "ConditionsV4":["-s","10.222.0.0/16"],"CONDITIONSV6":["!","-s","::1"],
+                "RuntimeConfig":{"PortMappings":[
+                  {"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIp":"10.222.0.1"},
+                  {"HOSTPORT":53,"containerport":5353,"PROTOCOL":"udp"}]}}"#,
+            r#"{"name":"n","snat":false,"masqall":true,"markmasqbit":5,"BACKEND":"iptables",
+                "conditionsv4":["-s","10.222.0.0/16"],"conditionsv6":["!","-s","::1"],
+                "runtimeconfig":{"portmappings":[
+                  {"hostport":8080,"containerPort":80,"protocol":"tcp","HOSTIP":"10.222.0.1"},
+                  {"hostPort":53,"ContainerPort":5353,"Protocol":"udp"}]}}"#,
+        ] {
+            assert_eq!(parse(go_cased).unwrap(), canonical, "{go_cased}");
+        }
+        assert_eq!(canonical.mappings.len(), 2);
+        // The last key for a field wins, exact or not.
+        let c = parse(
+            r#"{"name":"n","runtimeConfig":{"portMappings":[
+                  {"hostPort":1,"HostPort":8081,"containerPort":80,"protocol":"tcp"}]},
+                "RuntimeConfig":{"portMappings":[
+                  {"hostPort":8082,"containerPort":81,"protocol":"tcp","HostPort":8083,"hostPort":8084}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.mappings.len(),
+                c.mappings[0].host_port,
+                c.mappings[0].container_port
+            ),
+            (1, 8084, 81)
+        );
     }
 
     #[test]
