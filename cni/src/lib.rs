@@ -7,6 +7,7 @@
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod json_keys;
 pub mod netns;
 pub mod plugin;

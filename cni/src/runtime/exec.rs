@@ -335,6 +335,26 @@ fn spawn(plugin: &Path, inv: &Invocation) -> Result<Child> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        if inv.base == EnvBase::Delegated {
+            // A delegated plugin (IPAM) must not outlive the plugin that runs it: killed by
+            // its runtime mid-ADD (a timeout, `kill -9`), the plugin is followed by a DEL,
+            // and an IPAM ADD still running in its own process group would reserve an
+            // address after that DEL released everything. So it dies with its parent.
+            let parent = nix::unistd::getpid();
+            // SAFETY: the closure runs in the forked child before exec and makes only
+            // async-signal-safe system calls (prctl, getppid, _exit); it allocates nothing.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                        .map_err(std::io::Error::from)?;
+                    // The parent may have died before the prctl: then nobody would send it.
+                    if nix::unistd::getppid() != parent {
+                        nix::libc::_exit(1);
+                    }
+                    Ok(())
+                });
+            }
+        }
         match cmd.spawn() {
             Ok(child) => return Ok(child),
             Err(e) if is_text_file_busy(&e) && attempt < TEXT_FILE_BUSY_RETRIES => {

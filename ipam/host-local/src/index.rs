@@ -158,9 +158,12 @@ impl Index {
     /// describes it; `None` means it must be rebuilt (missing, unreadable,
     /// dirty, or the directory changed since we last sealed it).
     pub fn open_if_current(dir: &Path, now: &Stamp) -> Option<Index> {
+        // Written in place: never through a symlink planted in its place (then it is
+        // rebuilt by a rename, which replaces the link itself).
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(dir.join(INDEX_FILE))
             .ok()?;
         let mut buf = [0u8; HEADER_LEN as usize];

@@ -85,6 +85,22 @@ pub struct Store {
     prepared: Option<Prepared>,
 }
 
+/// ELOOP from an `O_NOFOLLOW` open, said plainly.
+fn refuse_symlink(e: io::Error, path: &Path) -> io::Error {
+    // ELOOP for a file; ENOTDIR when `O_DIRECTORY` met the link.
+    let link = e.raw_os_error() == Some(Errno::ELOOP as i32)
+        || (e.raw_os_error() == Some(Errno::ENOTDIR as i32)
+            && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()));
+    if link {
+        io::Error::other(format!(
+            "{} is a symbolic link; refusing to follow it",
+            path.display()
+        ))
+    } else {
+        e
+    }
+}
+
 fn temp_options() -> OpenOptions {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true).mode(0o600);
@@ -96,22 +112,37 @@ impl Store {
     /// exist, it is created (mode 0755, as Go) if `create`, else `Ok(None)`.
     pub fn open(data_dir: &Path, network: &str, create: bool) -> io::Result<Option<Store>> {
         let dir = data_dir.join(network);
-        let lock_path = dir.join(LOCK_FILE);
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(true).mode(0o600);
-        let lock = match opts.open(&lock_path) {
-            Ok(f) => f,
+        // The network's directory must not be a symlink out of the data dir (checked
+        // before anything is created in it), and nothing in it is opened through a
+        // planted symlink: a dangling `lock` link would make `create` make a file
+        // wherever it points.
+        let open_dir = || {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY).bits())
+                .open(&dir)
+        };
+        let handle = match open_dir() {
+            Ok(h) => h,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if !create {
                     return Ok(None);
                 }
                 DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
-                opts.open(&lock_path)?
+                open_dir().map_err(|e| refuse_symlink(e, &dir))?
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(refuse_symlink(e, &dir)),
         };
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(&lock_path)
+            .map_err(|e| refuse_symlink(e, &lock_path))?;
         lock.lock()?;
-        let handle = File::open(&dir)?;
         Ok(Some(Store {
             dir,
             handle,
@@ -139,6 +170,10 @@ impl Store {
         if self.crash_at.as_deref() == Some(point) {
             std::process::exit(137);
         }
+        // The workspace-wide fault points (`RCNI_FAULT=host-local.<point>`), for the
+        // tests that abort a whole chain at each step.
+        #[cfg(debug_assertions)]
+        cni::fault::point(&format!("host-local.{point}"));
     }
 
     /// The directory's identity and modification time now.
@@ -284,12 +319,16 @@ impl Store {
     /// in Go as here), it can never cause a duplicate.
     pub fn set_last_reserved(&self, set: usize, ip: IpAddr) -> io::Result<()> {
         let text = addr::canonical(ip).to_string();
+        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
+        // Never written through a symlink planted in its place.
         let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}")))?;
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(&path)
+            .map_err(|e| refuse_symlink(e, &path))?;
         f.write_all_at(text.as_bytes(), 0)?;
         f.set_len(text.len() as u64)
     }
@@ -355,6 +394,53 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Symlinks planted in the store are never followed out of it: not the
+    /// network directory, not `lock` (even dangling), not `last_reserved_ip.*`,
+    /// not the index; the files they point at stay as they were.
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        use std::os::unix::fs::symlink;
+        let d = TempDir::new("symlinks");
+        let outside = d.0.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("victim");
+        fs::write(&victim, "precious").unwrap();
+
+        // The network directory is a symlink out of the data dir.
+        let data = d.0.join("data");
+        fs::create_dir_all(&data).unwrap();
+        symlink(&outside, data.join("linked")).unwrap();
+        let e = Store::open(&data, "linked", true)
+            .err()
+            .expect("opened through a symlink");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(
+            !outside.join(LOCK_FILE).exists(),
+            "a lock file was made through the link"
+        );
+
+        // A dangling `lock` symlink: nothing is created where it points.
+        let net = data.join("net");
+        fs::create_dir_all(&net).unwrap();
+        symlink(outside.join("made-by-lock"), net.join(LOCK_FILE)).unwrap();
+        assert!(Store::open(&data, "net", true).is_err());
+        assert!(!outside.join("made-by-lock").exists());
+        fs::remove_file(net.join(LOCK_FILE)).unwrap();
+
+        // `last_reserved_ip.0` points at the victim: the write fails, the victim stays.
+        let store = Store::open(&data, "net", true).unwrap().unwrap();
+        symlink(&victim, net.join(format!("{LAST_RESERVED_PREFIX}0"))).unwrap();
+        let e = store.set_last_reserved(0, ip("10.222.0.9")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+
+        // The index is never opened for writing through a link.
+        symlink(&victim, net.join(INDEX_FILE)).unwrap();
+        let stamp = store.stamp().unwrap();
+        assert!(crate::index::Index::open_if_current(&net, &stamp).is_none());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     /// The point of sealing: a change right after it, in the same clock

@@ -24,6 +24,10 @@ pub struct RuleInfo {
     pub comment: Option<String>,
     /// Names of the expressions in order (`["payload", "cmp", "masq"]`).
     pub expressions: Vec<String>,
+    /// The data of every `cmp` expression, in order: what the rule compares with (an
+    /// interface name with its NUL padding, an address, a port), so a caller can tell which
+    /// interface or address a rule is about without a full decoder.
+    pub compared: Vec<Vec<u8>>,
 }
 
 /// A chain as listed by the kernel.
@@ -177,6 +181,7 @@ fn parse_rule(reply: &Reply) -> Option<RuleInfo> {
         handle: 0,
         comment: None,
         expressions: Vec::new(),
+        compared: Vec::new(),
     };
     for (kind, value) in attrs(&reply.attrs) {
         match kind {
@@ -185,8 +190,17 @@ fn parse_rule(reply: &Reply) -> Option<RuleInfo> {
             3 => rule.handle = be_u64(value)?,
             4 => {
                 for (_, elem) in attrs(value) {
-                    if let Some((_, name)) = attrs(elem).find(|(k, _)| *k == 1) {
-                        rule.expressions.push(string(name));
+                    // NFTA_EXPR_NAME, NFTA_EXPR_DATA
+                    let name = attrs(elem).find(|(k, _)| *k == 1).map(|(_, n)| string(n));
+                    if name.as_deref() == Some("cmp")
+                        && let Some((_, data)) = attrs(elem).find(|(k, _)| *k == 2)
+                        && let Some((_, cmp)) = attrs(data).find(|(k, _)| *k == 3)
+                    {
+                        // NFTA_CMP_DATA { NFTA_DATA_VALUE }
+                        rule.compared.push(data_value(cmp).unwrap_or_default());
+                    }
+                    if let Some(name) = name {
+                        rule.expressions.push(name);
                     }
                 }
             }
@@ -355,5 +369,33 @@ mod tests {
         );
         assert_eq!(rule.comment.as_deref(), Some("cid"));
         assert_eq!(rule.expressions, ["masq"]);
+        assert!(rule.compared.is_empty());
+    }
+
+    #[test]
+    fn reads_what_a_rule_compares_with() {
+        let mut a = Attrs::new();
+        a.put_str(1, "t");
+        a.put_str(2, "c");
+        a.put_u64(3, 7);
+        a.nest(4, |a| {
+            a.nest(1, |a| {
+                super::super::Expr::Cmp {
+                    sreg: super::super::expr::Reg::R1,
+                    op: super::super::expr::CmpOp::Eq,
+                    data: b"veth1234\0\0".to_vec(),
+                }
+                .encode(a)
+            });
+            a.nest(1, |a| super::super::Expr::Masquerade.encode(a));
+        });
+        let reply = Reply {
+            msg_type: nft_type(NFT_MSG_NEWRULE),
+            family: 1,
+            attrs: a.buf,
+        };
+        let rule = parse_rule(&reply).unwrap();
+        assert_eq!(rule.expressions, ["cmp", "masq"]);
+        assert_eq!(rule.compared, [b"veth1234\0\0".to_vec()]);
     }
 }

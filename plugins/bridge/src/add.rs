@@ -116,6 +116,7 @@ fn attach(
         pair,
     } = &mut links;
 
+    cni::fault::point("bridge.add.ipam");
     let mut extra_interfaces = Vec::new();
     let mut ipam_result = CniResult::default();
     if let Some(allocated) = allocation {
@@ -130,6 +131,7 @@ fn attach(
             &ipam_result,
             conf.enable_dad,
         )?;
+        cni::fault::point("bridge.add.addresses");
         if conf.is_gateway {
             let mut vlan_gateway: Option<Link> = None;
             for gw in gws.v4.iter().chain(&gws.v6) {
@@ -157,6 +159,7 @@ fn attach(
                     })?;
                 }
             }
+            cni::fault::point("bridge.add.gateway");
             l3::enable_forwarding(&gws)?;
         }
         if let Some(masq) = masq {
@@ -166,6 +169,7 @@ fn attach(
             let installed = att.clone();
             undo.push("masquerade rules", move |_| masquerade::teardown(&installed));
             masquerade::install(prepared, &att, &ips)?;
+            cni::fault::point("bridge.add.masquerade");
         }
     } else if !conf.disable_container_interface {
         inner
@@ -180,6 +184,7 @@ fn attach(
         wait_port_up(host, &pair.host)?
     };
     let bridge = bridge_link::by_name(host, &conf.bridge)?;
+    cni::fault::point("bridge.add.done");
 
     let mut interfaces = vec![
         result::interface(&bridge, None),
@@ -225,6 +230,7 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
         .ok_or_else(|| Error::invalid_environment("required env variables [CNI_NETNS] missing"))?;
     let sandbox = netns_path.to_string_lossy().into_owned();
     let bridge = bridge_link::ensure(host, conf)?;
+    cni::fault::point("bridge.add.bridge");
 
     let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
     let host_end = veth::create(host, Some(&netns), &cmd.ifname, conf.mtu, conf.mac, &bridge)?;
@@ -234,6 +240,7 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
             .map(drop)
             .internal(|| format!("failed to delete {host_name:?}"))
     });
+    cni::fault::point("bridge.add.veth");
     let mut inner = enter_container(&netns, &sandbox, &cmd.ifname, conf)?;
     let inner_end = inner
         .link_by_name(&cmd.ifname)
@@ -243,12 +250,14 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
         host: host_end,
     };
     attach_port(host, &pair.host, conf)?;
+    cni::fault::point("bridge.add.port");
 
     if conf.mac_spoof_chk {
         let id = spoofcheck::ref_id(&cmd.container_id, &cmd.ifname);
         let mac = pair.inner.mac.map(|m| m.to_string()).unwrap_or_default();
         spoofcheck::setup(&pair.host.name, &mac, &id)?;
         undo.push("mac spoof check rules", move |_| spoofcheck::teardown(&id));
+        cni::fault::point("bridge.add.spoofcheck");
     }
     Ok(Links {
         sandbox,

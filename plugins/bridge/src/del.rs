@@ -37,16 +37,20 @@ pub fn del(cmd: &CmdArgs) -> Result<()> {
     {
         errors.push(e);
     }
+    cni::fault::point("bridge.del.ipam");
+    // Go only logs a failed spoof-check teardown; a DEL that exits 0 must have removed
+    // everything, so here it is an error.
     if conf.mac_spoof_chk
         && let Err(e) = spoofcheck::teardown(&spoofcheck::ref_id(&cmd.container_id, &cmd.ifname))
     {
-        eprintln!("bridge: {e}");
+        errors.push(e);
     }
     if conf.is_layer3() && conf.ip_masq {
         let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
         if let Err(e) = masquerade::teardown(&att) {
             errors.push(e);
         }
+        cni::fault::point("bridge.del.masquerade");
     }
     if let Some(removal) = link_removal {
         match removal.join() {

@@ -1,12 +1,12 @@
-//! GC: forwards to the IPAM plugin's GC, and removes the masquerade rules of this network's
-//! attachments that are not in `cni.dev/valid-attachments` (Go does neither).
+//! GC: forwards to the IPAM plugin's GC, and removes the masquerade and spoof-check rules of
+//! this network's attachments that are not in `cni.dev/valid-attachments` (Go does neither).
 
 use cni::Result;
 use cni::plugin::{CmdArgs, Command};
 
 use crate::config::BridgeConf;
 use crate::del::combine;
-use crate::{ipam, masquerade};
+use crate::{ipam, masquerade, spoofcheck};
 
 /// One entry of `cni.dev/valid-attachments`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub fn gc(cmd: &CmdArgs) -> Result<()> {
     match valid {
         Some(valid) => {
             if let Err(e) = masquerade::gc(&conf.network, &valid) {
+                errors.push(e);
+            }
+            if let Err(e) = spoofcheck::gc(&conf.bridge, &valid) {
                 errors.push(e);
             }
         }

@@ -327,9 +327,9 @@ pub fn gc(network: &str, valid: &[ValidAttachment]) -> Result<()> {
 }
 
 fn gc_nft(network: &str, valid: &[ValidAttachment]) -> Result<()> {
-    let Ok(mut nft) = NetfilterSocket::new() else {
-        return Ok(());
-    };
+    let mut nft = NetfilterSocket::new().map_err(|e| {
+        Error::internal("failed to garbage-collect nftables masquerading rules").with_details(e.to_string())
+    })?;
     let keep: Vec<String> = valid
         .iter()
         .map(|v| Attachment::new(network, &v.container_id, &v.ifname).nft_comment())

@@ -119,9 +119,7 @@ pub fn setup(host_if: &str, mac: &str, id: &str) -> Result<()> {
 /// Removes the attachment's rules and chains; absent ones are fine.
 pub fn teardown(id: &str) -> Result<()> {
     let f = Family::Bridge;
-    let Ok(mut nft) = NetfilterSocket::new() else {
-        return Ok(());
-    };
+    let mut nft = NetfilterSocket::new().internal(|| "failed to teardown spoof-check".to_string())?;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
         Err(e) if e.is_not_found() => return Ok(()),
@@ -147,6 +145,76 @@ pub fn teardown(id: &str) -> Result<()> {
     }
     nft.apply(&batch)
         .internal(|| "failed to teardown spoof-check".to_string())
+}
+
+/// GC: removes the spoof-check rules of attachments of the bridge `bridge` that are not in
+/// `valid`, and of any attachment whose host interface is gone (its rules can match nothing
+/// any more, whatever network it was on).
+///
+/// The chains carry no network name (Go's layout), so an attachment is this network's when
+/// the interface its `PREROUTING` jump matches (`iifname`) is a port of `bridge`; an
+/// attachment of another network, with a live interface on another bridge, is left alone.
+pub fn gc(bridge: &str, valid: &[crate::gc::ValidAttachment]) -> Result<()> {
+    let f = Family::Bridge;
+    let fail = || "failed to garbage-collect spoof-check rules".to_string();
+    let mut nft = NetfilterSocket::new().internal(fail)?;
+    let chains = match nft.chains(f, TABLE) {
+        Ok(chains) => chains,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e).internal(fail),
+    };
+    if !chains.iter().any(|c| c.name == PREROUTING) {
+        return Ok(());
+    }
+    let keep: Vec<String> = valid
+        .iter()
+        .map(|v| comment(&ref_id(&v.container_id, &v.ifname)))
+        .collect();
+    let mut links = cni_net::Socket::new().internal(fail)?;
+    let bridge_index = match links.link_by_name(bridge) {
+        Ok(link) => Some(link.index),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e).internal(fail),
+    };
+    let mut batch = Batch::new();
+    for rule in nft.rules(f, TABLE, PREROUTING).internal(fail)? {
+        let Some(id) = rule
+            .comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix("macspoofchk-"))
+        else {
+            continue;
+        };
+        let Some(iifname) = rule.compared.first() else {
+            continue;
+        };
+        let iifname = String::from_utf8_lossy(iifname)
+            .trim_end_matches('\0')
+            .to_string();
+        let garbage = match links.link_by_name(&iifname) {
+            Err(e) if e.is_not_found() => true,
+            Err(e) => return Err(e).internal(fail),
+            Ok(link) => {
+                bridge_index.is_some()
+                    && link.master == bridge_index
+                    && !keep.iter().any(|k| Some(k.as_str()) == rule.comment.as_deref())
+            }
+        };
+        if !garbage {
+            continue;
+        }
+        batch.delete_rule(f, TABLE, PREROUTING, rule.handle);
+        for name in [iface_chain(id), mac_chain(id)] {
+            if chains.iter().any(|c| c.name == name) {
+                batch.flush_chain(f, TABLE, name.clone());
+                batch.delete_chain(f, TABLE, name);
+            }
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    nft.apply(&batch).internal(fail)
 }
 
 #[cfg(test)]

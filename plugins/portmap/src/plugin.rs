@@ -132,7 +132,9 @@ fn add(cmd: &CmdArgs) -> Result<CniResult> {
     if let Err(e) = forward(&mut fw, &conf, &att, &addrs) {
         // Undo: the families done so far, and anything a failed batch left.
         if let Err(undo) = fw.del(&conf, &att) {
-            eprintln!("portmap: undoing a failed ADD: {undo}");
+            // The runtime must know that something may be left: say it in the error.
+            let details = format!("{}; undoing the ADD failed too: {undo}", e.details);
+            return Err(e.with_details(details));
         }
         return Err(e);
     }
@@ -150,6 +152,7 @@ fn del(cmd: &CmdArgs) -> Result<()> {
     let att = Attachment::new(&conf.name, &cmd.container_id);
     let mut fw = Firewall::open(conf.backend)?;
     fw.del(&conf, &att)?;
+    cni::fault::point("portmap.del.rules");
     drop(fw); // gives the netfilter socket back for conntrack
     // Without an explicit backend the attachment may have been made by the
     // other one (Go's portmap uses iptables; a host may have switched):
@@ -199,6 +202,7 @@ fn gc(cmd: &CmdArgs) -> Result<()> {
 fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &ContainerAddrs) -> Result<()> {
     for addr in addrs.iter() {
         fw.add(conf, att, addr)?;
+        cni::fault::point("portmap.add.rules");
         // After the rules, so new packets take them. Failures are only logged.
         conntrack::remove(&conntrack::udp_flows(
             &conf.mappings,
