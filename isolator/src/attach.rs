@@ -183,6 +183,7 @@ impl PluginRunner {
         } else {
             paths::write_atomic(&conf_path, &conf_bytes)?;
         }
+        cni::fault::point("isolator.add.conf");
         let mut rt = RuntimeConf::new(req.container, Some(netns.to_path_buf()), req.ifname);
         rt.args = req.cni_args.to_vec();
         if let Some(pm) = port_mappings_capability(info) {
@@ -227,10 +228,12 @@ impl PluginRunner {
                 PluginResult::from_stdout(&stdout, version).map_err(plugin_err(req.network, "ADD"))?;
             (parsed.result, stdout)
         };
+        cni::fault::point("isolator.add.plugins");
         paths::write_atomic(
             &paths::network_info_path(req.root, req.container, req.network, req.ifname),
             &raw,
         )?;
+        cni::fault::point("isolator.add.info");
         Ok(Attached { result, raw })
     }
 

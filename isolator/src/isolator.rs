@@ -499,6 +499,7 @@ impl Isolator {
             NetnsSource::Path(p) => netns_pin::pin_from(p, &ns)?,
             NetnsSource::New => netns_pin::pin_new_netns(&ns)?,
         }
+        cni::fault::point("isolator.isolate.pinned");
 
         let runner = self.runner()?;
         let attached: Vec<Result<CniResult>> = concurrently(&info.networks, "ADD", |net| {
@@ -556,6 +557,7 @@ impl Isolator {
             p
         };
 
+        cni::fault::point("isolator.isolate.files");
         loopback_up(&ns)?;
         if let Some(pid) = pid {
             self.run_setup(&SetupFlags {
@@ -731,7 +733,9 @@ impl Isolator {
             runner.del(&req, &ns)
         });
         Error::collect(detached.into_iter().filter_map(Result::err).collect())?;
+        cni::fault::point("isolator.cleanup.del");
         netns_pin::unpin(&ns)?;
+        cni::fault::point("isolator.cleanup.unpinned");
         let dir = paths::container_dir(root, &name);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
