@@ -174,7 +174,7 @@ impl PluginRunner {
         netns: &Path,
     ) -> Result<Attached> {
         let if_dir = paths::interface_dir(req.root, req.container, req.network, req.ifname);
-        paths::mkdir_all(&if_dir)?;
+        paths::mkdir_below(req.root, &if_dir)?;
         let conf = Self::network_conf(config, info)?;
         let conf_bytes = to_bytes(&conf)?;
         let conf_path = paths::network_conf_path(req.root, req.container, req.network);

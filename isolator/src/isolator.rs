@@ -492,8 +492,14 @@ impl Isolator {
 
         let name = id.to_string();
         let dir = paths::container_dir(&root, &name);
-        paths::mkdir_all(&dir)?;
+        paths::mkdir_below(&root, &dir)?;
         let ns = paths::ns_path(&root, &name);
+        if std::fs::symlink_metadata(&ns).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Invalid(format!(
+                "{} is a symbolic link; refusing to mount over it",
+                ns.display()
+            )));
+        }
         match &source {
             NetnsSource::Pid(pid) => netns_pin::pin_pid_netns(*pid, &ns)?,
             NetnsSource::Path(p) => netns_pin::pin_from(p, &ns)?,

@@ -122,9 +122,49 @@ pub fn mkdir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
 }
 
+/// Creates `dir` below `root` (with its parents) and checks that no part of
+/// the path below `root` is a symbolic link: a link planted in the root dir
+/// would otherwise carry the container's files and its netns bind mount out
+/// of it (a bind mount follows links).
+pub fn mkdir_below(root: &Path, dir: &Path) -> Result<()> {
+    mkdir_all(dir)?;
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| Error::Invalid(format!("{} is not below {}", dir.display(), root.display())))?;
+    let mut cur = root.to_path_buf();
+    for part in rel.components() {
+        cur.push(part);
+        let meta = std::fs::symlink_metadata(&cur).map_err(|e| Error::io("inspect", &cur, e))?;
+        if !meta.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is a symbolic link or not a directory; refusing to use it",
+                cur.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mkdir_below_refuses_planted_symlinks() {
+        let base = std::env::temp_dir().join(format!("rcni-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("c1")).unwrap();
+        let e = mkdir_below(&root, &root.join("c1").join("net").join("eth0")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        mkdir_below(&root, &root.join("c2").join("net")).unwrap();
+        assert!(root.join("c2").join("net").is_dir());
+        assert!(mkdir_below(&root, &base.join("elsewhere")).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn layout_matches_mesos() {

@@ -155,3 +155,33 @@ fn parallel_first_starts_make_one_root_mount() {
     assert!(failures.is_empty(), "{failures:?}");
     assert!(stacked.is_empty(), "(round, mounts on the root): {stacked:?}");
 }
+
+/// A symlink planted in the root dir in place of a container's directory is
+/// never followed: no file is written and no namespace mounted where it
+/// points.
+#[test]
+#[ignore = "needs root"]
+fn planted_symlinks_in_the_root_are_not_followed() {
+    let env = Env::new();
+    env.mock_plugin("mockcni", V020_RESULT);
+    env.mock_network("net1", "mockcni");
+    let ok = cli(&env, &["run", "--id", "ok1", "--network", "net1", "--", "true"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let outside = env.base.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, env.root().join("x1")).unwrap();
+    let out = cli(&env, &["attach", "--id", "x1", "--network", "net1"]);
+    assert!(!out.status.success(), "attach through a symlink succeeded");
+    assert!(
+        text(&out.stderr).contains("symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(tree(&outside), Vec::<String>::new(), "written through the link");
+    assert_eq!(mounts_on(&outside.join("ns")), 0);
+    assert!(
+        env.calls().iter().all(|c| !c.contains(" x1 ")),
+        "{:?}",
+        env.calls()
+    );
+}
