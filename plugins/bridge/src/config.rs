@@ -5,7 +5,6 @@ use cni::result::Dns;
 use cni::{Error, Result};
 use cni_net::MacAddr;
 use serde::Deserialize;
-use serde_json::Value;
 
 /// The bridge name when the config has none.
 pub const DEFAULT_BRIDGE: &str = "cni0";
@@ -71,13 +70,40 @@ struct Raw {
     #[serde(default)]
     port_isolation: bool,
     #[serde(default)]
-    ipam: Option<Value>,
+    ipam: Option<IpamRef>,
     #[serde(default)]
     dns: Option<Dns>,
     #[serde(default)]
-    args: Option<Value>,
+    args: Option<Args>,
     #[serde(default)]
-    runtime_config: Option<Value>,
+    runtime_config: Option<RuntimeConfig>,
+}
+
+/// Go's `types.IPAM`: the bridge only needs the type; host-local reads the rest itself.
+#[derive(Debug, Default, Deserialize)]
+struct IpamRef {
+    #[serde(default, rename = "type")]
+    plugin_type: String,
+}
+
+/// `args`: only `args.cni.mac` is the bridge's.
+#[derive(Debug, Default, Deserialize)]
+struct Args {
+    #[serde(default)]
+    cni: Option<MacOnly>,
+}
+
+/// `runtimeConfig`: only `mac` is the bridge's (other capabilities pass through unread).
+#[derive(Debug, Default, Deserialize)]
+struct RuntimeConfig {
+    #[serde(default)]
+    mac: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MacOnly {
+    #[serde(default)]
+    mac: String,
 }
 
 /// The validated config.
@@ -141,8 +167,13 @@ impl BridgeConf {
     }
 
     /// Parses and validates a config; `env_mac` is CNI_ARGS `MAC`.
+    ///
+    /// Keys match fields as in Go's `json.Unmarshal` ([`cni::json_keys`]):
+    /// `IsGateway`, `MTU`, `IPAM.Type`, `runtimeConfig.MAC` all count. As in
+    /// Go, `ipam`, `args` and `runtimeConfig` must be objects and `mac` a
+    /// string when present.
     pub fn parse(stdin: &[u8], env_mac: Option<&str>) -> Result<BridgeConf> {
-        let raw: Raw = serde_json::from_slice(stdin)
+        let raw: Raw = cni::json_keys::from_slice(stdin)
             .map_err(|e| Error::decoding("failed to load netconf").with_details(e.to_string()))?;
         if !(0..=4094).contains(&raw.vlan) {
             return Err(Error::invalid_config(format!(
@@ -162,9 +193,12 @@ impl BridgeConf {
         };
         let bridge = raw.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
         check_ifname("bridge", &bridge)?;
-        let mac_text = string_at(raw.runtime_config.as_ref(), &["mac"])
-            .or_else(|| string_at(raw.args.as_ref(), &["cni", "mac"]))
-            .or_else(|| env_mac.map(str::to_string));
+        let runtime_mac = raw.runtime_config.map(|r| r.mac);
+        let args_mac = raw.args.and_then(|a| a.cni).map(|c| c.mac);
+        let mac_text = [runtime_mac, args_mac, env_mac.map(str::to_string)]
+            .into_iter()
+            .flatten()
+            .find(|m| !m.is_empty());
         let mac = match mac_text {
             None => None,
             Some(text) => Some(
@@ -172,13 +206,7 @@ impl BridgeConf {
                     .map_err(|_| Error::invalid_config(format!("invalid MAC address {text:?}")))?,
             ),
         };
-        let ipam_type = raw
-            .ipam
-            .as_ref()
-            .and_then(|i| i.get("type"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
+        let ipam_type = raw.ipam.map(|i| i.plugin_type).filter(|t| !t.is_empty());
         let dns = raw.dns.filter(|d| !d.is_empty());
         Ok(BridgeConf {
             network: raw.name,
@@ -264,14 +292,6 @@ fn check_ifname(what: &str, name: &str) -> Result<()> {
         return Err(Error::invalid_config(format!("invalid {what} name {name:?}")));
     }
     Ok(())
-}
-
-fn string_at(value: Option<&Value>, path: &[&str]) -> Option<String> {
-    let mut v = value?;
-    for key in path {
-        v = v.get(key)?;
-    }
-    v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 /// Go's `collectVlanTrunk`: ranges and single ids, 1-4094, sorted and deduplicated.
@@ -449,6 +469,95 @@ mod tests {
             cni::Code::INVALID_CONFIG
         );
         assert_eq!(parse(r#"{"name":"n","mtu":1450}"#).unwrap().mtu, Some(1450));
+    }
+
+    /// Every field of `c` that a key sets, for comparing two spellings.
+    fn fields(c: &BridgeConf) -> String {
+        format!(
+            "{} {} {} {} {} {} {:?} {:?} {} {} {} {:?} {} {} {} {} {} {:?} {:?} {:?}",
+            c.bridge,
+            c.is_gateway,
+            c.is_default_gateway,
+            c.force_address,
+            c.ip_masq,
+            c.hairpin_mode,
+            c.ip_masq_backend,
+            c.mtu,
+            c.promisc_mode,
+            c.vlan,
+            c.has_trunk,
+            c.trunk,
+            c.preserve_default_vlan,
+            c.mac_spoof_chk,
+            c.enable_dad,
+            c.disable_container_interface,
+            c.port_isolation,
+            c.ipam_type,
+            c.dns,
+            c.mac.map(|m| m.to_string()),
+        )
+    }
+
+    #[test]
+    fn go_cased_keys_read_like_the_canonical_ones() {
+        let canonical = parse(
+            r#"{"name":"n","bridge":"br-ci","isGateway":true,"isDefaultGateway":false,"forceAddress":true,
+                "ipMasq":true,"ipMasqBackend":"nftables","mtu":1400,"hairpinMode":true,"promiscMode":false,
+                "vlan":7,"vlanTrunk":[{"minID":10,"maxID":11},{"id":20}],"preserveDefaultVlan":true,
+                "macspoofchk":true,"enabledad":true,"disableContainerInterface":false,"portIsolation":true,
+                "ipam":{"type":"host-local"},"dns":{"nameservers":["10.222.0.53"],"search":["x"]},
+                "runtimeConfig":{"mac":"0a:00:00:00:00:01"}}"#,
+        )
+        .unwrap();
+        assert!(canonical.is_gateway && canonical.ip_masq && canonical.hairpin_mode);
+        for go_cased in [
+            r#"{"Name":"n","Bridge":"br-ci","IsGateway":true,"IsDefaultGateway":false,"ForceAddress":true,
+                "IPMASQ":true,"IPMasqBackend":"nftables","MTU":1400,"HairpinMode":true,"PromiscMode":false,
+                "VLAN":7,"VlanTrunk":[{"MinID":10,"MAXID":11},{"ID":20}],"PreserveDefaultVlan":true,
+                "MacSpoofChk":true,"EnableDAD":true,"DisableContainerInterface":false,"PortIsolation":true,
+                "IPAM":{"Type":"host-local"},"DNS":{"Nameservers":["10.222.0.53"],"SEARCH":["x"]},
+                "RuntimeConfig":{"MAC":"0a:00:00:00:00:01"}}"#,
+            r#"{"name":"n","bridge":"br-ci","isgateway":true,"isdefaultgateway":false,"forceaddress":true,
+                "ipmasq":true,"ipmasqbackend":"nftables","mtu":1400,"hairpinmode":true,"promiscmode":false,
+                "vlan":7,"vlantrunk":[{"minid":10,"maxid":11},{"id":20}],"preservedefaultvlan":true,
+                "MACSPOOFCHK":true,"ENABLEDAD":true,"disablecontainerinterface":false,"portisolation":true,
+                "ipam":{"TYPE":"host-local"},"dns":{"nameservers":["10.222.0.53"],"search":["x"]},
+                "runtimeconfig":{"mac":"0a:00:00:00:00:01"}}"#,
+        ] {
+            assert_eq!(
+                fields(&parse(go_cased).unwrap()),
+                fields(&canonical),
+                "{go_cased}"
+            );
+        }
+        let c = BridgeConf::parse(
+            br#"{"name":"n","Args":{"CNI":{"Mac":"0a:00:00:00:00:02"}}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.mac.unwrap().to_string(), "0a:00:00:00:00:02");
+    }
+
+    #[test]
+    fn the_last_key_for_a_field_wins_whatever_its_case() {
+        assert!(
+            parse(r#"{"name":"n","isGateway":false,"IsGateway":true}"#)
+                .unwrap()
+                .is_gateway
+        );
+        assert!(
+            !parse(r#"{"name":"n","IsGateway":true,"isGateway":false}"#)
+                .unwrap()
+                .is_gateway
+        );
+        assert_eq!(
+            parse(r#"{"name":"n","mtu":1400,"MTU":1500,"mtu":1450}"#)
+                .unwrap()
+                .mtu,
+            Some(1450)
+        );
+        let c = parse(r#"{"name":"n","ipam":{"type":"a","Type":"b"},"IPAM":{"TYPE":"c"}}"#).unwrap();
+        assert_eq!(c.ipam_type.as_deref(), Some("c"));
     }
 
     #[test]
