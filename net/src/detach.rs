@@ -103,8 +103,7 @@ pub fn hand_over(fds: Vec<OwnedFd>) {
     drop(fds);
 }
 
-/// What a detached child does. It lives in leaked memory: a child started with `CLONE_VM`
-/// reads it after the parent has moved on (and maybe exited).
+/// What a detached child does.
 struct Job {
     /// The descriptors the child keeps, sorted ascending; it closes all others at once.
     keep: Vec<RawFd>,
@@ -122,123 +121,46 @@ enum Work {
     },
 }
 
-/// Starts a child process for `job` that nobody waits for; false when none could be started.
+/// Forks a child process for `job` that nobody waits for; false when none could be started.
 ///
-/// On x86_64 the child shares our memory (`clone(CLONE_VM)` on a stack of its own): no page
-/// tables are copied and the parent takes no copy-on-write faults afterwards, 0.1-0.2 ms a
-/// fork cost here. Such a child runs only raw system calls ([`sys`]), never libc or Rust
-/// runtime code: it shares the calling thread's TLS. Elsewhere it is a plain fork.
+/// A plain fork: the child gets its own copy of our memory, so nothing it does can touch the
+/// plugin's. The plugin may have threads, so the child makes only async-signal-safe calls
+/// (close, sendto, recvfrom, membarrier, nanosleep) on memory prepared before the fork, and
+/// leaves with `_exit`, never returning into Rust code. (An earlier child made by `clone` with a shared address space
+/// saved 0.1-0.2 ms of page-table copying per call, at the price of sharing the plugin's
+/// memory and TLS with code that must never allocate, format or panic.)
 fn spawn_child(job: Job) -> bool {
-    let job: &'static Job = Box::leak(Box::new(job));
-    #[cfg(target_arch = "x86_64")]
-    if spawn_sharing_memory(job) {
-        return true;
-    }
-    // SAFETY: the forked child runs only system calls on memory allocated before the fork and
-    // leaves with _exit; it never returns into Rust code.
+    // SAFETY: fork has no memory-safety preconditions; in the child only `run_job` runs,
+    // whose contract (async-signal-safe calls on memory allocated before the fork) holds
+    // in a forked copy of a multi-threaded process, and it leaves with `_exit`.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: in the freshly forked child, see above.
         unsafe {
-            run_job(job);
+            run_job(&job);
             libc::_exit(0);
         }
     }
     pid > 0
 }
 
-/// `clone(CLONE_VM)` of [`child_main`] on a fresh 64 KiB stack (never unmapped: the child may
-/// outlive every other user of this address space).
-#[cfg(target_arch = "x86_64")]
-fn spawn_sharing_memory(job: &'static Job) -> bool {
-    const STACK: usize = 64 * 1024;
-    // SAFETY: an anonymous private mapping; no memory of ours is passed.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        return false;
-    }
-    // SAFETY: the top of the mapping just made; the stack grows down from it.
-    let top = unsafe { stack.cast::<u8>().add(STACK) }.cast::<libc::c_void>();
-    let arg = (job as *const Job).cast_mut().cast::<libc::c_void>();
-    // SAFETY: `child_main` runs on its own stack and only reads `job`, which is leaked; with
-    // SIGCHLD as its exit signal the child is reaped like a forked one.
-    let pid = unsafe { libc::clone(child_main, top, libc::CLONE_VM | libc::SIGCHLD, arg) };
-    if pid <= 0 {
-        // SAFETY: the mapping made above, unused since no child started.
-        unsafe { libc::munmap(stack, STACK) };
-        return false;
-    }
-    true
-}
-
-/// The entry of a `CLONE_VM` child; its return value is its exit status.
-#[cfg(target_arch = "x86_64")]
-extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the leaked `Job` of `spawn_sharing_memory`.
-    unsafe { run_job(&*arg.cast::<Job>()) };
-    0
-}
-
 /// The child's work: keep only `job.keep`, then do `job.work`.
 ///
 /// # Safety
-/// Only in a detached child; raw system calls only (see [`spawn_child`]).
+/// Only in a freshly forked child of [`spawn_child`]: it closes descriptors that Rust objects
+/// of the parent's copy still name, and makes only async-signal-safe calls.
 unsafe fn run_job(job: &Job) {
     // SAFETY: we are that child.
-    unsafe { close_all_except(&job.keep) };
-    match &job.work {
-        Work::Release => wait_grace_periods(),
-        Work::DeleteLink {
-            sock,
-            status,
-            request,
-        } => delete_link_in_child(*sock, *status, request),
-    }
-}
-
-/// A system call without libc (no errno, no TLS): the result, or minus the errno.
-#[cfg(target_arch = "x86_64")]
-fn sys(n: libc::c_long, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the Linux x86_64 system call convention; the callers pass valid arguments for
-    // `n` (descriptors, and pointers to buffers alive for the call).
     unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n as isize => ret,
-            in("rdi") a1,
-            in("rsi") a2,
-            in("rdx") a3,
-            in("r10") a4,
-            in("r8") a5,
-            in("r9") a6,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// A system call through libc, in a forked child (its errno is its own).
-#[cfg(not(target_arch = "x86_64"))]
-fn sys(n: libc::c_long, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> isize {
-    // SAFETY: as the callers pass valid arguments for `n`.
-    let r = unsafe { libc::syscall(n, a1, a2, a3, a4, a5, a6) } as isize;
-    if r < 0 {
-        // SAFETY: errno of this (forked, single-threaded) process.
-        -(unsafe { *libc::__errno_location() } as isize)
-    } else {
-        r
+        close_all_except(&job.keep);
+        match &job.work {
+            Work::Release => wait_grace_periods(),
+            Work::DeleteLink {
+                sock,
+                status,
+                request,
+            } => delete_link_in_child(*sock, *status, request),
+        }
     }
 }
 
@@ -246,23 +168,20 @@ fn sys(n: libc::c_long, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a
 /// `synchronize_rcu()`, holding no lock of ours), or 100 ms where membarrier is refused
 /// (`nohz_full` kernels). Two, because work queued just before the first may start its own
 /// wait a little after ours.
-fn wait_grace_periods() {
-    const MEMBARRIER_CMD_GLOBAL: usize = 1;
+///
+/// # Safety
+/// As [`run_job`].
+unsafe fn wait_grace_periods() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
     for _ in 0..2 {
-        if sys(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0, 0, 0, 0) != 0 {
+        // SAFETY: membarrier takes no pointers.
+        if unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0) } != 0 {
             let pause = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 100_000_000,
             };
-            sys(
-                libc::SYS_nanosleep,
-                (&pause as *const libc::timespec) as usize,
-                0,
-                0,
-                0,
-                0,
-                0,
-            );
+            // SAFETY: `pause` lives across the call; no remainder is asked for.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
             return;
         }
     }
@@ -277,18 +196,25 @@ unsafe fn close_all_except(keep: &[RawFd]) {
     for &fd in keep {
         let fd = fd as u32;
         if fd > from {
-            close_range(from, fd - 1);
+            // SAFETY: forwarded contract.
+            unsafe { close_range(from, fd - 1) };
         }
         from = fd + 1;
     }
-    close_range(from, u32::MAX);
+    // SAFETY: forwarded contract.
+    unsafe { close_range(from, u32::MAX) };
 }
 
 /// `close_range(2)`, falling back to closing one by one below 4096 on kernels before 5.9.
-fn close_range(first: u32, last: u32) {
-    if sys(libc::SYS_close_range, first as usize, last as usize, 0, 0, 0, 0) != 0 {
+///
+/// # Safety
+/// As [`close_all_except`]: the descriptors closed must belong to nothing that is used again.
+unsafe fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range takes no pointers; see the contract for the descriptors.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
         for fd in first..=last.min(4095) {
-            sys(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
+            // SAFETY: as above.
+            unsafe { libc::close(fd as RawFd) };
         }
     }
 }
@@ -329,52 +255,45 @@ pub fn delete_link_unlisted(netns: &Netns, name: &str) -> Result<bool> {
 
 /// The child's half of [`delete_link_unlisted`]: sends the prepared `RTM_DELLINK`, then reports
 /// the errno of its ACK (0 for success) on the status socket.
-fn delete_link_in_child(sock: RawFd, status: RawFd, request: &[u8]) {
-    let fd = |f: RawFd| f as usize;
+///
+/// # Safety
+/// As [`run_job`]; `sock` and `status` are descriptors the child kept.
+unsafe fn delete_link_in_child(sock: RawFd, status: RawFd, request: &[u8]) {
+    let errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
     let mut code: i32 = 0;
-    let sent = sys(
-        libc::SYS_sendto,
-        fd(sock),
-        request.as_ptr() as usize,
-        request.len(),
-        0,
-        0,
-        0,
-    );
+    // SAFETY: `request` is alive for the call and its length is passed with it.
+    let sent = unsafe { libc::send(sock, request.as_ptr().cast(), request.len(), 0) };
     if sent < 0 {
-        code = sent as i32;
+        code = -errno();
     } else {
         let mut buf = [0u8; 512];
         loop {
-            let n = sys(
-                libc::SYS_recvfrom,
-                fd(sock),
-                buf.as_mut_ptr() as usize,
-                buf.len(),
-                0,
-                0,
-                0,
-            );
-            if n == -(libc::EINTR as isize) {
+            // SAFETY: `buf` is writable for its whole length.
+            let n = unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 && errno() == libc::EINTR {
                 continue;
             }
             if n < 0 {
-                code = n as i32;
+                code = -errno();
             } else if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == NLMSG_ERROR {
                 code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
             }
             break;
         }
     }
-    sys(
-        libc::SYS_sendto,
-        fd(status),
-        (&code as *const i32) as usize,
-        4,
-        libc::MSG_NOSIGNAL as usize,
-        0,
-        0,
-    );
+    // SAFETY: `code` is alive for the call; 4 is its size.
+    unsafe {
+        libc::send(
+            status,
+            (&code as *const i32).cast(),
+            std::mem::size_of::<i32>(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
 }
 
 /// Waits until `monitor` sees link `index` deleted, or the child reports the outcome first.

@@ -27,8 +27,9 @@ pub fn give_back(sock: NetfilterSocket) {
     if slot.is_none() {
         *slot = Some(sock);
     } else {
-        // A second socket (never the case today): not closed either.
-        std::mem::forget(sock);
+        // A second socket (never the case today): dropped, which under
+        // `releasing_detached` hands it to the detached child like the first.
+        drop(sock);
     }
 }
 
