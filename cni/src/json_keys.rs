@@ -5,8 +5,12 @@
 //! is exactly the key, else the first field (in declaration order) whose
 //! name equals the key under Unicode simple case folding. So `IsGateway`,
 //! `isgateway` and `ISGATEWAY` all set the bridge's `isGateway`, at every
-//! nesting level (`IPAM.Ranges[0][0].RangeStart` too). When several keys
-//! land on the same field, the last one in the object wins. Map keys
+//! nesting level (`IPAM.Ranges[0][0].RangeStart` too). The preference for
+//! an exact match is per key, among fields (a key `FOO` goes to a field
+//! named `FOO` rather than to one named `foo`); when several keys land on
+//! the same field, exact or folded, the last one in the object wins (so
+//! `{"isGateway":false,"IsGateway":true}` is true, and the reverse false),
+//! duplicates of the very same key included. Map keys
 //! (`capabilities`, `runtimeConfig` passthrough, `extra`) are data, not
 //! field names: they are never folded.
 //!

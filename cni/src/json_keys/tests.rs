@@ -64,6 +64,27 @@ fn field_for_prefers_an_exact_field_then_declaration_order() {
 }
 
 #[test]
+fn an_exact_key_goes_to_its_own_field_before_a_folded_one() {
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    struct Two {
+        #[serde(default, rename = "foo")]
+        lower: i64,
+        #[serde(default, rename = "FOO")]
+        upper: i64,
+    }
+    let t: Two = from_slice(br#"{"FOO":1,"foo":2}"#).unwrap();
+    assert_eq!(t, Two { lower: 2, upper: 1 });
+    let t: Two = from_slice(br#"{"FOO":1,"Foo":3}"#).unwrap();
+    assert_eq!(
+        t,
+        Two { lower: 3, upper: 1 },
+        "no exact field: the first declared wins"
+    );
+    let t: Two = from_slice(br#"{"fOO":4}"#).unwrap();
+    assert_eq!(t, Two { lower: 4, upper: 0 });
+}
+
+#[test]
 fn any_case_reaches_the_field_at_every_level() {
     let canonical = conf(
         r#"{"name":"n","isGateway":true,"mtu":1400,"hostIP":"10.222.0.1",
