@@ -197,10 +197,33 @@ impl ConfigDir {
         }
         self.rescan()?;
         let Some(path) = self.index.get(name).cloned() else {
-            return Err(Error::UnknownNetwork(name.to_string()));
+            return Err(Error::UnknownNetwork {
+                name: name.to_string(),
+                why: self.why_skipped(name),
+            });
         };
         read_config(&path, &self.plugin_dirs)
             .map_err(|why| Error::Invalid(format!("network config {}: {why}", path.display())))
+    }
+}
+
+impl ConfigDir {
+    /// Why the skipped config files that name network `name` were skipped
+    /// (a missing plugin binary, an invalid config), for the error a task
+    /// gets: "unknown" alone does not tell an operator what to fix.
+    fn why_skipped(&self, name: &str) -> Option<String> {
+        let reasons: Vec<String> = self
+            .skipped
+            .iter()
+            .filter(|s| {
+                std::fs::read(&s.path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .is_some_and(|v| v.get("name").and_then(serde_json::Value::as_str) == Some(name))
+            })
+            .map(|s| format!("{} was skipped: {}", s.path.display(), s.reason))
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 }
 
@@ -243,13 +266,26 @@ mod tests {
         assert_eq!(c.names(), vec!["l1", "n1"]);
         assert_eq!(c.skipped().len(), 4);
         assert!(matches!(c.lookup("l1").unwrap(), NetworkConfig::List(_)));
-        assert!(matches!(c.lookup("n9"), Err(Error::UnknownNetwork(_))));
+        // A network whose plugin is missing says so, as Mesos's built-in does.
+        let e = c.lookup("n2").unwrap_err().to_string();
+        assert!(e.starts_with("unknown CNI network \"n2\": "), "{e}");
+        assert!(
+            e.contains("c.json was skipped") && e.contains("no-such-plugin-x"),
+            "{e}"
+        );
+        assert!(matches!(
+            c.lookup("n9"),
+            Err(Error::UnknownNetwork { why: None, .. })
+        ));
         // Added without restart.
         std::fs::write(dir.join("g"), r#"{"name":"n9","type":"true"}"#).unwrap();
         assert_eq!(c.lookup("n9").unwrap().name(), "n9");
         // Removed: gone on the next lookup.
         std::fs::remove_file(dir.join("g")).unwrap();
-        assert!(matches!(c.lookup("n9"), Err(Error::UnknownNetwork(_))));
+        assert!(matches!(
+            c.lookup("n9"),
+            Err(Error::UnknownNetwork { why: None, .. })
+        ));
         // Renamed inside the file: the old name disappears.
         std::fs::write(dir.join("a.conf"), r#"{"name":"n7","type":"true"}"#).unwrap();
         assert_eq!(c.lookup("n1").unwrap().name(), "n1"); // b.conf now wins

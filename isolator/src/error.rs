@@ -11,9 +11,16 @@ pub enum Error {
     /// The request or the options are wrong.
     #[error("{0}")]
     Invalid(String),
-    /// A container asked for a network that no usable config defines.
-    #[error("unknown CNI network {0:?}")]
-    UnknownNetwork(String),
+    /// A container asked for a network that no usable config defines; `why`
+    /// says why a config of that name was not usable (a missing plugin, a
+    /// parse error), as Mesos's built-in isolator names it.
+    #[error("unknown CNI network {name:?}{}", why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
+    UnknownNetwork {
+        /// The network asked for.
+        name: String,
+        /// Why a config file naming it was skipped, if one did.
+        why: Option<String>,
+    },
     /// A file or directory operation failed.
     #[error("cannot {what} {}", path.display())]
     Io {
@@ -76,6 +83,14 @@ fn join_chains(errs: &[Error]) -> String {
 }
 
 impl Error {
+    /// A network nothing defines.
+    pub fn unknown_network(name: &str) -> Self {
+        Error::UnknownNetwork {
+            name: name.to_string(),
+            why: None,
+        }
+    }
+
     /// The message with its whole chain of causes: `a: b: c`.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();

@@ -61,7 +61,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
             Error::Invalid(_) => RCNI_ERR_INVALID,
-            Error::UnknownNetwork(_) => RCNI_ERR_UNKNOWN_NETWORK,
+            Error::UnknownNetwork { .. } => RCNI_ERR_UNKNOWN_NETWORK,
             Error::Plugin { .. } => RCNI_ERR_PLUGIN,
             Error::Io { .. } | Error::Sys { .. } | Error::Netlink { .. } | Error::Setup(_) => RCNI_ERR_SYSTEM,
             Error::Corrupt { .. } => RCNI_ERR_CORRUPT,

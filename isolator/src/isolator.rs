@@ -187,7 +187,7 @@ impl Isolator {
     fn lookup(&self, name: &str) -> Result<NetworkConfig> {
         match &self.configs {
             Some(c) => lock(c).lookup(name),
-            None => Err(Error::UnknownNetwork(name.to_string())),
+            None => Err(Error::unknown_network(name)),
         }
     }
 

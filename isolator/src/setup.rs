@@ -18,8 +18,8 @@
 //! What the work does, in order: join the mount namespace of `--pid`,
 //! mark `/` as a recursive slave (so nothing mounted here leaks back to the
 //! host), bind the hosts, hostname and resolv.conf sources over `/etc/...`
-//! (`--bind-host-files`) and/or `<rootfs>/etc/...`, with NOEXEC, NODEV and
-//! NOSUID (plus RDONLY with `--bind-readonly`), then with `--hostname`
+//! (`--bind-host-files`) and/or `<rootfs>/etc/...` as plain binds like
+//! Mesos's (read-only with `--bind-readonly`), then with `--hostname`
 //! join the UTS namespace and set the hostname. `lo` is brought up by the
 //! library over netlink, not here.
 
@@ -270,8 +270,14 @@ fn create_file(path: &Path) -> std::result::Result<(), String> {
         .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
-/// A bind mount ignores every flag but MS_REC, so the NOEXEC/NODEV/NOSUID
-/// (and RDONLY) flags are applied by a remount of the bind.
+/// A plain bind mount, as Mesos's: its `mount(2)` passes NOEXEC, NODEV and
+/// NOSUID with MS_BIND, which the kernel ignores for a bind, so the file keeps
+/// the options of the mount it comes from; the built-in isolator's binds show
+/// no extra flags, and neither do ours. Read-only (host files for a container
+/// on the host network) is applied by a remount, which a bind needs for it to
+/// take effect (Mesos asks for it the same ignored way); where the kernel
+/// requires the locked flags of the underlying mount to be repeated (a user
+/// namespace), the remount is retried with NOSUID, NODEV and NOEXEC.
 fn bind_file(source: &Path, target: &Path, readonly: bool) -> std::result::Result<(), String> {
     mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| {
         format!(
@@ -280,17 +286,16 @@ fn bind_file(source: &Path, target: &Path, readonly: bool) -> std::result::Resul
             target.display()
         )
     })?;
-    let mut flags =
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-    if readonly {
-        flags |= MsFlags::MS_RDONLY;
+    if !readonly {
+        return Ok(());
     }
-    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(|e| {
-        format!(
-            "cannot remount {} with nosuid,nodev,noexec: {e}",
-            target.display()
-        )
-    })
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let remount = |flags| mount(None::<&str>, target, None::<&str>, flags, None::<&str>);
+    match remount(ro) {
+        Err(Errno::EPERM) => remount(ro | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_NOSUID),
+        other => other,
+    }
+    .map_err(|e| format!("cannot remount {} read-only: {e}", target.display()))
 }
 
 #[cfg(test)]
