@@ -108,6 +108,10 @@ struct RawPortMapping {
 pub trait HostFirewalls {
     /// The kernel has nf_tables.
     fn has_nftables(&self) -> bool;
+    /// The iptables tools are installed (`iptables-restore` and `iptables-save`).
+    fn has_iptables(&self) -> bool {
+        true
+    }
 }
 
 /// The real host: nf_tables is there when its module is loaded or built in.
@@ -126,6 +130,10 @@ impl RealHost {
 impl HostFirewalls for RealHost {
     fn has_nftables(&self) -> bool {
         self.has_nft()
+    }
+
+    fn has_iptables(&self) -> bool {
+        cni_net::iptables::IptablesRunner::host().available(cni_net::Family::V4)
     }
 }
 
@@ -255,10 +263,13 @@ fn choose_backend(raw: &RawConf, host: &dyn HostFirewalls) -> Result<(Backend, b
         Some("iptables") => (Backend::Iptables, true),
         Some("nftables") => (Backend::Nftables, true),
         Some(other) => return Err(Error::invalid_config(format!("unrecognized backend {other:?}"))),
-        // Not given: what the backend-specific options ask for, else nftables
-        // where the kernel has it.
+        // Not given: what the backend-specific options ask for, else Go's default:
+        // iptables (Go's CNI-HOSTPORT-* layout) where its tools are installed, so a host
+        // can switch back to Go's portmap, or run it beside ours, and either DEL removes
+        // what the other's ADD made; nftables only where iptables is missing.
         None => match wants.first() {
             Some((b, _)) => (*b, false),
+            None if host.has_iptables() => (Backend::Iptables, false),
             None if host.has_nftables() => (Backend::Nftables, false),
             None => (Backend::Iptables, false),
         },
@@ -321,11 +332,24 @@ mod tests {
         assert!(!c.masq_all);
         assert_eq!(c.mark_masq_bit, 13);
         assert_eq!(c.mark(), 0x2000);
-        assert_eq!(c.backend, Backend::Nftables);
+        // Go's default: iptables wherever its tools are.
+        assert_eq!(c.backend, Backend::Iptables);
         assert!(!c.backend_explicit);
         assert!(c.mappings.is_empty());
         let c = PortMapConf::parse(br#"{"name":"n"}"#, &Host(false)).unwrap();
         assert_eq!(c.backend, Backend::Iptables);
+        // nftables only without the iptables tools.
+        struct NoIptables;
+        impl HostFirewalls for NoIptables {
+            fn has_nftables(&self) -> bool {
+                true
+            }
+            fn has_iptables(&self) -> bool {
+                false
+            }
+        }
+        let c = PortMapConf::parse(br#"{"name":"n"}"#, &NoIptables).unwrap();
+        assert_eq!(c.backend, Backend::Nftables);
     }
 
     #[test]
@@ -413,8 +437,9 @@ mod tests {
         assert_eq!(c.backend, Backend::Iptables);
         let c = parse(r#"{"name":"n","conditionsV4":["ip","saddr","10.222.0.0/16"]}"#).unwrap();
         assert_eq!(c.backend, Backend::Nftables);
+        // Empty conditions ask for nothing: the default.
         let c = parse(r#"{"name":"n","conditionsV4":[]}"#).unwrap();
-        assert_eq!(c.backend, Backend::Nftables);
+        assert_eq!(c.backend, Backend::Iptables);
     }
 
     #[test]
