@@ -216,7 +216,7 @@ fn make_links_and_prepare_masq(
     let masq = (links.is_ok() && conf.ip_masq && conf.is_layer3()).then(|| {
         let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
         conf.masq_backend()
-            .and_then(|backend| masquerade::prepare(backend, &att))
+            .and_then(|backend| masquerade::prepare(masquerade::backend(backend), &att))
             .map(|prepared| (att, prepared))
     });
     (links, masq)

@@ -106,7 +106,7 @@ pub fn check(cmd: &CmdArgs) -> Result<()> {
             .map(|ip| ip.address)
             .collect();
         let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
-        masquerade::verify(conf.masq_backend()?, &att, &ips)?;
+        masquerade::verify(masquerade::backend(conf.masq_backend()?), &att, &ips)?;
     }
     Ok(())
 }

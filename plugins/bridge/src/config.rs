@@ -6,17 +6,10 @@ use cni::{Error, Result};
 use cni_net::MacAddr;
 use serde::Deserialize;
 
+pub use crate::shared::MasqBackend;
+
 /// The bridge name when the config has none.
 pub const DEFAULT_BRIDGE: &str = "cni0";
-
-/// Which firewall implementation masquerades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MasqBackend {
-    /// `nftables`: table `inet cni_plugins_masquerade`, applied in-process.
-    Nftables,
-    /// `iptables`: a `CNI-<hash>` chain per attachment in the nat table.
-    Iptables,
-}
 
 /// One `vlanTrunk` entry as written: `{"id": N}` and/or `{"minID": A, "maxID": B}`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -271,12 +264,14 @@ impl BridgeConf {
     }
 
     /// The masquerading backend: as configured, else iptables when it works, else nftables.
-    pub fn masq_backend(&self) -> Result<MasqBackend> {
+    /// `ipMasqBackend` as the config names it; `None` leaves the choice to where the
+    /// backend is used (`masquerade::backend`), so parsing never probes the host.
+    pub fn masq_backend(&self) -> Result<Option<MasqBackend>> {
         match self.ip_masq_backend.as_deref() {
-            Some("nftables") => Ok(MasqBackend::Nftables),
-            Some("iptables") => Ok(MasqBackend::Iptables),
+            Some("nftables") => Ok(Some(MasqBackend::Nftables)),
+            Some("iptables") => Ok(Some(MasqBackend::Iptables)),
             Some(other) => Err(Error::invalid_config(format!("unknown ipmasq backend {other:?}"))),
-            None => Ok(crate::masquerade::default_backend()),
+            None => Ok(None),
         }
     }
 }
@@ -451,7 +446,7 @@ mod tests {
             r#"unknown ipmasq backend "pf""#
         );
         let c = parse(r#"{"name":"n","ipMasq":true,"ipMasqBackend":"nftables"}"#).unwrap();
-        assert_eq!(c.masq_backend().unwrap(), MasqBackend::Nftables);
+        assert_eq!(c.masq_backend().unwrap(), Some(MasqBackend::Nftables));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use cni::{Error, Result, ResultExt};
 use cni_net::Netns;
 
 use crate::config::BridgeConf;
+use crate::shared::combine;
 use crate::{ipam, masquerade, spoofcheck};
 
 /// Runs DEL.
@@ -77,19 +78,4 @@ fn remove_link(netns: &Netns, ifname: &str) -> Result<()> {
     cni_net::detach::delete_link_unlisted(netns, ifname)
         .map(drop)
         .internal(|| format!("failed to delete {ifname:?}"))
-}
-
-/// One error for many: the first, with the others in its details.
-pub fn combine(errors: Vec<Error>) -> Result<()> {
-    let mut iter = errors.into_iter();
-    let Some(mut first) = iter.next() else {
-        return Ok(());
-    };
-    for e in iter {
-        if !first.details.is_empty() {
-            first.details.push_str("; ");
-        }
-        first.details.push_str(&e.to_string());
-    }
-    Err(first)
 }

@@ -5,17 +5,9 @@ use cni::Result;
 use cni::plugin::{CmdArgs, Command};
 
 use crate::config::BridgeConf;
-use crate::del::combine;
+pub use crate::shared::ValidAttachment;
+use crate::shared::combine;
 use crate::{ipam, masquerade, spoofcheck};
-
-/// One entry of `cni.dev/valid-attachments`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidAttachment {
-    /// `containerID`.
-    pub container_id: String,
-    /// `ifname`.
-    pub ifname: String,
-}
 
 /// The valid attachments the runtime sent, `None` when it sent no list (see
 /// [`CmdArgs::valid_attachments`]).

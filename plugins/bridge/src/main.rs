@@ -13,6 +13,7 @@ mod l3;
 mod masquerade;
 mod masquerade_iptables;
 mod result;
+mod shared;
 mod spoofcheck;
 mod undo;
 mod veth;

@@ -20,10 +20,9 @@ use cni::{Error, Result, ResultExt};
 use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, priority};
 use ipnetwork::IpNetwork;
 
-use crate::config::MasqBackend;
-use crate::gc::ValidAttachment;
 use crate::masquerade_iptables;
-use cni_net::hash::sha512_hex;
+pub use crate::shared::{Attachment, MasqBackend, network_hash};
+use crate::shared::{ValidAttachment, combine};
 
 /// Go's table, chain and comments.
 pub const TABLE: &str = "cni_plugins_masquerade";
@@ -31,62 +30,11 @@ pub const TABLE: &str = "cni_plugins_masquerade";
 pub const CHECKS_CHAIN: &str = "masq_checks";
 /// The base chain.
 pub const POSTROUTING: &str = "postrouting";
-/// knftables' limit on comments.
-const COMMENT_MAX: usize = 128;
 
-/// Identifies one attachment's rules.
-#[derive(Debug, Clone)]
-pub struct Attachment {
-    /// Network name.
-    pub network: String,
-    /// Container id.
-    pub container_id: String,
-    /// Interface name in the container.
-    pub ifname: String,
-}
-
-impl Attachment {
-    /// The attachment of `ifname` of container `container_id` to `network`.
-    pub fn new(network: &str, container_id: &str, ifname: &str) -> Self {
-        Attachment {
-            network: network.to_string(),
-            container_id: container_id.to_string(),
-            ifname: ifname.to_string(),
-        }
-    }
-
-    /// The nftables comment prefix of this attachment's rules.
-    pub fn nft_hash(&self) -> String {
-        format!(
-            "{}-{}",
-            network_hash(&self.network),
-            sha512_hex(format!("{}:{}", self.ifname, self.container_id).as_bytes(), 16)
-        )
-    }
-
-    /// The nftables comment of this attachment's rules.
-    pub fn nft_comment(&self) -> String {
-        let mut comment = format!(
-            "{}, net: {}, if: {}, id: {}",
-            self.nft_hash(),
-            self.network.replace('"', ""),
-            self.ifname.replace('"', ""),
-            self.container_id.replace('"', "")
-        );
-        if comment.len() > COMMENT_MAX {
-            let mut end = COMMENT_MAX;
-            while !comment.is_char_boundary(end) {
-                end -= 1;
-            }
-            comment.truncate(end);
-        }
-        comment
-    }
-}
-
-/// The nftables comment prefix of every rule of `network`.
-pub fn network_hash(network: &str) -> String {
-    sha512_hex(network.as_bytes(), 16)
+/// The backend the config names, else Go's default ([`default_backend`]), decided here
+/// where it is used rather than when the config is parsed.
+pub fn backend(named: Option<MasqBackend>) -> MasqBackend {
+    named.unwrap_or_else(default_backend)
 }
 
 /// Go's default: iptables when it is installed, else nftables.
@@ -292,7 +240,7 @@ pub fn teardown(att: &Attachment) -> Result<()> {
     if let Err(e) = teardown_nft(att) {
         errors.push(e);
     }
-    crate::del::combine(errors)
+    combine(errors)
 }
 
 fn teardown_nft(att: &Attachment) -> Result<()> {
@@ -323,7 +271,7 @@ pub fn gc(network: &str, valid: &[ValidAttachment]) -> Result<()> {
     if let Err(e) = gc_nft(network, valid) {
         errors.push(e);
     }
-    crate::del::combine(errors)
+    combine(errors)
 }
 
 fn gc_nft(network: &str, valid: &[ValidAttachment]) -> Result<()> {

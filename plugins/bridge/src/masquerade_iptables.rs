@@ -11,8 +11,7 @@ use std::process::{Command, Stdio};
 use cni::{Error, Result};
 use ipnetwork::IpNetwork;
 
-use crate::gc::ValidAttachment;
-use crate::masquerade::Attachment;
+use crate::shared::{Attachment, ValidAttachment};
 use cni_net::hash::sha512_hex;
 
 /// Go's `FormatChainName`: `CNI-` + the first 24 hex digits of sha512(name + id).

@@ -154,7 +154,7 @@ pub fn teardown(id: &str) -> Result<()> {
 /// The chains carry no network name (Go's layout), so an attachment is this network's when
 /// the interface its `PREROUTING` jump matches (`iifname`) is a port of `bridge`; an
 /// attachment of another network, with a live interface on another bridge, is left alone.
-pub fn gc(bridge: &str, valid: &[crate::gc::ValidAttachment]) -> Result<()> {
+pub fn gc(bridge: &str, valid: &[crate::shared::ValidAttachment]) -> Result<()> {
     let f = Family::Bridge;
     let fail = || "failed to garbage-collect spoof-check rules".to_string();
     let mut nft = NetfilterSocket::new().internal(fail)?;
