@@ -256,6 +256,17 @@ impl NetConfList {
     }
 }
 
+/// An attachment the runtime still uses, for GC (`cni.dev/valid-attachments`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GcAttachment {
+    /// The container ID.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// The interface name.
+    #[serde(default)]
+    pub ifname: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

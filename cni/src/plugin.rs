@@ -122,7 +122,7 @@ impl CmdArgs {
     /// older `cni.dev/attachments`). `None` when the runtime sent neither:
     /// then there is nothing to compare with, and nothing may be collected
     /// (treating it as an empty list would free every container's state).
-    pub fn valid_attachments(&self) -> Result<Option<Vec<crate::runtime::GcAttachment>>> {
+    pub fn valid_attachments(&self) -> Result<Option<Vec<crate::config::GcAttachment>>> {
         let extra = &self.config.extra;
         let Some(list) = extra
             .get("cni.dev/valid-attachments")

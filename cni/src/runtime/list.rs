@@ -32,7 +32,6 @@ use crate::plugin::Command;
 use crate::result::CniResult;
 use crate::validate;
 use crate::version::Version;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,16 +90,7 @@ impl NetworkList {
     }
 }
 
-/// An attachment the runtime still uses, for GC (`cni.dev/valid-attachments`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct GcAttachment {
-    /// The container ID.
-    #[serde(rename = "containerID")]
-    pub container_id: String,
-    /// The interface name.
-    #[serde(default)]
-    pub ifname: String,
-}
+pub use crate::config::GcAttachment;
 
 /// The runtime side of CNI (libcni's `CNIConfig`): where plugins are, how to
 /// run them, where results are cached. Share it between threads freely;
