@@ -14,6 +14,8 @@ command -v iptables >/dev/null || need_pkgs+=(iptables)
 command -v podman >/dev/null || need_pkgs+=(podman)        # scripts/e2e (issue 7)
 command -v runc >/dev/null || need_pkgs+=(runc)            # scripts/e2e (issue 7)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static) # scripts/e2e (issue 7)
+command -v containerd >/dev/null || need_pkgs+=(containerd)  # scripts/e2e/containerd.sh
+command -v jq >/dev/null || need_pkgs+=(jq)                  # scripts/e2e (leftover checks)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -24,14 +24,17 @@
 #   `ctr task kill -s SIGKILL`: ctr runs the DEL and removes the task and the
 #   container; nothing may be left (nft elements/rules/chains and iptables
 #   rules naming the container or its addresses or the port, reservations,
-#   cache entries, veth); every plugin call must be rcni's.
+#   cache entries, veth, per-container CNI-* chains), the firewall objects
+#   must be those after round 1 (nothing accumulates), and every plugin call
+#   must be rcni's.
 # Prints PASS/FAIL per round. Everything made here is removed at the end, also
 # on failure: containerd and its shims (by pid: the processes of the private
 # mount namespace), the bridge, the nft tables that appeared, the temp dir,
 # and the mount points made for it (/opt/cni/bin, /etc/cni/net.d, /var/lib/cni,
 # /run/containerd when they did not exist).
 #
-# Environment: RCNI_E2E_KEEP=1 keeps the temp dir; RCNI_E2E_TRACE=1 traces.
+# Environment: RCNI_E2E_KEEP=1 keeps the temp dir; RCNI_E2E_TRACE=1 traces;
+# RCNI_E2E_BREAK=PLUGIN:COMMAND:fail|skip breaks one plugin on purpose (lib.sh).
 set -euo pipefail
 
 if [ "${1:-}" = "--inner" ]; then
@@ -216,9 +219,11 @@ EOF
     kill -0 "$runpid" 2>/dev/null && round_fail "ctr run did not end within 20 s of the kill"
     wait "$runpid" || true
     c containers ls -q | grep -qxF "$name" && round_fail "container $name still in containerd after ctr run --rm ended"
-    left=(--cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "/proc/$pid" --ipam "$ipam_dir" --cache /var/lib/cni/results --bridge "$br")
+    left=(--cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "/proc/$pid" --ipam "$ipam_dir" --cache /var/lib/cni/results
+      --bridge "$br" --no-container-chains)
     [ -n "$ip6" ] && left+=(--ip "$ip6")
     e2e_leftovers "${left[@]}" || round_fail "state of $name ($cid, $ip4${ip6:+ $ip6}, port $hport) left behind"
+    e2e_no_growth "$r" || round_fail "firewall objects accumulate from round to round"
     for p in bridge host-local portmap; do
       e2e_require_call ADD "$p" "$cid"
       e2e_require_call DEL "$p" "$cid"

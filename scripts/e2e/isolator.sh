@@ -22,10 +22,13 @@
 #   through the gateway:P; then SIGTERM to cni-isolator (forwarded to httpd):
 #   it must DEL and exit; nothing may be left (nft/iptables rules naming ID,
 #   the address or P, reservations, the veth, the netns, the isolator's state
-#   for ID), and every plugin call must have been rcni's.
+#   for ID, per-container CNI-* chains), the firewall objects must be those
+#   after round 1 (nothing accumulates), and every plugin call must have been
+#   rcni's.
 # Prints PASS/FAIL per round; removes everything it made, also on failure.
 #
-# Environment: RCNI_E2E_KEEP=1 keeps the temp dir; RCNI_E2E_TRACE=1 traces.
+# Environment: RCNI_E2E_KEEP=1 keeps the temp dir; RCNI_E2E_TRACE=1 traces;
+# RCNI_E2E_BREAK=PLUGIN:COMMAND:fail|skip breaks one plugin on purpose (lib.sh).
 set -euo pipefail
 
 if [ "${1:-}" = "--inner" ]; then
@@ -131,7 +134,8 @@ EOF
     grep -qi 'error\|warning' "$T/run-$r.err" && round_fail "cni-isolator reported: $(tr '\n' ' ' <"$T/run-$r.err")"
     [ -z "$(iso list 2>/dev/null)" ] || round_fail "cni-isolator list still shows: $(iso list 2>&1 | tr '\n' ' ')"
     e2e_leftovers --cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "$ns" --path "$T/root/isolators/network/cni/$cid" \
-      --ipam "$ipam_dir" --bridge "$br" || round_fail "state of $cid ($ip4, port $hport) left behind"
+      --ipam "$ipam_dir" --bridge "$br" --no-container-chains || round_fail "state of $cid ($ip4, port $hport) left behind"
+    e2e_no_growth "$r" || round_fail "firewall objects accumulate from round to round"
     for p in bridge host-local portmap; do
       e2e_require_call ADD "$p" "$cid"
       e2e_require_call DEL "$p" "$cid"

@@ -8,6 +8,9 @@
 #   e2e_check_calls           every bridge/host-local/loopback/portmap call was rcni's
 #   e2e_require_call CMD PLUGIN CID   such a call was logged (by rcni, exit 0)
 #   e2e_leftovers ARGS        what is left of removed containers (see below)
+#   e2e_objects               every nft table/chain/set/map (element counts) and iptables chain
+#   e2e_no_growth ROUND       the firewall objects after this round are those after round 1
+#   e2e_host_snapshot         the host state run.sh compares before and after the runtime tests
 #   e2e_rootfs DIR CONTENT    a busybox-static root filesystem
 #   e2e_free_subnet / e2e_free_port   a free 10.222.N.0/24 (sets E2E_N), a free TCP port
 #   e2e_remove_new_tables     deletes the plugins' nft tables made since e2e_init
@@ -42,15 +45,29 @@ e2e_impl_of() {
 # A wrapper that runs a copy of REAL (stdin, stdout and arguments pass
 # through), then appends one line to the call log. Nothing in it reads the
 # caller's environment except the CNI_* variables it logs.
+#
+# RCNI_E2E_BREAK=PLUGIN:COMMAND:fail|skip (read when the wrapper is written,
+# baked into it) breaks one plugin on purpose, to see the tests fail: `fail`
+# answers COMMAND with a CNI error and exit code 1, `skip` answers it with
+# success without running the plugin (a DEL that removes nothing).
 e2e_wrap() { # DIR NAME REAL [IMPL]
-  local dir=$1 name=$2 real=$3 impl=${4:-}
+  local dir=$1 name=$2 real=$3 impl=${4:-} run brk=${RCNI_E2E_BREAK:-}
   mkdir -p "$dir/.impl"
   install -m 0755 "$real" "$dir/.impl/$name"
   [ -n "$impl" ] || impl=$(e2e_impl_of "$real")
+  run="\"$dir/.impl/$name\" \"\$@\""
+  if [ "${brk%%:*}" = "$name" ]; then
+    local bcmd=${brk#*:}
+    case ${bcmd#*:} in
+      fail) run="if [ \"\$CNI_COMMAND\" = ${bcmd%%:*} ]; then echo '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"rcni e2e: deliberately broken\"}'; false; else $run; fi" ;;
+      skip) run="if [ \"\$CNI_COMMAND\" = ${bcmd%%:*} ]; then cat >/dev/null; else $run; fi" ;;
+    esac
+    impl=$impl-broken
+  fi
   cat >"$dir/$name" <<EOF
 #!/bin/sh
 # rcni e2e logging wrapper: $name -> $impl ($real)
-"$dir/.impl/$name" "\$@"
+$run
 rc=\$?
 parent=\$(tr '\\0' ' ' </proc/\$PPID/cmdline 2>/dev/null | cut -c1-2000)
 echo "\${CNI_COMMAND:--} $name $impl \$rc \${CNI_CONTAINERID:--} \${CNI_IFNAME:--} \$parent" >>"$E2E_LOG"
@@ -140,7 +157,7 @@ e2e_wait_call() { # CMD PLUGIN CID [COUNT]
 #   --cache DIR    DIR (a CNI cache results dir) holds no entry
 # Prints one line per finding; returns 1 when there is any.
 e2e_leftovers_once() {
-  local cids=() ips=() ports=() veths=() paths=() ipams=() caches=() bridges=()
+  local cids=() ips=() ports=() veths=() paths=() ipams=() caches=() bridges=() nochains=0
   while [ $# -gt 0 ]; do
     case $1 in
       --cid) cids+=("${2:0:32}") ;;
@@ -151,11 +168,17 @@ e2e_leftovers_once() {
       --ipam) ipams+=("$2") ;;
       --cache) caches+=("$2") ;;
       --bridge) bridges+=("$2") ;;
+      --no-container-chains) nochains=1; shift; continue ;;
       *) echo "e2e_leftovers: bad argument $1" >&2; return 2 ;;
     esac
     shift 2
   done
   local found=() x f line
+  # Per-container chains (bridge ipMasq's CNI-<24 hex>, portmap's
+  # CNI-DN-<hex>), in any table of either family, even empty ones.
+  if [ "$nochains" = 1 ]; then
+    while IFS= read -r line; do [ -n "$line" ] && found+=("per-container chain $line"); done < <(e2e_objects | grep -E ' chain CNI-([0-9a-f]{24}|DN-[0-9a-f]+)$')
+  fi
   # nftables: every rule (expressions and comment), every set/map element,
   # every chain name.
   local nj needles=()
@@ -227,6 +250,41 @@ e2e_leftovers_once() {
   [ ${#found[@]} -eq 0 ] && return 0
   # Duplicates (an ipam dir check and the by-container check) once.
   printf '%s\n' "${found[@]}" | awk '!seen[$0]++' | sed 's/^/     left: /'
+  return 1
+}
+
+# Every firewall object by name: nft tables, chains, sets, maps (with their
+# element counts) and iptables chains of every table and family, one a line.
+e2e_objects() {
+  local s t
+  nft -j list ruleset 2>/dev/null | jq -r '.nftables[] |
+    if .table then "nft \(.table.family) \(.table.name) table"
+    elif .chain then "nft \(.chain.family) \(.chain.table) chain \(.chain.name)"
+    elif .set then "nft \(.set.family) \(.set.table) set \(.set.name) elements \(.set.elem // [] | length)"
+    elif .map then "nft \(.map.family) \(.map.table) map \(.map.name) elements \(.map.elem // [] | length)"
+    else empty end' 2>/dev/null | sort
+  for s in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
+    command -v $s >/dev/null || continue
+    $s 2>/dev/null | awk -v s="$s" '/^\*/ { t = substr($0, 2) } /^:/ { print s " " t " chain " substr($1, 2) }' | sort
+  done
+  return 0
+}
+
+# Rounds after the first must end with the same firewall objects as the
+# first (nothing grows per round: no chain, set, map or element accumulates).
+# Call after each round's teardown.
+e2e_no_growth() { # ROUND
+  local now
+  now=$(e2e_objects)
+  if [ "$1" = 1 ]; then
+    printf '%s\n' "$now" >"$E2E_T/objects-after-round-1"
+    return 0
+  fi
+  local d
+  d=$(diff "$E2E_T/objects-after-round-1" <(printf '%s\n' "$now") | grep '^[<>]' || true)
+  [ -z "$d" ] && return 0
+  echo "     firewall objects differ from the end of round 1 (< round 1, > now):" >&2
+  printf '%s\n' "$d" | sed 's/^/       /' >&2
   return 1
 }
 
@@ -314,4 +372,31 @@ e2e_kill_namespace_procs() {
   [ ${#pids[@]} -eq 0 ] && return 0
   e2e_log "ending processes left in the scenario's mount namespace: $(for p in "${pids[@]}"; do printf '%s(%s) ' "$p" "$(cat /proc/$p/comm 2>/dev/null)"; done)"
   kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
+# What the runtime e2e scripts must leave as they found it (scripts/e2e/run.sh
+# compares this before and after them): links, named netns (but the Rust
+# integration tests' own rcni-*), nft tables, iptables rules, mounts (but
+# those tests' netns), and the files of the CNI, Podman and containerd dirs.
+e2e_host_snapshot() {
+  local s d
+  echo "## links"
+  ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+  echo "## netns"
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -v '^rcni-' | sort || true
+  echo "## nft tables"
+  nft list tables 2>/dev/null | sort || true
+  for s in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
+    command -v $s >/dev/null || continue
+    echo "## $s"
+    $s 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//' || true
+  done
+  echo "## mounts"
+  findmnt -rn -o TARGET | grep -v '^/run/netns/rcni-' | sort
+  echo "## files"
+  for d in /etc/cni /opt/cni /var/lib/cni /run/cni /run/runc /run/containers /run/libpod /var/lib/containers \
+    /etc/containers /run/containerd /var/lib/containerd /opt/containerd /run/lock/rcni-iptables.lock; do
+    [ -e "$d" ] && find "$d" -printf '%p %M %s\n' | sort
+  done
+  return 0
 }

@@ -20,7 +20,10 @@
 #           P and must answer through it; B and C removed: nothing of A, B
 #           or C may be left (nft elements/rules/chains and iptables rules
 #           naming their IDs, addresses or P, host-local reservations, CNI
-#           cache entries, veths, netns).
+#           cache entries, veths, netns, per-container CNI-* chains even
+#           empty); from round 2 on, the firewall objects (nft tables,
+#           chains, sets, maps and their element counts, iptables chains)
+#           must be exactly those after round 1: nothing accumulates.
 #   broken  the plugin dir's bridge is a script that exits 1: every round's
 #           `podman run` must fail and leave nothing behind (proof that the
 #           ok scenario can fail).
@@ -42,7 +45,8 @@
 # addresses inside containers made here or to the host's own published port.
 #
 # Environment: RCNI_E2E_KEEP=1 keeps the temp dir for a post-mortem;
-# RCNI_E2E_SCENARIOS="ok" runs only those; RCNI_E2E_TRACE=1 traces with timestamps.
+# RCNI_E2E_SCENARIOS="ok" runs only those; RCNI_E2E_TRACE=1 traces with timestamps;
+# RCNI_E2E_BREAK=PLUGIN:COMMAND:fail|skip breaks one plugin on purpose (lib.sh).
 set -euo pipefail
 
 # ---------------------------------------------------------------------------
@@ -175,10 +179,11 @@ EOF
       cid=$(pm inspect -f '{{.Id}}' "$c" 2>/dev/null || true)
       pm rm -af -t 0 >/dev/null
       ip link show "$br" >/dev/null 2>&1 && fail "round $r: bridge $br exists although bridge never ran"
-      left=(--ipam "$ipam_dir" --cache /var/lib/cni/results --port "$hport")
+      left=(--ipam "$ipam_dir" --cache /var/lib/cni/results --port "$hport" --no-container-chains)
       [ -n "$cid" ] && left+=(--cid "$cid")
       for f in /run/netns/*; do [ -e "$f" ] && left+=(--path "$f"); done
       e2e_leftovers "${left[@]}" || { echo "   [$scenario] round $r: FAIL (state left behind after a failed run)"; fail "round $r: state left behind after a failed run"; }
+      e2e_no_growth "$r" || { echo "   [$scenario] round $r: FAIL (firewall objects accumulate)"; fail "round $r: firewall objects accumulate from round to round"; }
       echo "   [$scenario] round $r: PASS ($(e2e_since "$rs"))"
     done
     grep -q '^ADD bridge broken' "$E2E_LOG" || fail "the broken bridge was never called"
@@ -312,8 +317,9 @@ EOF
     pm rm -f -t 0 "$b" "$c" >/dev/null
     e2e_leftovers --cid "$CID_a" --cid "$CID_b" --cid "$CID_c" --ip "$IP_a" --ip "$IP_b" --ip "$IP_c" --ip "$old_ip" \
       --port "$hport" --veth "$VETH_a" --veth "$VETH_b" --veth "$VETH_c" --path "$NS_a" --path "$NS_b" --path "$NS_c" \
-      --ipam "$ipam_dir" --cache /var/lib/cni/results --cache /run/cni/tuning --bridge "$br" ||
+      --ipam "$ipam_dir" --cache /var/lib/cni/results --cache /run/cni/tuning --bridge "$br" --no-container-chains ||
       round_fail "state left behind after podman rm"
+    e2e_no_growth "$r" || round_fail "firewall objects accumulate from round to round"
     for x in "$CID_a" "$CID_b" "$CID_c"; do require_lifecycle "$x"; done
     echo "   [ok] round $r: PASS ($(e2e_since "$rs"))"
   done
