@@ -273,8 +273,9 @@ fn udp_conntrack(ns: &str, dport: u16) -> Vec<String> {
 /// Go's bridge sets up every world here; without it a test says so and returns.
 fn go_bridge_missing() -> bool {
     if go_plugin("bridge").is_none() {
-        eprintln!("skipped: Go's bridge is not in {GO_PLUGIN_DIR}");
-        return true;
+        panic!(
+            "missing prerequisite: Go's bridge is not in {GO_PLUGIN_DIR} (scripts/test.sh installs what the tests need)"
+        );
     }
     false
 }
