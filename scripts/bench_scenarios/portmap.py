@@ -6,13 +6,17 @@ portmap changes the host's firewall, so every column gets its own throw-away "ho
 the teardown, so the plugins are spawned inside it with nothing extra in the timed region.
 The floor replays the same execs with /bin/true (outside that netns, which costs nothing).
 
-- portmap-add / portmap-del: rcni with its default backend (nftables, in-process) vs Go
-  1.1.1 (iptables, its only backend); one TCP mapping, as a runtime sends it (prevResult,
-  runtimeConfig.portMappings). The container address sits on a link (an empty bridge) of the host netns.
+- portmap-add / portmap-del: both with their default backend, which is iptables for both
+  (rcni's default is Go's layout, so either can DEL what the other added); one TCP mapping,
+  as a runtime sends it (prevResult, runtimeConfig.portMappings). The container address sits
+  on a link (an empty bridge) of the host netns.
+- portmap-nft-add / portmap-nft-del: rcni's nftables backend (in-process) vs Go 1.1.1
+  (iptables, its only backend).
 - portmap-iptables-add / -del: the same with rcni's iptables backend (`backend: iptables`,
   ignored by Go 1.1.1).
 - portmap-chain-add / -del: bridge + host-local + portmap with one mapping, each column
-  with its own plugins (CNI_PATH), DEL in the runtime's order (portmap, then bridge).
+  with its own plugins (CNI_PATH), DEL in the runtime's order (portmap, then bridge), default
+  backends; portmap-chain-nft-add / -del the same with rcni's portmap on nftables.
 - portmap-scale-add-N: ADD of a container with 2 mappings (tcp + udp) while N containers
   with 2 mappings each are present. `portmap-scale-add-0` gives the first ADDs,
   `portmap-scale-add-990` the last 10 of 1,000 (not a default: its prepare takes about a
@@ -134,12 +138,16 @@ def _br_conf(run) -> dict:
                 ipam={"type": "host-local", "subnet": BRIDGE_SUBNET, "dataDir": run.col.state["data"]})
 
 
-def _chain_pm_conf(prev_results):
-    prev = prev_results[-1].json()
-    return _pm_conf(prev, [(TIMED_PORT, "tcp")], None)
+def _chain_pm(backend: str | None):
+    def pm_conf(prev_results):
+        prev = prev_results[-1].json()
+        return _pm_conf(prev, [(TIMED_PORT, "tcp")], backend)
+    return pm_conf
 
 
-def _chain(verb: str):
+def _chain(verb: str, backend: str | None):
+    _chain_pm_conf = _chain_pm(backend)
+
     def setup(run):
         _enter(run)
         run.state["netns"] = run.netns()
@@ -161,7 +169,7 @@ def _chain(verb: str):
         try:
             if verb == "ADD" and run.kind != "floor" and "br" in run.state:
                 ns = run.state["netns"]
-                pm = _pm_conf({}, [(TIMED_PORT, "tcp")], None)
+                pm = _pm_conf({}, [(TIMED_PORT, "tcp")], backend)
                 del pm["prevResult"]  # both find their rules by container ID
                 run.exec(Exec("portmap", "DEL", pm, netns=ns))
                 run.exec(Exec("bridge", "DEL", run.state["br"], netns=ns))
@@ -171,8 +179,8 @@ def _chain(verb: str):
     return setup, timed, teardown
 
 
-def _chain_scenario(name, desc, verb, targets):
-    setup, timed, teardown = _chain(verb)
+def _chain_scenario(name, desc, verb, targets, backend=None):
+    setup, timed, teardown = _chain(verb, backend)
     return Scenario(name=name, description=desc, setup=setup, timed=timed, teardown=teardown,
                     verify=_verify_add if verb == "ADD" else None, prepare=_chain_prepare,
                     cleanup=_cleanup, plugins=["bridge", "host-local", "portmap"], runs=40,
@@ -197,10 +205,11 @@ def _scale(n: int) -> Scenario:
         finally:
             h.leave()
 
-    setup, timed, teardown = _own("ADD", None, ports)
+    # rcni on nftables, as its prepared containers (Go 1.1.1 ignores `backend`).
+    setup, timed, teardown = _own("ADD", "nftables", ports)
     return Scenario(
         name="portmap-scale-add-%d" % n,
-        description="portmap ADD (tcp + udp) with %d containers of 2 mappings each present" % n,
+        description="portmap ADD (tcp + udp) with %d containers of 2 mappings each present (rcni: nftables)" % n,
         setup=setup, timed=timed, teardown=teardown, verify=_verify_add, prepare=prepare,
         cleanup=_cleanup, plugins=["portmap"], runs=10, default=n <= 200,
         targets={})
@@ -212,18 +221,28 @@ def make(name):
 
 
 SCENARIOS = [
-    _own_scenario("portmap-add", "portmap ADD, 1 tcp mapping (rcni: nftables in-process; Go: iptables)",
-                  "ADD", None, {"min_ratio": 20.0, "max_rss_kb": RSS_KB}),
-    _own_scenario("portmap-del", "portmap DEL, 1 tcp mapping (rcni: nftables; Go: iptables)",
-                  "DEL", None, {"min_ratio": 20.0}),
+    # The default backend is Go's (iptables layout, one iptables-restore fork) until it is
+    # written in-process: no ratio target for it yet.
+    _own_scenario("portmap-add", "portmap ADD, 1 tcp mapping, default backends (both iptables)",
+                  "ADD", None, {"max_rss_kb": RSS_KB}),
+    _own_scenario("portmap-del", "portmap DEL, 1 tcp mapping, default backends (both iptables)",
+                  "DEL", None, {}),
+    _own_scenario("portmap-nft-add", "portmap ADD, 1 tcp mapping (rcni: nftables in-process; Go: iptables)",
+                  "ADD", "nftables", {"min_ratio": 20.0, "max_rss_kb": RSS_KB}),
+    _own_scenario("portmap-nft-del", "portmap DEL, 1 tcp mapping (rcni: nftables; Go: iptables)",
+                  "DEL", "nftables", {"min_ratio": 20.0}),
     _own_scenario("portmap-iptables-add", "portmap ADD, 1 tcp mapping, both iptables",
                   "ADD", "iptables", {}),
     _own_scenario("portmap-iptables-del", "portmap DEL, 1 tcp mapping, both iptables",
                   "DEL", "iptables", {}),
-    _chain_scenario("portmap-chain-add", "bridge + host-local + portmap ADD, 1 mapping", "ADD",
-                    {"min_ratio": 10.0}),
-    _chain_scenario("portmap-chain-del", "portmap + bridge DEL (host-local released), 1 mapping", "DEL",
-                    {"min_ratio": 5.0}),
+    _chain_scenario("portmap-chain-add", "bridge + host-local + portmap ADD, 1 mapping, default backends",
+                    "ADD", {}),
+    _chain_scenario("portmap-chain-del", "portmap + bridge DEL (host-local released), 1 mapping, default backends",
+                    "DEL", {}),
+    _chain_scenario("portmap-chain-nft-add", "bridge + host-local + portmap ADD, 1 mapping (rcni portmap: nftables)",
+                    "ADD", {"min_ratio": 10.0}, "nftables"),
+    _chain_scenario("portmap-chain-nft-del", "portmap + bridge DEL, 1 mapping (rcni portmap: nftables)",
+                    "DEL", {"min_ratio": 5.0}, "nftables"),
     _scale(0),
     _scale(190),
 ]
