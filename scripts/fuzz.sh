@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(netconf result cni_args host_local_config portmap_config)
+[ ${#targets[@]} -gt 0 ] || targets=(netconf result cni_args host_local_config portmap_config host_local_store host_local_index isolator_abi isolator_recover)
 host=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTC_BOOTSTRAP=1
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

@@ -49,6 +49,11 @@ impl ContainerId {
     /// which is how container directories are named. `None` for anything
     /// [`ContainerId::validate`] rejects.
     pub fn parse(dotted: &str) -> Option<ContainerId> {
+        // `validate` refuses it anyway; refused first, a long string never
+        // builds its chain (each part clones the parents: quadratic).
+        if dotted.len() > MAX_ID_LEN {
+            return None;
+        }
         let mut id: Option<ContainerId> = None;
         for part in dotted.split('.') {
             id = Some(match id {
