@@ -173,8 +173,13 @@ impl Index {
         {
             return None;
         }
-        let len = file.metadata().ok()?.len();
-        if len != slot_offset(header.slots) {
+        // The counts must fit the table (an absurd `live` would be allocated
+        // for), and the table the file (checked: a huge `slots` must not wrap).
+        if header.live.checked_add(header.deleted)? > header.slots {
+            return None;
+        }
+        let table = header.slots.checked_mul(SLOT_LEN)?.checked_add(HEADER_LEN)?;
+        if file.metadata().ok()?.len() != table {
             return None;
         }
         Some(Index { file, header })
@@ -305,7 +310,9 @@ impl Index {
             .write_all_at(&encode_slot(key, LIVE, ip), slot_offset(slot))?;
         self.header.live += 1;
         if reuse {
-            self.header.deleted -= 1;
+            // A header that undercounts the tombstones (one written by
+            // someone else) must not underflow; the count only steers growth.
+            self.header.deleted = self.header.deleted.saturating_sub(1);
         }
         Ok(())
     }
