@@ -108,6 +108,7 @@ EOF
   cleanup() {
     local rc=$? n
     set +e
+    e2e_round_on_exit $rc
     if [ -n "$cpid" ]; then
       for n in $(c tasks ls -q 2>/dev/null); do c tasks kill -s SIGKILL "$n" >/dev/null 2>&1; done
       sleep 0.2
@@ -121,7 +122,7 @@ EOF
     ip link del "$br" >/dev/null 2>&1
     e2e_remove_new_tables
     if [ $rc -ne 0 ] && [ -s "$T/containerd.log" ]; then
-      log "containerd log (last lines):"; tail -n 15 "$T/containerd.log" | sed 's/^/     /'
+      log "containerd log (last warnings):"; grep -E 'level=(warning|error|fatal)' "$T/containerd.log" | tail -n 8 | cut -c1-300 | sed 's/^/     /'
     fi
     exit $rc
   }
@@ -162,8 +163,7 @@ EOF
   log "image $img (docker-archive, layer sha256:${diff:0:12}) imported in $(e2e_since "$s")"
 
   for r in $(seq 1 "$rounds"); do
-    rs=$(e2e_now)
-    round_fail() { echo "   [containerd] round $r: FAIL ($*)"; fail "round $r: $*"; }
+    e2e_round_begin "$r"
     name=r$r-$id
     cid=rcni-e2e-$name # go-cni's container ID: <namespace>-<container>
     c run --rm --cni --snapshotter native --null-io "$img" "$name" httpd -f -p 80 -h /www </dev/null >"$T/ctr-run-$r.log" 2>&1 &
@@ -171,65 +171,65 @@ EOF
     cache=/var/lib/cni/results/$net-$cid-eth0
     pid=""
     for i in $(seq 1 200); do
-      kill -0 "$runpid" 2>/dev/null || round_fail "ctr run exited: $(tr '\n' ' ' <"$T/ctr-run-$r.log")"
+      kill -0 "$runpid" 2>/dev/null || e2e_round_fail "ctr run exited: $(tr '\n' ' ' <"$T/ctr-run-$r.log")"
       if [ -f "$cache" ]; then
         pid=$(c tasks ls 2>/dev/null | awk -v n="$name" '$1 == n && $3 == "RUNNING" { print $2 }')
         [ -n "$pid" ] && break
       fi
       sleep 0.1
     done
-    [ -n "$pid" ] || round_fail "container $name not running with a CNI result within 20 s"
+    [ -n "$pid" ] || e2e_round_fail "container $name not running with a CNI result within 20 s"
     ns=/proc/$pid/ns/net
 
     # The address: eth0 in the container, the cached result, host-local's reservation.
     ip4=$(jq -r '.result.ips[] | .address | select(contains(".") )' "$cache")
     kaddr=$(nsenter --net="$ns" ip -o -4 addr show dev eth0 | awk '{print $4}')
-    [ -n "$ip4" ] && [ "$ip4" = "$kaddr" ] || round_fail "eth0 has $kaddr, the cached result says $ip4"
+    [ -n "$ip4" ] && [ "$ip4" = "$kaddr" ] || e2e_round_fail "eth0 has $kaddr, the cached result says $ip4"
     ip4=${ip4%/*}
-    [ "${ip4#"$pfx"}" != "$ip4" ] || round_fail "address $ip4 not in $subnet"
-    [ -f "$ipam_dir/$ip4" ] && grep -q "^$cid" "$ipam_dir/$ip4" || round_fail "no host-local reservation of $ip4 for $cid"
+    [ "${ip4#"$pfx"}" != "$ip4" ] || e2e_round_fail "address $ip4 not in $subnet"
+    [ -f "$ipam_dir/$ip4" ] && grep -q "^$cid" "$ipam_dir/$ip4" || e2e_round_fail "no host-local reservation of $ip4 for $cid"
     ip6=""
     if [ $v6 = 1 ]; then
       ip6=$(jq -r '.result.ips[] | .address | select(contains(":"))' "$cache")
       k6=$(nsenter --net="$ns" ip -o -6 addr show dev eth0 scope global | awk '{print $4}')
-      [ -n "$ip6" ] && [ "$ip6" = "$k6" ] || round_fail "eth0 has v6 $k6, the cached result says $ip6"
+      [ -n "$ip6" ] && [ "$ip6" = "$k6" ] || e2e_round_fail "eth0 has v6 $k6, the cached result says $ip6"
       ip6=${ip6%/*}
-      [ -f "$ipam_dir/$ip6" ] || round_fail "no host-local reservation of $ip6"
+      [ -f "$ipam_dir/$ip6" ] || e2e_round_fail "no host-local reservation of $ip6"
     fi
     veth=$(jq -r '.result.interfaces[] | select((.sandbox // "") == "" and (.name | startswith("veth"))) | .name' "$cache" | head -n 1)
-    [ -n "$veth" ] && ip -o link show "$veth" 2>/dev/null | grep -q "master $br" || round_fail "host veth '$veth' not on $br"
-    nsenter --net="$ns" ip -4 route show default | grep -q "via $gw " || round_fail "no default route via $gw"
+    [ -n "$veth" ] && ip -o link show "$veth" 2>/dev/null | grep -q "master $br" || e2e_round_fail "host veth '$veth' not on $br"
+    nsenter --net="$ns" ip -4 route show default | grep -q "via $gw " || e2e_round_fail "no default route via $gw"
 
     # From the host: ping, HTTP direct and through the published port.
-    ping -c 1 -W 2 "$ip4" >/dev/null || round_fail "the host cannot ping $ip4"
+    ping -c 1 -W 2 "$ip4" >/dev/null || e2e_round_fail "the host cannot ping $ip4"
     if [ -n "$ip6" ]; then
       ok6=0
       for i in 1 2 3; do ping -6 -c 1 -W 2 "$ip6" >/dev/null 2>&1 && { ok6=1; break; }; done
-      [ $ok6 = 1 ] || round_fail "the host cannot ping $ip6"
+      [ $ok6 = 1 ] || e2e_round_fail "the host cannot ping $ip6"
     fi
     want="rcni-e2e-$id"
-    [ "$(e2e_get_host "$ip4" 80)" = "$want" ] || round_fail "host: http://$ip4/ failed"
-    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || round_fail "host: published port http://127.0.0.1:$hport/ failed"
-    [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || round_fail "host: published port http://$gw:$hport/ failed"
+    [ "$(e2e_get_host "$ip4" 80)" = "$want" ] || e2e_round_fail "host: http://$ip4/ failed"
+    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port http://127.0.0.1:$hport/ failed"
+    [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || e2e_round_fail "host: published port http://$gw:$hport/ failed"
     [ "$r" = 1 ] && log "$name: eth0 $ip4${ip6:+ $ip6} (= cached result = reservation), veth $veth on $br; host: ping${ip6:+ and ping -6}, http://$ip4/, 127.0.0.1:$hport, $gw:$hport ok"
 
     # Removal: the task dies, ctr runs the DEL, deletes the task and the container.
     c tasks kill -s SIGKILL "$name" >/dev/null
     for i in $(seq 1 200); do kill -0 "$runpid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$runpid" 2>/dev/null && round_fail "ctr run did not end within 20 s of the kill"
+    kill -0 "$runpid" 2>/dev/null && e2e_round_fail "ctr run did not end within 20 s of the kill"
     wait "$runpid" || true
-    c containers ls -q | grep -qxF "$name" && round_fail "container $name still in containerd after ctr run --rm ended"
+    c containers ls -q | grep -qxF "$name" && e2e_round_fail "container $name still in containerd after ctr run --rm ended"
     left=(--cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "/proc/$pid" --ipam "$ipam_dir" --cache /var/lib/cni/results
       --bridge "$br" --no-container-chains)
     [ -n "$ip6" ] && left+=(--ip "$ip6")
-    e2e_leftovers "${left[@]}" || round_fail "state of $name ($cid, $ip4${ip6:+ $ip6}, port $hport) left behind"
-    e2e_no_growth "$r" || round_fail "firewall objects accumulate from round to round"
+    e2e_leftovers "${left[@]}" || e2e_round_fail "state of $name ($cid, $ip4${ip6:+ $ip6}, port $hport) left behind"
+    e2e_no_growth "$r" || e2e_round_fail "firewall objects accumulate from round to round"
     for p in bridge host-local portmap; do
       e2e_require_call ADD "$p" "$cid"
       e2e_require_call DEL "$p" "$cid"
     done
     [ "$r" = 1 ] && log "DEL run by: $(e2e_caller_of DEL bridge "$cid")"
-    echo "   [containerd] round $r: PASS ($(e2e_since "$rs"))"
+    e2e_round_pass
   done
   e2e_check_calls
   log "PASS"

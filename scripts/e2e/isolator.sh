@@ -77,6 +77,7 @@ EOF
   cleanup() {
     local rc=$? c
     set +e
+    e2e_round_on_exit $rc
     if [ -n "$ipid" ] && kill -0 "$ipid" 2>/dev/null; then
       kill -TERM "$ipid"
       for c in $(seq 1 100); do kill -0 "$ipid" 2>/dev/null || break; sleep 0.1; done
@@ -90,8 +91,7 @@ EOF
   trap cleanup EXIT
 
   for r in $(seq 1 "$rounds"); do
-    rs=$(e2e_now)
-    round_fail() { echo "   [isolator] round $r: FAIL ($*)"; fail "round $r: $*"; }
+    e2e_round_begin "$r"
     cid=rcni-e2e-iso-$id-r$r
     "${iso_cmd[@]}" --json run --id "$cid" --network "$net" --publish "$hport:80" -- /bin/busybox httpd -f -p 80 -h "$T/www" \
       >"$T/run-$r.out" 2>"$T/run-$r.err" &
@@ -100,47 +100,47 @@ EOF
     for i in $(seq 1 200); do
       status=$(head -n 1 "$T/run-$r.out")
       [ -n "$status" ] && break
-      kill -0 "$ipid" 2>/dev/null || round_fail "cni-isolator run exited: $(cat "$T/run-$r.err" "$T/run-$r.out" | tr '\n' ' ')"
+      kill -0 "$ipid" 2>/dev/null || e2e_round_fail "cni-isolator run exited: $(cat "$T/run-$r.err" "$T/run-$r.out" | tr '\n' ' ')"
       sleep 0.1
     done
-    [ -n "$status" ] || round_fail "no status line from cni-isolator run within 20 s"
-    jq -e --arg id "$cid" '.id == $id' <<<"$status" >/dev/null || round_fail "status line is not $cid's: $status"
+    [ -n "$status" ] || e2e_round_fail "no status line from cni-isolator run within 20 s"
+    jq -e --arg id "$cid" '.id == $id' <<<"$status" >/dev/null || e2e_round_fail "status line is not $cid's: $status"
     ns=$(jq -r '.netns' <<<"$status")
     ip4=$(jq -r '[.network_infos[0].ip_addresses[].ip_address] | map(select(contains("."))) | .[0] // empty' <<<"$status")
     ip4=${ip4%/*}
-    [ -n "$ip4" ] && [ "${ip4#"$pfx"}" != "$ip4" ] || round_fail "no address in $subnet in the status: $status"
-    [ -e "$ns" ] || round_fail "netns $ns from the status does not exist"
-    nsenter --net="$ns" ip -o -4 addr show dev eth0 | grep -q " $ip4/" || round_fail "eth0 in $ns lacks $ip4"
-    [ -f "$ipam_dir/$ip4" ] && grep -q "^$cid" "$ipam_dir/$ip4" || round_fail "no host-local reservation of $ip4 for $cid"
+    [ -n "$ip4" ] && [ "${ip4#"$pfx"}" != "$ip4" ] || e2e_round_fail "no address in $subnet in the status: $status"
+    [ -e "$ns" ] || e2e_round_fail "netns $ns from the status does not exist"
+    nsenter --net="$ns" ip -o -4 addr show dev eth0 | grep -q " $ip4/" || e2e_round_fail "eth0 in $ns lacks $ip4"
+    [ -f "$ipam_dir/$ip4" ] && grep -q "^$cid" "$ipam_dir/$ip4" || e2e_round_fail "no host-local reservation of $ip4 for $cid"
     veth=$(ip -o link show master "$br" 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//')
-    [ "$(wc -w <<<"$veth")" = 1 ] || round_fail "expected one link on $br, found: $veth"
-    iso check "$cid" >/dev/null 2>"$T/check-$r.err" || round_fail "cni-isolator check $cid: $(cat "$T/check-$r.err")"
-    iso list 2>/dev/null | grep -q "^$cid " || round_fail "cni-isolator list lacks $cid"
+    [ "$(wc -w <<<"$veth")" = 1 ] || e2e_round_fail "expected one link on $br, found: $veth"
+    iso check "$cid" >/dev/null 2>"$T/check-$r.err" || e2e_round_fail "cni-isolator check $cid: $(cat "$T/check-$r.err")"
+    iso list 2>/dev/null | grep -q "^$cid " || e2e_round_fail "cni-isolator list lacks $cid"
 
-    ping -c 1 -W 2 "$ip4" >/dev/null || round_fail "the host cannot ping $ip4"
+    ping -c 1 -W 2 "$ip4" >/dev/null || e2e_round_fail "the host cannot ping $ip4"
     want="rcni-e2e-$id"
-    [ "$(e2e_get_host "$ip4" 80)" = "$want" ] || round_fail "host: http://$ip4/ failed"
-    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || round_fail "host: published port http://127.0.0.1:$hport/ failed"
-    [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || round_fail "host: published port http://$gw:$hport/ failed"
+    [ "$(e2e_get_host "$ip4" 80)" = "$want" ] || e2e_round_fail "host: http://$ip4/ failed"
+    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port http://127.0.0.1:$hport/ failed"
+    [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || e2e_round_fail "host: published port http://$gw:$hport/ failed"
     [ "$r" = 1 ] && log "$cid: $ip4 (= reservation, on eth0 of $ns), veth $veth on $br; check, list; host: ping, http://$ip4/, 127.0.0.1:$hport, $gw:$hport ok"
 
     # SIGTERM goes to the command; cni-isolator then DELs and exits.
     kill -TERM "$ipid"
     for i in $(seq 1 200); do kill -0 "$ipid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$ipid" 2>/dev/null && round_fail "cni-isolator did not exit within 20 s of SIGTERM"
+    kill -0 "$ipid" 2>/dev/null && e2e_round_fail "cni-isolator did not exit within 20 s of SIGTERM"
     rc=0
     wait "$ipid" || rc=$?
     ipid=""
-    grep -qi 'error\|warning' "$T/run-$r.err" && round_fail "cni-isolator reported: $(tr '\n' ' ' <"$T/run-$r.err")"
-    [ -z "$(iso list 2>/dev/null)" ] || round_fail "cni-isolator list still shows: $(iso list 2>&1 | tr '\n' ' ')"
+    grep -qi 'error\|warning' "$T/run-$r.err" && e2e_round_fail "cni-isolator reported: $(tr '\n' ' ' <"$T/run-$r.err")"
+    [ -z "$(iso list 2>/dev/null)" ] || e2e_round_fail "cni-isolator list still shows: $(iso list 2>&1 | tr '\n' ' ')"
     e2e_leftovers --cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "$ns" --path "$T/root/isolators/network/cni/$cid" \
-      --ipam "$ipam_dir" --bridge "$br" --no-container-chains || round_fail "state of $cid ($ip4, port $hport) left behind"
-    e2e_no_growth "$r" || round_fail "firewall objects accumulate from round to round"
+      --ipam "$ipam_dir" --bridge "$br" --no-container-chains || e2e_round_fail "state of $cid ($ip4, port $hport) left behind"
+    e2e_no_growth "$r" || e2e_round_fail "firewall objects accumulate from round to round"
     for p in bridge host-local portmap; do
       e2e_require_call ADD "$p" "$cid"
       e2e_require_call DEL "$p" "$cid"
     done
-    echo "   [isolator] round $r: PASS ($(e2e_since "$rs"), command exit code $rc)"
+    e2e_round_pass "command exit code $rc"
   done
   e2e_check_calls
   log "PASS"

@@ -25,7 +25,17 @@
 # runtime here is configured to use).
 
 e2e_log() { printf '   [%s] %s\n' "$E2E_TAG" "$*"; }
-e2e_fail() { printf '   [%s] FAIL: %s\n' "$E2E_TAG" "$*" >&2; exit 1; }
+# Inside a round (e2e_round_begin), also prints the round's FAIL line.
+e2e_fail() {
+  if [ -n "${E2E_ROUND:-}" ]; then
+    printf '   [%s] round %s: FAIL (%s)\n' "$E2E_TAG" "$E2E_ROUND" "$*"
+    printf '   [%s] FAIL: round %s: %s\n' "$E2E_TAG" "$E2E_ROUND" "$*" >&2
+    E2E_ROUND=""
+    exit 1
+  fi
+  printf '   [%s] FAIL: %s\n' "$E2E_TAG" "$*" >&2
+  exit 1
+}
 e2e_now() { date +%s.%N; }
 e2e_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }'; }
 
@@ -34,6 +44,26 @@ e2e_init() { # T TAG
   E2E_LOG=$E2E_T/invocations.log
   : >"$E2E_LOG"
   E2E_TABLES_BEFORE=$(nft list tables 2>/dev/null || true)
+  E2E_ROUND="" E2E_LAST_ERR=""
+  # The command that made `set -e` end the script, for the round's FAIL line.
+  set -E
+  trap 'E2E_LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
+}
+
+# One PASS or FAIL line per round: e2e_round_begin N, then e2e_round_pass,
+# or e2e_round_fail MESSAGE (exits); a command failing under `set -e` in
+# between gets its FAIL line from e2e_round_on_exit (call it in the EXIT trap).
+e2e_round_begin() { E2E_ROUND=$1 E2E_ROUND_START=$(e2e_now); }
+e2e_round_pass() {
+  printf '   [%s] round %s: PASS (%s%s)\n' "$E2E_TAG" "$E2E_ROUND" "$(e2e_since "$E2E_ROUND_START")" "${1:+, $1}"
+  E2E_ROUND=""
+}
+e2e_round_fail() { e2e_fail "$@"; }
+e2e_round_on_exit() { # EXIT-CODE
+  [ "$1" -ne 0 ] && [ -n "$E2E_ROUND" ] &&
+    printf '   [%s] round %s: FAIL (exit code %s at %s)\n' "$E2E_TAG" "$E2E_ROUND" "$1" "${E2E_LAST_ERR:-?}"
+  E2E_ROUND=""
+  return 0
 }
 
 e2e_impl_of() {
@@ -204,16 +234,25 @@ e2e_leftovers_once() {
   local save text
   for save in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
     command -v $save >/dev/null || continue
-    text=$($save 2>/dev/null) || continue
-    for x in "${cids[@]}"; do
-      while IFS= read -r line; do [ -n "$line" ] && found+=("$save [$x]: $line"); done < <(grep -F -- "$x" <<<"$text")
-    done
-    for x in "${ips[@]}"; do
-      while IFS= read -r line; do [ -n "$line" ] && found+=("$save [$x]: $line"); done < <(grep -E -- "(^| |,)${x//./\\.}(/(32|128))?( |:|,|$)" <<<"$text" | grep -v '^#')
-    done
-    for x in "${ports[@]}"; do
-      while IFS= read -r line; do [ -n "$line" ] && found+=("$save [port $x]: $line"); done < <(grep -E -- "(--dport|--dports|--to-ports|dport) $x([^0-9]|$)" <<<"$text")
-    done
+    text=$($save 2>/dev/null | grep -v '^#') || continue
+    [ -n "$text" ] || continue
+    # One grep per kind of needle (each spawn counts on a loaded machine).
+    local pat=()
+    if [ ${#cids[@]} -gt 0 ]; then
+      pat=()
+      for x in "${cids[@]}"; do pat+=(-e "$x"); done
+      while IFS= read -r line; do [ -n "$line" ] && found+=("$save [container ID]: $line"); done < <(grep -F "${pat[@]}" <<<"$text")
+    fi
+    if [ ${#ips[@]} -gt 0 ]; then
+      pat=()
+      for x in "${ips[@]}"; do pat+=(-e "(^| |,)${x//./\\.}(/(32|128))?( |:|,|$)"); done
+      while IFS= read -r line; do [ -n "$line" ] && found+=("$save [address]: $line"); done < <(grep -E "${pat[@]}" <<<"$text")
+    fi
+    if [ ${#ports[@]} -gt 0 ]; then
+      pat=()
+      for x in "${ports[@]}"; do pat+=(-e "(--dport|--dports|--to-ports|dport) $x([^0-9]|$)"); done
+      while IFS= read -r line; do [ -n "$line" ] && found+=("$save [port]: $line"); done < <(grep -E "${pat[@]}" <<<"$text")
+    fi
   done
   for x in "${veths[@]}"; do
     ip link show dev "$x" >/dev/null 2>&1 && found+=("link $x still exists: $(ip -o link show dev "$x" | cut -c1-160)")

@@ -137,6 +137,7 @@ EOF
   cleanup() {
     local rc=$?
     set +e
+    e2e_round_on_exit $rc
     pm rm -af -t 0 >/dev/null 2>&1
     pm network rm -f "$net" >/dev/null 2>&1
     pm rmi -af >/dev/null 2>&1
@@ -167,24 +168,24 @@ EOF
 
   if [ "$scenario" = broken ]; then
     for r in $(seq 1 "$rounds"); do
-      rs=$(e2e_now)
+      e2e_round_begin "$r"
       c=rcni-e2e-x$r-$id
       set +e
       out=$(pm run -d --name "$c" --network "$net" -p "$hport:80" "$img" sleep 600 2>&1)
       rc=$?
       set -e
-      [ $rc -ne 0 ] || fail "round $r: podman run succeeded with a broken bridge plugin"
-      grep -q 'deliberately broken bridge' <<<"$out" || fail "round $r: podman run failed, but not because of the bridge plugin: $out"
+      [ $rc -ne 0 ] || e2e_round_fail "podman run succeeded with a broken bridge plugin"
+      grep -q 'deliberately broken bridge' <<<"$out" || e2e_round_fail "podman run failed, but not because of the bridge plugin: $out"
       [ "$r" = 1 ] && log "podman run failed as it must (rc $rc): $(tr '\n' ' ' <<<"$out" | cut -c1-200)"
       cid=$(pm inspect -f '{{.Id}}' "$c" 2>/dev/null || true)
       pm rm -af -t 0 >/dev/null
-      ip link show "$br" >/dev/null 2>&1 && fail "round $r: bridge $br exists although bridge never ran"
+      ip link show "$br" >/dev/null 2>&1 && e2e_round_fail "bridge $br exists although bridge never ran"
       left=(--ipam "$ipam_dir" --cache /var/lib/cni/results --port "$hport" --no-container-chains)
       [ -n "$cid" ] && left+=(--cid "$cid")
       for f in /run/netns/*; do [ -e "$f" ] && left+=(--path "$f"); done
-      e2e_leftovers "${left[@]}" || { echo "   [$scenario] round $r: FAIL (state left behind after a failed run)"; fail "round $r: state left behind after a failed run"; }
-      e2e_no_growth "$r" || { echo "   [$scenario] round $r: FAIL (firewall objects accumulate)"; fail "round $r: firewall objects accumulate from round to round"; }
-      echo "   [$scenario] round $r: PASS ($(e2e_since "$rs"))"
+      e2e_leftovers "${left[@]}" || e2e_round_fail "state left behind after a failed run"
+      e2e_no_growth "$r" || e2e_round_fail "firewall objects accumulate from round to round"
+      e2e_round_pass
     done
     grep -q '^ADD bridge broken' "$E2E_LOG" || fail "the broken bridge was never called"
     pm network rm -f "$net" >/dev/null
@@ -247,34 +248,33 @@ EOF
 
   cli_ip=${pfx}77 cli_mac=02:00:0a:de:00:77
   for r in $(seq 1 "$rounds"); do
-    rs=$(e2e_now)
+    e2e_round_begin "$r"
     a=rcni-e2e-a$r-$id b=rcni-e2e-b$r-$id c=rcni-e2e-c$r-$id
-    round_fail() { echo "   [ok] round $r: FAIL ($*)"; fail "round $r: $*"; }
     pm run -d --name "$a" --network "$net" -p "$hport:80" "$img" httpd -f -p 80 -h /www >/dev/null
     pm run -d --name "$c" --network "$net" --ip "$cli_ip" --mac-address "$cli_mac" --cap-add NET_RAW "$img" sleep 600 >/dev/null
-    ip -d link show "$br" | grep -q ' bridge ' || round_fail "$br is not a bridge"
+    ip -d link show "$br" | grep -q ' bridge ' || e2e_round_fail "$br is not a bridge"
     check_container "$a" a
     check_container "$c" c
-    [ "$IP_c" = "$cli_ip" ] || round_fail "--ip $cli_ip was not honoured (got $IP_c)"
+    [ "$IP_c" = "$cli_ip" ] || e2e_round_fail "--ip $cli_ip was not honoured (got $IP_c)"
     [ "$(pm inspect -f "{{(index .NetworkSettings.Networks \"$net\").MacAddress}}" "$c")" = "$cli_mac" ] ||
-      round_fail "--mac-address $cli_mac was not honoured"
+      e2e_round_fail "--mac-address $cli_mac was not honoured"
     if [ "$r" = 1 ]; then
       ninspect=$(pm network inspect "$net")
-      grep -q "\"subnet\": \"$subnet\"" <<<"$ninspect" || round_fail "network inspect lacks subnet $subnet"
-      grep -q "\"network_interface\": \"$br\"" <<<"$ninspect" || round_fail "network inspect lacks $br"
-      ip -4 addr show dev "$br" | grep -q "inet $gw/24" || round_fail "bridge $br lacks gateway $gw/24"
+      grep -q "\"subnet\": \"$subnet\"" <<<"$ninspect" || e2e_round_fail "network inspect lacks subnet $subnet"
+      grep -q "\"network_interface\": \"$br\"" <<<"$ninspect" || e2e_round_fail "network inspect lacks $br"
+      ip -4 addr show dev "$br" | grep -q "inet $gw/24" || e2e_round_fail "bridge $br lacks gateway $gw/24"
     fi
 
     # Reachability: ping both ways and from the host, HTTP direct, through
     # the published port from the other container (via the gateway, a host
     # address) and from the host.
-    in_ns c ping -c 1 -W 2 "$IP_a" >/dev/null || round_fail "$c cannot ping $a ($IP_a)"
-    in_ns a ping -c 1 -W 2 "$IP_c" >/dev/null || round_fail "$a cannot ping $c ($IP_c)"
-    ping -c 1 -W 2 "$IP_a" >/dev/null || round_fail "the host cannot ping $a ($IP_a)"
-    [ "$(get_in c "$IP_a" 80)" = "$want" ] || round_fail "$c: http://$IP_a/ failed"
-    [ "$(get_in c "$gw" "$hport")" = "$want" ] || round_fail "$c: published port http://$gw:$hport/ failed"
-    [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || round_fail "host: published port http://$gw:$hport/ failed"
-    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || round_fail "host: published port http://127.0.0.1:$hport/ failed"
+    in_ns c ping -c 1 -W 2 "$IP_a" >/dev/null || e2e_round_fail "$c cannot ping $a ($IP_a)"
+    in_ns a ping -c 1 -W 2 "$IP_c" >/dev/null || e2e_round_fail "$a cannot ping $c ($IP_c)"
+    ping -c 1 -W 2 "$IP_a" >/dev/null || e2e_round_fail "the host cannot ping $a ($IP_a)"
+    [ "$(get_in c "$IP_a" 80)" = "$want" ] || e2e_round_fail "$c: http://$IP_a/ failed"
+    [ "$(get_in c "$gw" "$hport")" = "$want" ] || e2e_round_fail "$c: published port http://$gw:$hport/ failed"
+    [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || e2e_round_fail "host: published port http://$gw:$hport/ failed"
+    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port http://127.0.0.1:$hport/ failed"
     if [ "$r" = 1 ]; then
       log "ping $c <-> $a, host -> $a; http: direct, $c -> $gw:$hport, host -> $gw:$hport, host -> 127.0.0.1:$hport ok"
       log "nft tables holding this network's rules: $(nft list ruleset | awk -v p="$pfx" -v h="$hport" '
@@ -289,39 +289,39 @@ EOF
     old_ip=$IP_a old_veth=$VETH_a old_ns=$NS_a
     pm restart -t 0 "$a" >/dev/null
     check_container "$a" a
-    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || round_fail "host: published port failed after restart"
-    [ "$(get_in c "$gw" "$hport")" = "$want" ] || round_fail "$c: published port failed after restart"
+    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port failed after restart"
+    [ "$(get_in c "$gw" "$hport")" = "$want" ] || e2e_round_fail "$c: published port failed after restart"
     left=(--veth "$old_veth")
     [ "$old_ns" != "$NS_a" ] && left+=(--path "$old_ns")
     [ "$old_ip" != "$IP_a" ] && left+=(--ip "$old_ip")
-    e2e_leftovers "${left[@]}" || round_fail "the attachment before the restart of $a was left behind"
+    e2e_leftovers "${left[@]}" || e2e_round_fail "the attachment before the restart of $a was left behind"
 
     # A killed: conmon starts `podman container cleanup`, which runs the DEL.
     dels=$(awk -v id="$CID_a" '$1 == "DEL" && $2 == "portmap" && $5 == id' "$E2E_LOG" | wc -l)
     pm kill "$a" >/dev/null
-    e2e_wait_call DEL bridge "$CID_a" $((dels + 1)) || round_fail "no DEL of $a within 10 s of its exit"
-    e2e_wait_call DEL portmap "$CID_a" $((dels + 1)) || round_fail "no portmap DEL of $a within 10 s of its exit"
+    e2e_wait_call DEL bridge "$CID_a" $((dels + 1)) || e2e_round_fail "no DEL of $a within 10 s of its exit"
+    e2e_wait_call DEL portmap "$CID_a" $((dels + 1)) || e2e_round_fail "no portmap DEL of $a within 10 s of its exit"
     log "round $r: DEL of killed $a run by: $(e2e_caller_of DEL bridge "$CID_a")"
     e2e_leftovers --cid "$CID_a" --ip "$IP_a" --port "$hport" --veth "$VETH_a" --path "$NS_a" ||
-      round_fail "state of killed container $a (${CID_a:0:12}, $IP_a, port $hport) left behind"
+      e2e_round_fail "state of killed container $a (${CID_a:0:12}, $IP_a, port $hport) left behind"
     pm rm "$a" >/dev/null
 
     # B publishes the same port and must answer through it.
     pm run -d --name "$b" --network "$net" -p "$hport:80" "$img" httpd -f -p 80 -h /www-b >/dev/null
     check_container "$b" b
-    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want-b" ] || round_fail "host: port $hport does not reach $b after $a's removal"
-    [ "$(e2e_get_host "$gw" "$hport")" = "$want-b" ] || round_fail "host: $gw:$hport does not reach $b after $a's removal"
-    [ "$(get_in c "$gw" "$hport")" = "$want-b" ] || round_fail "$c: $gw:$hport does not reach $b after $a's removal"
+    [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want-b" ] || e2e_round_fail "host: port $hport does not reach $b after $a's removal"
+    [ "$(e2e_get_host "$gw" "$hport")" = "$want-b" ] || e2e_round_fail "host: $gw:$hport does not reach $b after $a's removal"
+    [ "$(get_in c "$gw" "$hport")" = "$want-b" ] || e2e_round_fail "$c: $gw:$hport does not reach $b after $a's removal"
 
     # Teardown of the round: nothing of A, B or C may be left.
     pm rm -f -t 0 "$b" "$c" >/dev/null
     e2e_leftovers --cid "$CID_a" --cid "$CID_b" --cid "$CID_c" --ip "$IP_a" --ip "$IP_b" --ip "$IP_c" --ip "$old_ip" \
       --port "$hport" --veth "$VETH_a" --veth "$VETH_b" --veth "$VETH_c" --path "$NS_a" --path "$NS_b" --path "$NS_c" \
       --ipam "$ipam_dir" --cache /var/lib/cni/results --cache /run/cni/tuning --bridge "$br" --no-container-chains ||
-      round_fail "state left behind after podman rm"
-    e2e_no_growth "$r" || round_fail "firewall objects accumulate from round to round"
+      e2e_round_fail "state left behind after podman rm"
+    e2e_no_growth "$r" || e2e_round_fail "firewall objects accumulate from round to round"
     for x in "$CID_a" "$CID_b" "$CID_c"; do require_lifecycle "$x"; done
-    echo "   [ok] round $r: PASS ($(e2e_since "$rs"))"
+    e2e_round_pass
   done
 
   pm network rm "$net" >/dev/null
