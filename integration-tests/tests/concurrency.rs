@@ -231,11 +231,23 @@ impl World {
         let dir = TempDir::new();
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        let ours_bridge = rcni_plugin("bridge");
+        // Copies of our binaries: a build running meanwhile replaces the
+        // target dir's, and for a moment there is no host-local to find.
+        let own = dir.path().join("rcni");
+        std::fs::create_dir_all(&own).unwrap();
+        for name in ["bridge", "host-local", "portmap"] {
+            let from = rcni_plugin(name);
+            let mut tries = 0;
+            while let Err(e) = std::fs::copy(&from, own.join(name)) {
+                tries += 1;
+                assert!(tries < 50, "{}: {e}", from.display());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let ours = Chain {
-            bridge: wrapper(&bin, &host, "ours", &ours_bridge),
-            portmap: wrapper(&bin, &host, "ours", &rcni_plugin("portmap")),
-            cni_path: ours_bridge.parent().unwrap().to_string_lossy().into_owned(),
+            bridge: wrapper(&bin, &host, "ours", &own.join("bridge")),
+            portmap: wrapper(&bin, &host, "ours", &own.join("portmap")),
+            cni_path: own.to_string_lossy().into_owned(),
         };
         let go = go_plugin("bridge").zip(go_plugin("portmap")).map(|(b, p)| Chain {
             bridge: wrapper(&bin, &host, "go", &b),
