@@ -83,6 +83,24 @@ fn argument(message: impl Into<String>) -> Failure {
 
 type Answer = Result<String, Failure>;
 
+/// Refuses to make an isolator in a library built with `panic = "abort"`
+/// (plain `cargo build --release`): there `catch_unwind` catches nothing and
+/// any panic would kill the process that loaded us, mesos-agent. The module
+/// then fails to start with this message instead of killing the agent later.
+/// Build the library with `cargo build --profile release-module`.
+fn unwinding_build(panic_aborts: bool) -> Result<(), Failure> {
+    if panic_aborts {
+        return Err(Failure {
+            code: RCNI_ERR_INVALID,
+            message: "libcni_isolator was built with panic = \"abort\" (cargo build --release): a panic \
+                      would kill the process that loaded it; build it with \
+                      cargo build --profile release-module -p cni-isolator"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// A Rust string as a C string the caller frees (interior NULs, which JSON
 /// and our messages never contain, are replaced).
 fn to_c(s: String) -> *mut c_char {
@@ -269,6 +287,7 @@ pub unsafe extern "C" fn rcni_isolator_create(
     out: *mut *mut c_char,
 ) -> i32 {
     answer(out, || {
+        unwinding_build(cfg!(panic = "abort"))?;
         if isolator.is_null() {
             return Err(argument("the isolator out-pointer is NULL"));
         }
@@ -476,6 +495,14 @@ mod tests {
         // SAFETY: freed once.
         unsafe { rcni_isolator_free_string(out) };
         (code, s)
+    }
+
+    #[test]
+    fn an_aborting_build_refuses_to_make_an_isolator() {
+        let e = unwinding_build(true).unwrap_err();
+        assert_eq!(e.code, RCNI_ERR_INVALID);
+        assert!(e.message.contains("release-module"), "{}", e.message);
+        assert!(unwinding_build(false).is_ok());
     }
 
     #[test]
