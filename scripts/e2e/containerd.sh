@@ -159,7 +159,7 @@ EOF
   printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$cfg" "$img" "$diff" >"$T/img/manifest.json"
   tar -C "$T/img" -cf "$T/image.tar" manifest.json "$cfg.json" "$diff/layer.tar"
   c images import --snapshotter native "$T/image.tar" >/dev/null || fail "ctr images import failed"
-  c images ls -q | grep -qxF "$img" || fail "image $img not in containerd after import"
+  c images ls -q | e2e_has -xF "$img" || fail "image $img not in containerd after import"
   log "image $img (docker-archive, layer sha256:${diff:0:12}) imported in $(e2e_since "$s")"
 
   for r in $(seq 1 "$rounds"); do
@@ -197,18 +197,18 @@ EOF
       [ -f "$ipam_dir/$ip6" ] || e2e_round_fail "no host-local reservation of $ip6"
     fi
     veth=$(jq -r '.result.interfaces[] | select((.sandbox // "") == "" and (.name | startswith("veth"))) | .name' "$cache" | head -n 1)
-    [ -n "$veth" ] && ip -o link show "$veth" 2>/dev/null | grep -q "master $br" || e2e_round_fail "host veth '$veth' not on $br"
-    nsenter --net="$ns" ip -4 route show default | grep -q "via $gw " || e2e_round_fail "no default route via $gw"
+    [ -n "$veth" ] && ip -o link show "$veth" 2>/dev/null | e2e_has "master $br" || e2e_round_fail "host veth '$veth' not on $br"
+    nsenter --net="$ns" ip -4 route show default | e2e_has "via $gw " || e2e_round_fail "no default route via $gw"
 
     # From the host: ping, HTTP direct and through the published port.
-    ping -c 1 -W 2 "$ip4" >/dev/null || e2e_round_fail "the host cannot ping $ip4"
+    ping -c 1 -i 0.2 -w 3 "$ip4" >/dev/null || e2e_round_fail "the host cannot ping $ip4"
     if [ -n "$ip6" ]; then
       ok6=0
-      for i in 1 2 3; do ping -6 -c 1 -W 2 "$ip6" >/dev/null 2>&1 && { ok6=1; break; }; done
+      ping -6 -c 1 -i 0.2 -w 5 "$ip6" >/dev/null 2>&1 && ok6=1
       [ $ok6 = 1 ] || e2e_round_fail "the host cannot ping $ip6"
     fi
     want="rcni-e2e-$id"
-    [ "$(e2e_get_host "$ip4" 80)" = "$want" ] || e2e_round_fail "host: http://$ip4/ failed"
+    e2e_wait_http "$ip4" 80 "$want" || e2e_round_fail "host: http://$ip4/ failed"
     [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port http://127.0.0.1:$hport/ failed"
     [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || e2e_round_fail "host: published port http://$gw:$hport/ failed"
     [ "$r" = 1 ] && log "$name: eth0 $ip4${ip6:+ $ip6} (= cached result = reservation), veth $veth on $br; host: ping${ip6:+ and ping -6}, http://$ip4/, 127.0.0.1:$hport, $gw:$hport ok"
@@ -218,7 +218,7 @@ EOF
     for i in $(seq 1 200); do kill -0 "$runpid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$runpid" 2>/dev/null && e2e_round_fail "ctr run did not end within 20 s of the kill"
     wait "$runpid" || true
-    c containers ls -q | grep -qxF "$name" && e2e_round_fail "container $name still in containerd after ctr run --rm ended"
+    c containers ls -q | e2e_has -xF "$name" && e2e_round_fail "container $name still in containerd after ctr run --rm ended"
     left=(--cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "/proc/$pid" --ipam "$ipam_dir" --cache /var/lib/cni/results
       --bridge "$br" --no-container-chains)
     [ -n "$ip6" ] && left+=(--ip "$ip6")

@@ -110,16 +110,16 @@ EOF
     ip4=${ip4%/*}
     [ -n "$ip4" ] && [ "${ip4#"$pfx"}" != "$ip4" ] || e2e_round_fail "no address in $subnet in the status: $status"
     [ -e "$ns" ] || e2e_round_fail "netns $ns from the status does not exist"
-    nsenter --net="$ns" ip -o -4 addr show dev eth0 | grep -q " $ip4/" || e2e_round_fail "eth0 in $ns lacks $ip4"
+    nsenter --net="$ns" ip -o -4 addr show dev eth0 | e2e_has " $ip4/" || e2e_round_fail "eth0 in $ns lacks $ip4"
     [ -f "$ipam_dir/$ip4" ] && grep -q "^$cid" "$ipam_dir/$ip4" || e2e_round_fail "no host-local reservation of $ip4 for $cid"
     veth=$(ip -o link show master "$br" 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//')
     [ "$(wc -w <<<"$veth")" = 1 ] || e2e_round_fail "expected one link on $br, found: $veth"
     iso check "$cid" >/dev/null 2>"$T/check-$r.err" || e2e_round_fail "cni-isolator check $cid: $(cat "$T/check-$r.err")"
-    iso list 2>/dev/null | grep -q "^$cid " || e2e_round_fail "cni-isolator list lacks $cid"
+    iso list 2>/dev/null | e2e_has "^$cid " || e2e_round_fail "cni-isolator list lacks $cid"
 
-    ping -c 1 -W 2 "$ip4" >/dev/null || e2e_round_fail "the host cannot ping $ip4"
+    ping -c 1 -i 0.2 -w 3 "$ip4" >/dev/null || e2e_round_fail "the host cannot ping $ip4"
     want="rcni-e2e-$id"
-    [ "$(e2e_get_host "$ip4" 80)" = "$want" ] || e2e_round_fail "host: http://$ip4/ failed"
+    e2e_wait_http "$ip4" 80 "$want" || e2e_round_fail "host: http://$ip4/ failed"
     [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port http://127.0.0.1:$hport/ failed"
     [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || e2e_round_fail "host: published port http://$gw:$hport/ failed"
     [ "$r" = 1 ] && log "$cid: $ip4 (= reservation, on eth0 of $ns), veth $veth on $br; check, list; host: ping, http://$ip4/, 127.0.0.1:$hport, $gw:$hport ok"

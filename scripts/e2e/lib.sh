@@ -24,6 +24,9 @@
 # tripwire-go (Debian's Go plugin reached through /usr/lib/cni, a path no
 # runtime here is configured to use).
 
+# grep -q in a pipeline may exit before the writer is done, which then dies of
+# SIGPIPE and, with pipefail, turns a match into a failure: read it all.
+e2e_has() { grep "$@" >/dev/null; }
 e2e_log() { printf '   [%s] %s\n' "$E2E_TAG" "$*"; }
 # Inside a round (e2e_round_begin), also prints the round's FAIL line.
 e2e_fail() {
@@ -280,7 +283,7 @@ e2e_leftovers_once() {
     case ${f##*/} in lock | last_reserved_ip.*) continue ;; esac
     for x in "${cids[@]}"; do
       case ${f##*/} in *"$x"*) found+=("file $f names container $x"); continue 2 ;; esac
-      [ "${f#/var/lib/cni/networks/}" != "$f" ] && head -n 1 "$f" | grep -qF -- "$x" && { found+=("host-local reservation $f is container $x's"); continue 2; }
+      [ "${f#/var/lib/cni/networks/}" != "$f" ] && head -n 1 "$f" | e2e_has -F -- "$x" && { found+=("host-local reservation $f is container $x's"); continue 2; }
     done
     for x in "${ips[@]}"; do
       [ "${f##*/}" = "$x" ] && found+=("host-local reservation $f of removed address $x")
@@ -370,7 +373,7 @@ e2e_free_subnet() {
 e2e_free_port() {
   local p
   for p in $(shuf -i 20000-29999 -n 50); do
-    ss -Htanu | awk '{print $5}' | grep -q ":$p\$" && continue
+    ss -Htanu | awk '{print $5}' | e2e_has ":$p\$" && continue
     echo "$p"
     return 0
   done
@@ -380,9 +383,38 @@ e2e_free_port() {
 # HTTP/1.0 GET over busybox nc; prints the body's last line.
 e2e_http_get() { printf 'GET / HTTP/1.0\r\n\r\n' | "$@" 2>&1 | tr -d '\r' | tail -n 1 || true; }
 e2e_get_host() { e2e_http_get /bin/busybox nc -w 5 "$1" "$2"; }
+# Waits (up to ~10 s) until ADDR:PORT answers WANT: the server in a container
+# starts a moment after the runtime reports the container (cni-isolator
+# prints its status before it lets the command run).
+e2e_wait_http() { # ADDR PORT WANT
+  local i
+  for i in $(seq 1 50); do
+    [ "$(e2e_get_host "$1" "$2")" = "$3" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
 
 # The plugins keep their tables and shared chains once made (Go's do too);
 # the ones that appeared during this scenario are removed at its end.
+# A table is removed only when it holds nothing but the plugins' empty shared
+# objects: no set or map element, no per-address masquerade rule, and in the
+# iptables tables no chain but the built-in and the plugins' shared ones
+# (so a table that someone else started using meanwhile stays).
+e2e_table_only_shared() { # FAMILY NAME
+  local j
+  j=$(nft -j list table "$1" "$2" 2>/dev/null) || return 1
+  jq -e '[.nftables[] | (.set // .map // empty) | (.elem // []) | length] | add // 0 | . == 0' <<<"$j" >/dev/null || return 1
+  case $2 in
+    nat | filter)
+      jq -r '.nftables[] | .chain.name // empty' <<<"$j" |
+        e2e_has -Evx 'PREROUTING|INPUT|OUTPUT|POSTROUTING|FORWARD|CNI-HOSTPORT-(DNAT|MASQ|SETMARK)|CNI-FORWARD|CNI-ADMIN' && return 1 ;;
+    cni_plugins_masquerade)
+      jq -e '[.nftables[] | .rule // empty | select(.chain == "masq_checks")] | length == 0' <<<"$j" >/dev/null || return 1 ;;
+  esac
+  return 0
+}
+
 e2e_remove_new_tables() {
   local t
   while read -r t; do
@@ -391,7 +423,12 @@ e2e_remove_new_tables() {
     case "$t" in
       "table ip nat" | "table ip filter" | "table ip6 nat" | "table ip6 filter" | "table ip cni_hostport" | \
         "table ip6 cni_hostport" | "table inet cni_plugins_masquerade")
-        nft delete $t && e2e_log "removed $t (made during this scenario)" ;;
+        # shellcheck disable=SC2086
+        if e2e_table_only_shared ${t#table }; then
+          nft delete $t && e2e_log "removed $t (made during this scenario)"
+        else
+          e2e_log "kept $t (made during this scenario, but it holds objects the plugins did not make for it)"
+        fi ;;
     esac
   done <<<"$(nft list tables 2>/dev/null)"
 }
@@ -414,13 +451,16 @@ e2e_kill_namespace_procs() {
 }
 
 # What the runtime e2e scripts must leave as they found it (scripts/e2e/run.sh
-# compares this before and after them): links, named netns (but the Rust
-# integration tests' own rcni-*), nft tables, iptables rules, mounts (but
-# those tests' netns), and the files of the CNI, Podman and containerd dirs.
+# compares this before and after them): the links they can make (Podman's
+# cni-podmanN, the rcnictr-/rcniiso- bridges, veths), named netns (but the
+# Rust integration tests' own rcni-*), nft tables, iptables rules, mounts on
+# the paths they mount over, and the files of the CNI, Podman and containerd
+# dirs. (Limited to those so that other tests running at the same time on a
+# developer's machine do not show up.)
 e2e_host_snapshot() {
   local s d
   echo "## links"
-  ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+  ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(cni-podman|rcnictr-|rcniiso-|veth)' | sort || true
   echo "## netns"
   ip netns list 2>/dev/null | awk '{print $1}' | grep -v '^rcni-' | sort || true
   echo "## nft tables"
@@ -431,7 +471,8 @@ e2e_host_snapshot() {
     $s 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//' || true
   done
   echo "## mounts"
-  findmnt -rn -o TARGET | grep -v '^/run/netns/rcni-' | sort
+  findmnt -rn -o TARGET | grep -E '^/(etc/cni|opt/cni|etc/containers|var/lib/cni|var/lib/containers|run/(cni|runc|containers|libpod|containerd|netns/)|dev/shm|tmp/rcni-(podman|ctr|iso)-e2e)' |
+    grep -v '^/run/netns/rcni-' | sort || true
   echo "## files"
   for d in /etc/cni /opt/cni /var/lib/cni /run/cni /run/runc /run/containers /run/libpod /var/lib/containers \
     /etc/containers /run/containerd /var/lib/containerd /opt/containerd /run/lock/rcni-iptables.lock; do

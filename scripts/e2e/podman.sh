@@ -232,7 +232,7 @@ EOF
     grep -q "^default via $gw " <<<"$kroute " || fail "$c: no default route via $gw ($kroute)"
     v=$(jq -r '.result.interfaces[] | select((.sandbox // "") == "" and (.name | startswith("veth"))) | .name' "$cache" | head -n 1)
     [ -n "$v" ] || fail "$c: no host veth in the cached result"
-    ip -o link show "$v" 2>/dev/null | grep -q "master $br" || fail "$c: host veth $v not on $br"
+    ip -o link show "$v" 2>/dev/null | e2e_has "master $br" || fail "$c: host veth $v not on $br"
     printf -v "CID_$2" '%s' "$cid"
     printf -v "IP_$2" '%s' "$pip"
     printf -v "VETH_$2" '%s' "$v"
@@ -252,7 +252,7 @@ EOF
     a=rcni-e2e-a$r-$id b=rcni-e2e-b$r-$id c=rcni-e2e-c$r-$id
     pm run -d --name "$a" --network "$net" -p "$hport:80" "$img" httpd -f -p 80 -h /www >/dev/null
     pm run -d --name "$c" --network "$net" --ip "$cli_ip" --mac-address "$cli_mac" --cap-add NET_RAW "$img" sleep 600 >/dev/null
-    ip -d link show "$br" | grep -q ' bridge ' || e2e_round_fail "$br is not a bridge"
+    ip -d link show "$br" | e2e_has ' bridge ' || e2e_round_fail "$br is not a bridge"
     check_container "$a" a
     check_container "$c" c
     [ "$IP_c" = "$cli_ip" ] || e2e_round_fail "--ip $cli_ip was not honoured (got $IP_c)"
@@ -262,15 +262,16 @@ EOF
       ninspect=$(pm network inspect "$net")
       grep -q "\"subnet\": \"$subnet\"" <<<"$ninspect" || e2e_round_fail "network inspect lacks subnet $subnet"
       grep -q "\"network_interface\": \"$br\"" <<<"$ninspect" || e2e_round_fail "network inspect lacks $br"
-      ip -4 addr show dev "$br" | grep -q "inet $gw/24" || e2e_round_fail "bridge $br lacks gateway $gw/24"
+      ip -4 addr show dev "$br" | e2e_has "inet $gw/24" || e2e_round_fail "bridge $br lacks gateway $gw/24"
     fi
 
     # Reachability: ping both ways and from the host, HTTP direct, through
     # the published port from the other container (via the gateway, a host
     # address) and from the host.
-    in_ns c ping -c 1 -W 2 "$IP_a" >/dev/null || e2e_round_fail "$c cannot ping $a ($IP_a)"
-    in_ns a ping -c 1 -W 2 "$IP_c" >/dev/null || e2e_round_fail "$a cannot ping $c ($IP_c)"
-    ping -c 1 -W 2 "$IP_a" >/dev/null || e2e_round_fail "the host cannot ping $a ($IP_a)"
+    in_ns c ping -c 1 -i 0.2 -w 3 "$IP_a" >/dev/null || e2e_round_fail "$c cannot ping $a ($IP_a)"
+    in_ns a ping -c 1 -i 0.2 -w 3 "$IP_c" >/dev/null || e2e_round_fail "$a cannot ping $c ($IP_c)"
+    ping -c 1 -i 0.2 -w 3 "$IP_a" >/dev/null || e2e_round_fail "the host cannot ping $a ($IP_a)"
+    e2e_wait_http "$IP_a" 80 "$want" || e2e_round_fail "host: http://$IP_a/ failed"
     [ "$(get_in c "$IP_a" 80)" = "$want" ] || e2e_round_fail "$c: http://$IP_a/ failed"
     [ "$(get_in c "$gw" "$hport")" = "$want" ] || e2e_round_fail "$c: published port http://$gw:$hport/ failed"
     [ "$(e2e_get_host "$gw" "$hport")" = "$want" ] || e2e_round_fail "host: published port http://$gw:$hport/ failed"
@@ -289,6 +290,7 @@ EOF
     old_ip=$IP_a old_veth=$VETH_a old_ns=$NS_a
     pm restart -t 0 "$a" >/dev/null
     check_container "$a" a
+    e2e_wait_http "$IP_a" 80 "$want" || e2e_round_fail "host: http://$IP_a/ failed after restart"
     [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port failed after restart"
     [ "$(get_in c "$gw" "$hport")" = "$want" ] || e2e_round_fail "$c: published port failed after restart"
     left=(--veth "$old_veth")
@@ -309,6 +311,7 @@ EOF
     # B publishes the same port and must answer through it.
     pm run -d --name "$b" --network "$net" -p "$hport:80" "$img" httpd -f -p 80 -h /www-b >/dev/null
     check_container "$b" b
+    e2e_wait_http "$IP_b" 80 "$want-b" || e2e_round_fail "host: http://$IP_b/ failed"
     [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want-b" ] || e2e_round_fail "host: port $hport does not reach $b after $a's removal"
     [ "$(e2e_get_host "$gw" "$hport")" = "$want-b" ] || e2e_round_fail "host: $gw:$hport does not reach $b after $a's removal"
     [ "$(get_in c "$gw" "$hport")" = "$want-b" ] || e2e_round_fail "$c: $gw:$hport does not reach $b after $a's removal"
@@ -330,7 +333,7 @@ EOF
   e2e_leftovers --ipam "$ipam_dir" --cache /var/lib/cni/results --port "$hport" || fail "state left behind after podman network rm"
   log "podman network rm: no link, rule, reservation, cache entry or netns left"
   e2e_check_calls
-  awk '$1 == "DEL" && / container cleanup /' "$E2E_LOG" | grep -q . ||
+  awk '$1 == "DEL" && / container cleanup / { f = 1 } END { exit !f }' "$E2E_LOG" ||
     fail "no DEL was run by \`podman container cleanup\`: the conmon path was not exercised"
   grep -q ' loopback ' "$E2E_LOG" || log "loopback: not called (Podman brings lo up itself, it never execs the loopback plugin)"
   log "PASS"
