@@ -441,6 +441,36 @@ mod tests {
         assert!(Index::open_if_current(&d.0, &stamp).is_none());
     }
 
+    /// A sealed, current index moved away and replaced by a symlink to it:
+    /// never opened (for writing) through the link; the next change rebuilds
+    /// it with a rename, which replaces the link itself.
+    #[test]
+    fn a_planted_symlink_is_never_opened() {
+        let d = TempDir::new("symlink");
+        let stamp = Stamp {
+            dev: 1,
+            ino: 2,
+            sec: 3,
+            nsec: 4,
+        };
+        let mut idx = Index::create(&d.0, &[(key_of("a\r\neth0"), ip(1))]).unwrap();
+        idx.seal(stamp).unwrap();
+        drop(idx);
+        let elsewhere = d.0.join("elsewhere");
+        fs::rename(d.0.join(INDEX_FILE), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.0.join(INDEX_FILE)).unwrap();
+        assert!(Index::open_if_current(&d.0, &stamp).is_none());
+        let before = fs::read(&elsewhere).unwrap();
+        Index::create(&d.0, &[(key_of("b\r\neth0"), ip(2))]).unwrap();
+        assert_eq!(fs::read(&elsewhere).unwrap(), before, "written through the link");
+        assert!(
+            !fs::symlink_metadata(d.0.join(INDEX_FILE))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
     #[test]
     fn ipv6_slots_round_trip() {
         let d = TempDir::new("v6");
