@@ -18,6 +18,8 @@ command -v containerd >/dev/null || need_pkgs+=(containerd)  # scripts/e2e/conta
 command -v jq >/dev/null || need_pkgs+=(jq)                  # scripts/e2e (leftover checks)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+command -v gcc >/dev/null || need_pkgs+=(gcc)              # isolator/tests/c_abi.rs
+command -v python3 >/dev/null || need_pkgs+=(python3)      # listeners in the root tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "== installing ${need_pkgs[*]}"
