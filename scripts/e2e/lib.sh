@@ -47,7 +47,7 @@ e2e_init() { # T TAG
   E2E_LOG=$E2E_T/invocations.log
   : >"$E2E_LOG"
   E2E_TABLES_BEFORE=$(nft list tables 2>/dev/null || true)
-  E2E_ROUND="" E2E_LAST_ERR=""
+  E2E_ROUND="" E2E_LAST_ERR="" E2E_FAILED_CMD=""
   # The command that made `set -e` end the script, for the round's FAIL line.
   set -E
   trap 'E2E_LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
@@ -64,7 +64,7 @@ e2e_round_pass() {
 e2e_round_fail() { e2e_fail "$@"; }
 e2e_round_on_exit() { # EXIT-CODE
   [ "$1" -ne 0 ] && [ -n "$E2E_ROUND" ] &&
-    printf '   [%s] round %s: FAIL (exit code %s at %s)\n' "$E2E_TAG" "$E2E_ROUND" "$1" "${E2E_LAST_ERR:-?}"
+    printf '   [%s] round %s: FAIL (exit code %s at %s)\n' "$E2E_TAG" "$E2E_ROUND" "$1" "${E2E_FAILED_CMD:-${E2E_LAST_ERR:-?}}"
   E2E_ROUND=""
   return 0
 }

@@ -128,7 +128,7 @@ graphroot = "$T/storage"
 runroot = "$T/run/storage"
 EOF
   mount --bind "$T/etc-containers" /etc/containers
-  pm() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root podman "$@"; }
+  pm() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root podman "$@" && E2E_FAILED_CMD="" || { local rc=$?; E2E_FAILED_CMD="podman $*"; return $rc; }; }
 
   net=rcni-e2e-$id
   img=localhost/rcni-e2e-busybox:$id
@@ -176,7 +176,7 @@ EOF
       set -e
       [ $rc -ne 0 ] || e2e_round_fail "podman run succeeded with a broken bridge plugin"
       grep -q 'deliberately broken bridge' <<<"$out" || e2e_round_fail "podman run failed, but not because of the bridge plugin: $out"
-      [ "$r" = 1 ] && log "podman run failed as it must (rc $rc): $(tr '\n' ' ' <<<"$out" | cut -c1-200)"
+      [ "$r" = 1 ] && log "podman run failed as it must (rc $rc): $(grep '^Error' <<<"$out" | head -n 1 | cut -c1-200)"
       cid=$(pm inspect -f '{{.Id}}' "$c" 2>/dev/null || true)
       pm rm -af -t 0 >/dev/null
       ip link show "$br" >/dev/null 2>&1 && e2e_round_fail "bridge $br exists although bridge never ran"
@@ -278,7 +278,7 @@ EOF
     [ "$(e2e_get_host 127.0.0.1 "$hport")" = "$want" ] || e2e_round_fail "host: published port http://127.0.0.1:$hport/ failed"
     if [ "$r" = 1 ]; then
       log "ping $c <-> $a, host -> $a; http: direct, $c -> $gw:$hport, host -> $gw:$hport, host -> 127.0.0.1:$hport ok"
-      log "nft tables holding this network's rules: $(nft list ruleset | awk -v p="$pfx" -v h="$hport" '
+      log "nft tables holding this network's rules: $(nft list ruleset 2>/dev/null | awk -v p="$pfx" -v h="$hport" '
         /^table / { t = $2 " " $3 }
         index($0, p) || $0 ~ ("dport " h "([^0-9]|$)") || index($0, h " ") { seen[t] = 1 }
         END { for (t in seen) printf "%s; ", t }')"
