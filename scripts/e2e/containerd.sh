@@ -102,14 +102,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   path = "$T/opt"
 EOF
   envi() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
-  c() { envi ctr --address "$T/containerd.sock" --namespace rcni-e2e "$@"; }
-  cpid="" img=localhost/rcni-e2e-busybox:$id
+  c() { envi ctr --address "$T/containerd.sock" --namespace rcni-e2e --connect-timeout 5s "$@"; }
+  cpid="" pid="" img=localhost/rcni-e2e-busybox:$id
 
   cleanup() {
     local rc=$? n
     set +e
     e2e_round_on_exit $rc
-    if [ -n "$cpid" ]; then
+    if [ -n "$cpid" ] && kill -0 "$cpid" 2>/dev/null; then
       for n in $(c tasks ls -q 2>/dev/null); do c tasks kill -s SIGKILL "$n" >/dev/null 2>&1; done
       sleep 0.2
       for n in $(c tasks ls -q 2>/dev/null); do c tasks delete -f "$n" >/dev/null 2>&1; done
@@ -118,6 +118,10 @@ EOF
       kill -TERM "$cpid" 2>/dev/null
       for n in $(seq 1 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
     fi
+    # The container's init runs in mount namespaces of its own: without
+    # containerd to kill it, it is ended by its pid (its netns, veth with it).
+    [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     e2e_kill_namespace_procs
     ip link del "$br" >/dev/null 2>&1
     e2e_remove_new_tables
@@ -129,7 +133,9 @@ EOF
   trap cleanup EXIT
 
   s=$(e2e_now)
-  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+  # Its own session: a signal to this script's process group does not end it
+  # before the cleanup has used it.
+  setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
     containerd --config "$T/config.toml" --log-level warn >"$T/containerd.log" 2>&1 &
   cpid=$!
   for i in $(seq 1 100); do
@@ -179,7 +185,7 @@ EOF
       sleep 0.1
     done
     [ -n "$pid" ] || e2e_round_fail "container $name not running with a CNI result within 20 s"
-    ns=/proc/$pid/ns/net
+    ns=/proc/$pid/ns/net task_pid=$pid
 
     # The address: eth0 in the container, the cached result, host-local's reservation.
     ip4=$(jq -r '.result.ips[] | .address | select(contains(".") )' "$cache")
@@ -218,8 +224,9 @@ EOF
     for i in $(seq 1 200); do kill -0 "$runpid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$runpid" 2>/dev/null && e2e_round_fail "ctr run did not end within 20 s of the kill"
     wait "$runpid" || true
+    pid=""
     c containers ls -q | e2e_has -xF "$name" && e2e_round_fail "container $name still in containerd after ctr run --rm ended"
-    left=(--cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "/proc/$pid" --ipam "$ipam_dir" --cache /var/lib/cni/results
+    left=(--cid "$cid" --ip "$ip4" --port "$hport" --veth "$veth" --path "/proc/$task_pid" --ipam "$ipam_dir" --cache /var/lib/cni/results
       --bridge "$br" --no-container-chains)
     [ -n "$ip6" ] && left+=(--ip "$ip6")
     e2e_leftovers "${left[@]}" || e2e_round_fail "state of $name ($cid, $ip4${ip6:+ $ip6}, port $hport) left behind"
@@ -287,6 +294,7 @@ outer_cleanup() {
   exit $rc
 }
 trap outer_cleanup EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 
 T=$(mktemp -d /tmp/rcni-ctr-e2e.XXXXXX)
 start=$(date +%s.%N)

@@ -186,6 +186,7 @@ outer_cleanup() {
   exit $rc
 }
 trap outer_cleanup EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 
 T=$(mktemp -d /tmp/rcni-iso-e2e.XXXXXX)
 mkdir -p "$T/iso"

@@ -47,10 +47,13 @@ e2e_init() { # T TAG
   E2E_LOG=$E2E_T/invocations.log
   : >"$E2E_LOG"
   E2E_TABLES_BEFORE=$(nft list tables 2>/dev/null || true)
+  E2E_CHAINS_BEFORE=$(e2e_ipt_chains)
   E2E_ROUND="" E2E_LAST_ERR="" E2E_FAILED_CMD=""
   # The command that made `set -e` end the script, for the round's FAIL line.
   set -E
   trap 'E2E_LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
+  # A signal ends the script through its EXIT trap (the cleanup).
+  trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 }
 
 # One PASS or FAIL line per round: e2e_round_begin N, then e2e_round_pass,
@@ -415,8 +418,46 @@ e2e_table_only_shared() { # FAMILY NAME
   return 0
 }
 
+# The plugins' iptables chains (CNI-*) that appeared during the scenario,
+# also in tables that were there before: the rules of older chains that jump
+# to them, then the chains themselves, in one iptables-restore --noflush per
+# table (the same syntax as iptables-save, so quoting is kept).
+e2e_ipt_chains() {
+  local s
+  for s in iptables ip6tables; do
+    command -v $s-save >/dev/null || continue
+    $s-save 2>/dev/null | awk -v s="$s" '/^\*/ { t = substr($0, 2) } /^:/ { print s " " t " " substr($1, 2) }'
+  done
+  return 0
+}
+e2e_remove_new_chains() {
+  local s t text new script
+  for s in iptables ip6tables; do
+    command -v $s-save >/dev/null || continue
+    text=$($s-save 2>/dev/null) || continue
+    for t in $(awk '/^\*/ { print substr($0, 2) }' <<<"$text"); do
+      new=$(awk -v s="$s" -v t="$t" '$1 == s && $2 == t && $3 ~ /^CNI-/ { print $3 }' <(e2e_ipt_chains) |
+        grep -vxF -f <(awk -v s="$s" -v t="$t" '$1 == s && $2 == t { print $3 }' <<<"$E2E_CHAINS_BEFORE") || true)
+      [ -n "$new" ] || continue
+      script=$(awk -v t="$t" -v new="$new" '
+        BEGIN { n = split(new, a, "\n"); for (i = 1; i <= n; i++) isnew[a[i]] = 1 }
+        /^\*/ { cur = substr($0, 2); next }
+        cur == t && $1 == "-A" && !($2 in isnew) {
+          for (i = 3; i < NF; i++) if (($i == "-j" || $i == "-g") && ($(i + 1) in isnew)) { sub(/^-A/, "-D"); print; break }
+        }
+        END { for (c in isnew) print "-F " c; for (c in isnew) print "-X " c }' <<<"$text")
+      if printf '*%s\n%s\nCOMMIT\n' "$t" "$script" | $s-restore --noflush 2>/dev/null; then
+        e2e_log "removed $s $t chains made during this scenario: $(tr '\n' ' ' <<<"$new")"
+      else
+        e2e_log "could not remove $s $t chains $(tr '\n' ' ' <<<"$new")"
+      fi
+    done
+  done
+}
+
 e2e_remove_new_tables() {
   local t
+  e2e_remove_new_chains
   while read -r t; do
     [ -n "$t" ] || continue
     grep -qxF "$t" <<<"$E2E_TABLES_BEFORE" && continue

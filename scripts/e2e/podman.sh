@@ -379,6 +379,7 @@ outer_cleanup() {
   exit $rc
 }
 trap outer_cleanup EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 
 rc=0
 for scenario in ${RCNI_E2E_SCENARIOS:-ok broken}; do
