@@ -13,7 +13,11 @@
 #   e2e_host_snapshot         the host state run.sh compares before and after the runtime tests
 #   e2e_rootfs DIR CONTENT    a busybox-static root filesystem
 #   e2e_free_subnet / e2e_free_port   a free 10.222.N.0/24 (sets E2E_N), a free TCP port
-#   e2e_remove_new_tables     deletes the plugins' nft tables made since e2e_init
+#   e2e_round_begin/_pass/_fail, e2e_round_on_exit   one PASS/FAIL line per round
+#   e2e_wait_http ADDR PORT WANT   waits for a container's server
+#   e2e_remove_new_tables     deletes the plugins' CNI-* iptables chains and nft tables made
+#                             since e2e_init (tables only when nothing else is in them)
+#   e2e_kill_namespace_procs  ends the processes left in the scenario's mount namespace
 #
 # The call log, one line per plugin exec, written by the wrapper itself with
 # paths baked into the wrapper file (a runtime may run the DEL from a process
