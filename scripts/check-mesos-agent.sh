@@ -100,7 +100,7 @@ adir=$work/agent         # --work_dir
 rt=$work/run             # --runtime_dir
 cniroot=$rt/isolators/network/cni
 tasks=$work/tasks
-cgroot=rcni-e2e-$tok     # --cgroups_root
+cgroot=rcni-mesos-e2e-$tok   # --cgroups_root
 pmchain=RCNI-E2E-$tok    # mesos-cni-port-mapper's chain
 mkdir -p "$logs" "$conf" "$conf_builtin" "$plugins" "$ipam" "$adir" "$rt" "$tasks" "$work/master" "$work/bin"
 : >"$work/pids"
@@ -148,7 +148,7 @@ cleanup() {
     [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
   # A hung plugin left behind (scenario 6) runs under a marker name.
-  for pid in $(grep -l -a "rcni-e2e-hang-$tok" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+  for pid in $(hung_pids); do
     kill -KILL "$pid" 2>/dev/null
   done
   # Mounts under the work dir, deepest first.
@@ -189,6 +189,14 @@ trap cleanup EXIT
 
 # ---------------------------------------------------------------- helpers
 track() { echo "$1" >>"$work/pids"; }
+# The hanging test plugin's processes (argv[0] is its marker).
+hung_pids() {
+  local f c
+  for f in /proc/[0-9]*/cmdline; do
+    c=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+    case $c in "rcni-e2e-hang-$tok "*) f=${f#/proc/}; echo "${f%/cmdline}" ;; esac
+  done
+}
 # Whether PID is still a process this script started (a PID may be reused).
 ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF "$build/src/"; }
 jget() { curl -sf --max-time 10 "$1"; }
@@ -197,7 +205,8 @@ agent_alive() { local p; p=$(agent_pid) && [ -n "$p" ] && kill -0 "$p" 2>/dev/nu
 
 start_master() {
   "$build/src/mesos-master" --ip=127.0.0.1 --port="$mport" --work_dir="$work/master" \
-    --registry=in_memory --log_dir="$logs" --quiet >"$logs/master.out" 2>&1 &
+    --registry=in_memory --log_dir="$logs" --quiet \
+    --agent_ping_timeout=30secs --max_agent_ping_timeouts=10 >"$logs/master.out" 2>&1 &
   echo $! >"$work/master.pid"
   track $!
   local i
@@ -406,7 +415,7 @@ leftovers() {
   [ -n "$r" ] && out+="mounts: $r; "
   r=$(find /sys/fs/cgroup/freezer/"$cgroot" -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')
   [ -n "$r" ] && out+="cgroups: $r; "
-  r=$(grep -l -a "rcni-e2e-hang-$tok" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | tr '\n' ' ')
+  r=$(hung_pids | tr '\n' ' ')
   [ -n "$r" ] && out+="hung plugin processes: $r; "
   printf '%s' "$out"
 }
@@ -588,7 +597,7 @@ s4() {
     echo "$c" | jq -e '(.statistics.net_rx_packets // 0) > 0 and (.statistics.net_tx_packets // 0) > 0' >/dev/null ||
       fail "$name: no net_* usage in /containers after SIG$sig restart: $(echo "$c" | jq -c .statistics)"
     [ "$(task_state $name | jq -r .state)" = TASK_RUNNING ] || fail "$name: not TASK_RUNNING in /state after SIG$sig restart"
-    [ "$(last_state $name)" = TASK_RUNNING ] || fail "$name: framework saw $(last_state $name) after SIG$sig restart"
+    ! is_terminal "$(last_state $name)" || fail "$name: the framework saw $(last_state $name) after the SIG$sig restart"
     [ "$(task_ips $name)" = "$ip" ] || fail "$name: address changed after SIG$sig restart: $(task_ips $name)"
     ping -c 1 -W 2 "$ip" >/dev/null 2>&1 || fail "$name: $ip unreachable after SIG$sig restart"
   done
