@@ -93,6 +93,7 @@ EOF
   for r in $(seq 1 "$rounds"); do
     e2e_round_begin "$r"
     cid=rcni-e2e-iso-$id-r$r
+    : >"$T/run-$r.out"
     "${iso_cmd[@]}" --json run --id "$cid" --network "$net" --publish "$hport:80" -- /bin/busybox httpd -f -p 80 -h "$T/www" \
       >"$T/run-$r.out" 2>"$T/run-$r.err" &
     ipid=$!
