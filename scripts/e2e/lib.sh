@@ -487,19 +487,35 @@ e2e_remove_new_tables() {
 }
 
 # Ends every process left in this mount namespace (all of them were started
-# by this scenario: the namespace is its own), by pid.
+# by this scenario: the namespace is its own) and their descendants, which
+# may be in mount namespaces of their own (a container's init under conmon,
+# containerd's shim or cni-isolator), by pid.
 e2e_kill_namespace_procs() {
-  local me p pids=()
+  local me p pp pids=() ppids
   me=$(readlink /proc/$$/ns/mnt)
-  for p in /proc/[0-9]*; do
+  declare -A ours=()
+  ppids=$(for p in /proc/[0-9]*; do
     p=${p#/proc/}
-    [ "$p" = $$ ] && continue
-    [ "$(readlink /proc/$p/ns/mnt 2>/dev/null)" = "$me" ] || continue
-    [ "$p" = "$BASHPID" ] && continue
-    pids+=("$p")
+    [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
+    pp=$(awk '/^PPid:/ { print $2 }' /proc/$p/status 2>/dev/null) || continue
+    [ -n "$pp" ] || continue
+    if [ "$(readlink /proc/$p/ns/mnt 2>/dev/null)" = "$me" ]; then echo "$p $pp ours"; else echo "$p $pp"; fi
+  done)
+  while read -r p pp mark; do
+    [ -n "$mark" ] && ours[$p]=1
+  done <<<"$ppids"
+  [ ${#ours[@]} -eq 0 ] && return 0
+  # Descendants, to a fixed point.
+  local grew=1
+  while [ $grew = 1 ]; do
+    grew=0
+    while read -r p pp mark; do
+      [ -n "$p" ] && [ -z "${ours[$p]:-}" ] && [ -n "${ours[$pp]:-}" ] && { ours[$p]=1; grew=1; }
+    done <<<"$ppids"
   done
+  for p in "${!ours[@]}"; do [ -d "/proc/$p" ] && pids+=("$p"); done
   [ ${#pids[@]} -eq 0 ] && return 0
-  e2e_log "ending processes left in the scenario's mount namespace: $(for p in "${pids[@]}"; do printf '%s(%s) ' "$p" "$(cat /proc/$p/comm 2>/dev/null)"; done)"
+  e2e_log "ending processes left by the scenario: $(for p in "${pids[@]}"; do printf '%s(%s) ' "$p" "$(cat /proc/$p/comm 2>/dev/null)"; done)"
   kill -KILL "${pids[@]}" 2>/dev/null || true
 }
 
