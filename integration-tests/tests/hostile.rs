@@ -288,8 +288,6 @@ fn hostile_stdin_and_config_are_refused_and_change_nothing() {
     for path in [".", "", "relative/dir", ":.:"] {
         let mut inv = w.invocation("ADD", "c1", &netns, "eth0", &conf);
         inv.path = Some(path.to_string());
-        let mut cmd = Command::new(w.bin.join("bridge"));
-        cmd.current_dir(cwd.path());
         let out = exec_in(&w.bin.join("bridge"), &inv, cwd.path());
         refused(&w, &before, &format!("CNI_PATH {path:?}"), &out, &[4, 7, 999]);
         assert!(

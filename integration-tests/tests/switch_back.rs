@@ -105,3 +105,32 @@ fn add_by_one_del_by_the_other_leaves_nothing_with_the_default_backend() {
         }
     }
 }
+
+/// A host that ran rcni while nftables was its default: a DEL with today's
+/// default (iptables) and no port mappings in its config still finds the
+/// attachment's nftables elements.
+#[test]
+#[ignore = "needs root"]
+fn a_del_without_mappings_removes_elements_left_by_the_old_nftables_default() {
+    let host = Host::new();
+    let ours = host.wrap(&rcni_plugin("portmap"), "rcni");
+    let container = Netns::new();
+    for round in 0..3 {
+        let cid = format!("old{round}");
+        let mut add = host.conf(&container);
+        add["backend"] = json!("nftables");
+        let mut inv = Invocation::new("ADD", &cid, &container.path().display().to_string(), "eth0", &add);
+        inv.path = Some(GO_PLUGIN_DIR.to_string());
+        exec(&ours, &inv).assert_ok();
+        assert!(
+            !host.traces().is_empty(),
+            "round {round}: the ADD left no trace to find"
+        );
+        let mut del = host.conf(&container);
+        del["runtimeConfig"] = json!({});
+        let mut inv = Invocation::new("DEL", &cid, &container.path().display().to_string(), "eth0", &del);
+        inv.path = Some(GO_PLUGIN_DIR.to_string());
+        exec(&ours, &inv).assert_ok();
+        assert_eq!(host.traces(), Vec::<String>::new(), "round {round}: left behind");
+    }
+}

@@ -145,11 +145,17 @@ fn add(cmd: &CmdArgs) -> Result<CniResult> {
 /// named) and its UDP flows.
 fn del(cmd: &CmdArgs) -> Result<()> {
     let conf = PortMapConf::from_cmd(cmd)?;
+    let att = Attachment::new(&conf.name, &cmd.container_id);
     if conf.mappings.is_empty() && conf.backend == Backend::Iptables {
-        // As Go: nothing was published, so there is nothing to fork iptables for.
+        // As Go: nothing was published through iptables, so there is nothing to fork it
+        // for. Without a named backend the attachment may still hold nftables elements
+        // from when nftables was the default (rcni before Go's default was ours): those
+        // are looked for in-process, at no process cost.
+        if !conf.backend_explicit && crate::config::RealHost.has_nft() {
+            Firewall::open(Backend::Nftables)?.del(&conf, &att)?;
+        }
         return Ok(());
     }
-    let att = Attachment::new(&conf.name, &cmd.container_id);
     let mut fw = Firewall::open(conf.backend)?;
     fw.del(&conf, &att)?;
     cni::fault::point("portmap.del.rules");
