@@ -280,3 +280,35 @@ pub fn exec(binary: &Path, inv: &Invocation) -> Outcome {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// An `nft list` line without the values of its counters, which packets of
+/// a namespace's own (router solicitations, DAD) change by themselves: for
+/// snapshots of a host compared before and after.
+pub fn without_counters(line: &str) -> String {
+    let mut words = line.split(' ');
+    let mut out = Vec::new();
+    while let Some(w) = words.next() {
+        out.push(w);
+        if w == "packets" || w == "bytes" {
+            words.next();
+        }
+    }
+    out.join(" ")
+}
+
+/// Panics unless two snapshots of a host (one item a line) are equal, naming
+/// the lines that went and the lines that were left behind.
+#[track_caller]
+pub fn assert_same_host(what: &str, before: &str, after: &str) {
+    if after != before {
+        let gone: Vec<&str> = before
+            .lines()
+            .filter(|l| !after.lines().any(|a| a == *l))
+            .collect();
+        let new: Vec<&str> = after
+            .lines()
+            .filter(|l| !before.lines().any(|b| b == *l))
+            .collect();
+        panic!("{what}: the host differs: gone {gone:#?}, left behind {new:#?}");
+    }
+}

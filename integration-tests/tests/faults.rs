@@ -8,7 +8,9 @@
 //! `kill -9` of the chain's plugins at random moments. Root only; runs in
 //! throw-away namespaces; addresses in 10.222.0.0/16.
 
-use rcni_integration_tests::{Invocation, Netns, Outcome, TempDir, exec, rcni_plugin, sh};
+use rcni_integration_tests::{
+    Invocation, Netns, Outcome, TempDir, assert_same_host, exec, rcni_plugin, sh, without_counters,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -212,21 +214,6 @@ fn reservations(dir: &Path) -> Vec<String> {
     out
 }
 
-#[track_caller]
-fn same(what: &str, before: &str, after: &str) {
-    if after != before {
-        let gone: Vec<&str> = before
-            .lines()
-            .filter(|l| !after.lines().any(|a| a == *l))
-            .collect();
-        let new: Vec<&str> = after
-            .lines()
-            .filter(|l| !before.lines().any(|b| b == *l))
-            .collect();
-        panic!("{what}: the host differs: gone {gone:#?}, left behind {new:#?}");
-    }
-}
-
 /// An aborted plugin: killed by SIGABRT (through `ip netns exec`: 134), with
 /// the fault point named on stderr, so the step was reached.
 #[track_caller]
@@ -265,7 +252,16 @@ fn abort_each_add_step_then(backend: &'static str, n: u8, clean: impl Fn(&World,
         // kernel a moment to reap.
         std::thread::sleep(Duration::from_millis(20));
         clean(&w, &cid, c);
-        same(&format!("{backend}: abort at {step}"), &before, &w.snapshot());
+        // A removed namespace is torn down by the kernel asynchronously (its
+        // veth goes a moment after `ip netns del`): wait, within a bound, for
+        // the host to settle before comparing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut after = w.snapshot();
+        while after != before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            after = w.snapshot();
+        }
+        assert_same_host(&format!("{backend}: abort at {step}"), &before, &after);
     }
 }
 
@@ -321,7 +317,7 @@ fn abort_at_each_del_step_then_del_again_leaves_nothing() {
             for out in w.del(&cid, &c, Some(&r), None) {
                 out.assert_ok();
             }
-            same(
+            assert_same_host(
                 &format!("{backend}: abort at {step}, DEL again"),
                 &before,
                 &w.snapshot(),
@@ -384,24 +380,10 @@ fn kill_9_at_random_moments_then_del_leaves_nothing() {
             out.assert_ok();
         }
         drop(c);
-        same(&format!("kill -9 try {i}"), &before, &w.snapshot());
+        assert_same_host(&format!("kill -9 try {i}"), &before, &w.snapshot());
     }
     eprintln!("kill -9: {killed} of {tries} ADDs killed before they finished");
     assert!(killed > 0, "no ADD was killed: the test proves nothing");
 }
 
 use std::os::unix::process::CommandExt;
-
-/// An `nft list` line without the values of its counters, which packets of
-/// the namespace's own (router solicitations, DAD) change by themselves.
-fn without_counters(line: &str) -> String {
-    let mut words = line.split(' ');
-    let mut out = Vec::new();
-    while let Some(w) = words.next() {
-        out.push(w);
-        if w == "packets" || w == "bytes" {
-            words.next();
-        }
-    }
-    out.join(" ")
-}

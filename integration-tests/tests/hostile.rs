@@ -6,7 +6,9 @@
 //! before and after. Where Go's reference plugin accepts what we refuse,
 //! the case says so. Addresses: 10.222.0.0/16 only.
 
-use rcni_integration_tests::{Invocation, Netns, Outcome, TempDir, exec, go_plugin, rcni_plugin, sh};
+use rcni_integration_tests::{
+    Invocation, Netns, Outcome, TempDir, assert_same_host, exec, rcni_plugin, sh, without_counters,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -157,18 +159,7 @@ fn refused(w: &World, before: &str, what: &str, out: &Outcome, codes: &[u64]) {
         "{what}: no msg"
     );
     assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
-    let after = w.snapshot();
-    if after != before {
-        let gone: Vec<&str> = before
-            .lines()
-            .filter(|l| !after.lines().any(|a| a == *l))
-            .collect();
-        let new: Vec<&str> = after
-            .lines()
-            .filter(|l| !before.lines().any(|b| b == *l))
-            .collect();
-        panic!("{what}: changed the host: gone {gone:#?}, new {new:#?}");
-    }
+    assert_same_host(what, before, &w.snapshot());
 }
 
 #[test]
@@ -397,20 +388,4 @@ fn port_mapper_refuses_container_ids_that_would_inject_rules() {
         &["netns", "exec", w.host.name(), "iptables-save", "-t", "nat"],
     );
     assert!(!nat.contains("EVIL"), "{nat}");
-    // Go's portmap, for comparison, is not run here: it has no Mesos config.
-    let _ = go_plugin("portmap");
-}
-
-/// An `nft list` line without the values of its counters, which packets of
-/// the namespace's own (router solicitations, DAD) change by themselves.
-fn without_counters(line: &str) -> String {
-    let mut words = line.split(' ');
-    let mut out = Vec::new();
-    while let Some(w) = words.next() {
-        out.push(w);
-        if w == "packets" || w == "bytes" {
-            words.next();
-        }
-    }
-    out.join(" ")
 }
