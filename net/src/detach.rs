@@ -16,11 +16,11 @@
 //! The child is never waited for: it is reaped by whoever inherits it when the plugin exits.
 //!
 //! Only for short-lived plugin processes: a long-running caller would collect one zombie per
-//! call. Everything is opt-in ([`defer_slow_releases`], [`delete_link_unlisted`]).
+//! call. Everything is opt-in: a command owns its sockets in a [`Sockets`] made with
+//! [`Sockets::detached`] (or [`Sockets::in_place`] where no child may be left), and deletes
+//! links with [`delete_link_unlisted`].
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use netlink_packet_route::RouteNetlinkMessage;
@@ -29,6 +29,7 @@ use netlink_packet_route::link::LinkMessage;
 use crate::error::{Error, Result};
 use crate::netlink::Socket;
 use crate::netns::Netns;
+use crate::nft::NetfilterSocket;
 
 /// `RTNLGRP_LINK`: link creation, change and deletion notifications.
 const RTNLGRP_LINK: u32 = 1;
@@ -37,49 +38,86 @@ const NLMSG_ERROR: u16 = 2;
 /// How long [`delete_link_unlisted`] waits for the kernel before reporting a failure.
 const UNLIST_TIMEOUT: Duration = Duration::from_secs(30);
 
-static DEFER: AtomicBool = AtomicBool::new(false);
-static KEPT: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
-
-/// From now on, netfilter sockets dropped by this process are kept open instead of closed,
-/// until [`release_kept`] hands them to a child. Call it early in a plugin's DEL or GC.
-pub fn defer_slow_releases() {
-    DEFER.store(true, Ordering::SeqCst);
+/// How a [`Sockets`] closes what it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// In a forked child that nobody waits for, after the answer: for a plugin process.
+    Detached,
+    /// Right away, waiting for the kernel: for long-running callers and tests, which would
+    /// collect one zombie per call otherwise.
+    InPlace,
 }
 
-/// Runs `f` with [`defer_slow_releases`] on, then [`release_kept`]: the shape of a plugin
-/// command whose netfilter sockets should not make the runtime wait.
-pub fn with_deferred_releases<T>(f: impl FnOnce() -> T) -> T {
-    defer_slow_releases();
-    let out = f();
-    release_kept();
-    out
+/// The owner of one plugin command's netfilter socket and of every other socket whose
+/// release may make the command wait (see the module doc). Made where the command starts,
+/// passed down by `&mut`, and released when it is done: explicitly with
+/// [`Sockets::release`], or when dropped.
+///
+/// One netfilter socket serves the whole command (nftables changes and listings, conntrack,
+/// the probes): every socket more would be one more release to wait for.
+#[derive(Debug)]
+pub struct Sockets {
+    release: Release,
+    netfilter: Option<NetfilterSocket>,
+    kept: Vec<OwnedFd>,
 }
 
-/// Takes a duplicate of `fd` into the kept set when deferral is on; false when it is off
-/// (the caller then closes `fd` as usual).
-pub(crate) fn keep_on_drop(fd: RawFd) -> bool {
-    if !DEFER.load(Ordering::SeqCst) {
-        return false;
+impl Sockets {
+    /// Sockets released by a detached child ([`Release::Detached`]).
+    pub fn detached() -> Self {
+        Sockets::new(Release::Detached)
     }
-    // SAFETY: `fd` is an open descriptor owned by the caller for the duration of this call;
-    // F_DUPFD_CLOEXEC creates a new descriptor that we own from here on.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return false;
+
+    /// Sockets closed in place ([`Release::InPlace`]).
+    pub fn in_place() -> Self {
+        Sockets::new(Release::InPlace)
     }
-    // SAFETY: `dup` was just returned by fcntl and is owned by nobody else.
-    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
-    KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(owned);
-    true
+
+    /// Sockets released as `release` says.
+    pub fn new(release: Release) -> Self {
+        Sockets {
+            release,
+            netfilter: None,
+            kept: Vec::new(),
+        }
+    }
+
+    /// The command's netfilter socket, opened on first use in the calling thread's network
+    /// namespace (a plugin's host namespace: the one it was started in).
+    pub fn netfilter(&mut self) -> Result<&mut NetfilterSocket> {
+        let sock = match self.netfilter.take() {
+            Some(sock) => sock,
+            None => NetfilterSocket::new()?,
+        };
+        Ok(self.netfilter.insert(sock))
+    }
+
+    /// Takes another socket whose release should not be waited for.
+    pub fn keep(&mut self, fd: OwnedFd) {
+        self.kept.push(fd);
+    }
+
+    /// Releases everything now (what dropping does), as [`Sockets::new`] was told.
+    pub fn release(self) {}
+
+    fn release_all(&mut self) {
+        let mut fds = std::mem::take(&mut self.kept);
+        if let Some(sock) = self.netfilter.take() {
+            fds.push(sock.into_fd());
+        }
+        if fds.is_empty() {
+            return;
+        }
+        match self.release {
+            Release::Detached => hand_over(fds),
+            Release::InPlace => drop(fds),
+        }
+    }
 }
 
-/// Hands every kept socket to a child process that closes them (waiting for the kernel
-/// there) and exits. Nothing kept: nothing happens. When the fork fails the sockets are
-/// closed here, with the wait.
-pub fn release_kept() {
-    let fds = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
-    if !fds.is_empty() {
-        hand_over(fds);
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        self.release_all();
     }
 }
 

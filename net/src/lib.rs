@@ -43,6 +43,7 @@ pub mod nft;
 pub mod route;
 pub mod stats;
 pub mod sysctl;
+mod transport;
 
 pub use addr::{Address, Family, Scope};
 pub use error::{Error, KernelError, Result};

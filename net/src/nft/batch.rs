@@ -28,8 +28,7 @@ pub(crate) const NFT_MSG_NEWSETELEM: u8 = 12;
 pub(crate) const NFT_MSG_GETSETELEM: u8 = 13;
 const NFT_MSG_DELSETELEM: u8 = 14;
 
-pub(crate) const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub(crate) use crate::transport::{NLM_F_ACK, NLM_F_REQUEST};
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 

@@ -8,15 +8,9 @@
 pub(crate) const NLA_F_NESTED: u16 = 1 << 15;
 /// Both flag bits of `nla_type` (`NLA_F_NESTED | NLA_F_NET_BYTEORDER`).
 const NLA_TYPE_MASK: u16 = !(3 << 14);
-/// Size of `struct nlmsghdr`.
-pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) use crate::transport::{NLMSG_HDRLEN, align4};
 /// Size of `struct nfgenmsg`.
 pub(crate) const NFGENMSG_LEN: usize = 4;
-
-/// Rounds `len` up to the netlink alignment of 4 bytes.
-pub(crate) fn align4(len: usize) -> usize {
-    (len + 3) & !3
-}
 
 /// A growing buffer of netlink attributes.
 #[derive(Debug, Default, Clone)]
@@ -129,38 +123,6 @@ pub(crate) fn be_u64(value: &[u8]) -> Option<u64> {
 pub(crate) fn string(value: &[u8]) -> String {
     let text = value.split(|b| *b == 0).next().unwrap_or(value);
     String::from_utf8_lossy(text).into_owned()
-}
-
-/// A netlink message received from the kernel: header fields and the payload after `nlmsghdr`.
-#[derive(Debug)]
-pub(crate) struct RawMessage<'a> {
-    pub(crate) msg_type: u16,
-    pub(crate) flags: u16,
-    pub(crate) seq: u32,
-    pub(crate) payload: &'a [u8],
-}
-
-/// Splits a datagram into its netlink messages.
-pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = Result<RawMessage<'_>, String>> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            rest = &[];
-            return Some(Err(format!("netlink message of length {len} in a datagram")));
-        }
-        let msg = RawMessage {
-            msg_type: u16::from_ne_bytes([rest[4], rest[5]]),
-            flags: u16::from_ne_bytes([rest[6], rest[7]]),
-            seq: u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]),
-            payload: &rest[NLMSG_HDRLEN..len],
-        };
-        rest = rest.get(align4(len)..).unwrap_or(&[]);
-        Some(Ok(msg))
-    })
 }
 
 #[cfg(test)]

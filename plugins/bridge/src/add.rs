@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cni::plugin::{CmdArgs, Command};
 use cni::result::Dns;
 use cni::{CniResult, Error, Result, ResultExt};
+use cni_net::detach::Sockets;
 use cni_net::{Link, Netns, OperState, Socket};
 
 use crate::config::BridgeConf;
@@ -28,7 +29,7 @@ const PORT_UP_TIMEOUT: Duration = Duration::from_millis(2550);
 const INTERFACE_FREE_IPAM: [&str; 2] = ["host-local", "static"];
 
 /// Runs ADD; on failure everything done so far is undone, IPAM DEL included.
-pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
+pub fn add(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<CniResult> {
     let conf = BridgeConf::load(cmd)?;
     conf.check_for_add()?;
     // The IPAM exec is the longest step of an ADD: it starts before anything else, and its
@@ -46,13 +47,13 @@ pub fn add(cmd: &CmdArgs) -> Result<CniResult> {
         }
     };
     let mut undo = Undo::new();
-    match attach(cmd, &conf, &mut host, &mut undo, early_ipam) {
+    match attach(cmd, &conf, &mut host, sockets, &mut undo, early_ipam) {
         Ok(result) => {
             undo.commit();
             Ok(result)
         }
         Err(e) => {
-            undo.rollback(&mut host);
+            undo.rollback(&mut host, sockets);
             Err(e)
         }
     }
@@ -83,10 +84,11 @@ fn attach(
     cmd: &CmdArgs,
     conf: &BridgeConf,
     host: &mut Socket,
+    sockets: &mut Sockets,
     undo: &mut Undo,
     early_ipam: Option<Result<ipam::Started>>,
 ) -> Result<CniResult> {
-    let (links, masq) = make_links_and_prepare_masq(cmd, conf, host, undo);
+    let (links, masq) = make_links_and_prepare_masq(cmd, conf, host, sockets, undo);
     // Also when the links failed: an address the plugin allocated must be released.
     let allocation = early_ipam.map(|started| started.and_then(ipam::Started::finish));
     let allocation = match (allocation, &conf.ipam_type) {
@@ -167,8 +169,10 @@ fn attach(
             let ips: Vec<_> = ipam_result.ips.iter().map(|ip| ip.address).collect();
             // Registered first: the iptables backend applies one family at a time.
             let installed = att.clone();
-            undo.push("masquerade rules", move |_| masquerade::teardown(&installed));
-            masquerade::install(prepared, &att, &ips)?;
+            undo.push("masquerade rules", move |_, s| {
+                masquerade::teardown(s, &installed)
+            });
+            masquerade::install(sockets, prepared, &att, &ips)?;
             cni::fault::point("bridge.add.masquerade");
         }
     } else if !conf.disable_container_interface {
@@ -210,20 +214,27 @@ fn make_links_and_prepare_masq(
     cmd: &CmdArgs,
     conf: &BridgeConf,
     host: &mut Socket,
+    sockets: &mut Sockets,
     undo: &mut Undo,
 ) -> (Result<Links>, Option<MasqPrepared>) {
-    let links = make_links(cmd, conf, host, undo);
+    let links = make_links(cmd, conf, host, sockets, undo);
     let masq = (links.is_ok() && conf.ip_masq && conf.is_layer3()).then(|| {
         let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
         conf.masq_backend()
-            .and_then(|backend| masquerade::prepare(masquerade::backend(backend), &att))
+            .and_then(|backend| masquerade::prepare(sockets, masquerade::backend(backend), &att))
             .map(|prepared| (att, prepared))
     });
     (links, masq)
 }
 
 /// The bridge, the veth pair with its host end on the bridge, and the spoof-check rules.
-fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Undo) -> Result<Links> {
+fn make_links(
+    cmd: &CmdArgs,
+    conf: &BridgeConf,
+    host: &mut Socket,
+    sockets: &mut Sockets,
+    undo: &mut Undo,
+) -> Result<Links> {
     let netns_path = cmd
         .netns
         .as_ref()
@@ -235,7 +246,7 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
     let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
     let host_end = veth::create(host, Some(&netns), &cmd.ifname, conf.mtu, conf.mac, &bridge)?;
     let host_name = host_end.name.clone();
-    undo.push(format!("veth {host_name}"), move |h| {
+    undo.push(format!("veth {host_name}"), move |h, _| {
         h.delete_link_by_name(&host_name)
             .map(drop)
             .internal(|| format!("failed to delete {host_name:?}"))
@@ -255,8 +266,8 @@ fn make_links(cmd: &CmdArgs, conf: &BridgeConf, host: &mut Socket, undo: &mut Un
     if conf.mac_spoof_chk {
         let id = spoofcheck::ref_id(&cmd.container_id, &cmd.ifname);
         let mac = pair.inner.mac.map(|m| m.to_string()).unwrap_or_default();
-        spoofcheck::setup(&pair.host.name, &mac, &id)?;
-        undo.push("mac spoof check rules", move |_| spoofcheck::teardown(&id));
+        spoofcheck::setup(sockets, &pair.host.name, &mac, &id)?;
+        undo.push("mac spoof check rules", move |_, s| spoofcheck::teardown(s, &id));
         cni::fault::point("bridge.add.spoofcheck");
     }
     Ok(Links {
@@ -286,7 +297,7 @@ fn enter_container(netns: &Netns, sandbox: &str, ifname: &str, conf: &BridgeConf
 
 fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {
     let (ipam_type, ipam_cmd) = (ipam_type.to_string(), cmd.clone());
-    undo.push("IPAM allocation", move |_| {
+    undo.push("IPAM allocation", move |_, _| {
         ipam::run(Command::Del, &ipam_type, &ipam_cmd)
     });
 }

@@ -7,6 +7,7 @@
 use cni::plugin::{CmdArgs, Command};
 use cni::result::Interface;
 use cni::{Error, Result, ResultExt};
+use cni_net::detach::Sockets;
 use cni_net::route::MAIN_TABLE;
 use cni_net::{Family, Link, LinkKind, Netns, Socket};
 use netlink_packet_route::link::LinkFlags;
@@ -15,7 +16,7 @@ use crate::config::BridgeConf;
 use crate::{ipam, masquerade};
 
 /// Runs CHECK.
-pub fn check(cmd: &CmdArgs) -> Result<()> {
+pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
     let conf = BridgeConf::load(cmd)?;
     let netns_path = cmd
         .netns
@@ -106,7 +107,7 @@ pub fn check(cmd: &CmdArgs) -> Result<()> {
             .map(|ip| ip.address)
             .collect();
         let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
-        masquerade::verify(masquerade::backend(conf.masq_backend()?), &att, &ips)?;
+        masquerade::verify(sockets, masquerade::backend(conf.masq_backend()?), &att, &ips)?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! Deleting a veth blocks in the kernel for 10-20 ms after the link is gone (`rcu_barrier()`
 //! while the device is freed), and removing nftables rules makes closing the netfilter socket
 //! wait for a grace period too. Both waits are handed to short-lived child processes
-//! ([`cni_net::detach`], the sockets through `main`): DEL returns once the link is unlisted
+//! ([`cni_net::detach`]; the sockets through the [`Sockets`] that `main` passes down): DEL returns once the link is unlisted
 //! and the rules are committed.
 //! The link is deleted on its own thread while this one runs IPAM DEL and removes the rules.
 
@@ -13,13 +13,14 @@ use cni::netns::NetnsState;
 use cni::plugin::{CmdArgs, Command};
 use cni::{Error, Result, ResultExt};
 use cni_net::Netns;
+use cni_net::detach::Sockets;
 
 use crate::config::BridgeConf;
 use crate::shared::combine;
 use crate::{ipam, masquerade, spoofcheck};
 
 /// Runs DEL.
-pub fn del(cmd: &CmdArgs) -> Result<()> {
+pub fn del(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
     let conf = BridgeConf::load(cmd)?;
     let mut errors: Vec<Error> = Vec::new();
     let mut link_removal = None;
@@ -42,13 +43,13 @@ pub fn del(cmd: &CmdArgs) -> Result<()> {
     // Go only logs a failed spoof-check teardown; a DEL that exits 0 must have removed
     // everything, so here it is an error.
     if conf.mac_spoof_chk
-        && let Err(e) = spoofcheck::teardown(&spoofcheck::ref_id(&cmd.container_id, &cmd.ifname))
+        && let Err(e) = spoofcheck::teardown(sockets, &spoofcheck::ref_id(&cmd.container_id, &cmd.ifname))
     {
         errors.push(e);
     }
     if conf.is_layer3() && conf.ip_masq {
         let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
-        if let Err(e) = masquerade::teardown(&att) {
+        if let Err(e) = masquerade::teardown(sockets, &att) {
             errors.push(e);
         }
         cni::fault::point("bridge.del.masquerade");

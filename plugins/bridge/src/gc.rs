@@ -3,6 +3,7 @@
 
 use cni::Result;
 use cni::plugin::{CmdArgs, Command};
+use cni_net::detach::Sockets;
 
 use crate::config::BridgeConf;
 pub use crate::shared::ValidAttachment;
@@ -23,7 +24,7 @@ pub fn valid_attachments(cmd: &CmdArgs) -> Result<Option<Vec<ValidAttachment>>> 
 }
 
 /// Runs GC, continuing past errors and reporting all of them.
-pub fn gc(cmd: &CmdArgs) -> Result<()> {
+pub fn gc(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
     let conf = BridgeConf::parse(&cmd.stdin, None)?;
     let valid = valid_attachments(cmd)?;
     let mut errors = Vec::new();
@@ -34,10 +35,10 @@ pub fn gc(cmd: &CmdArgs) -> Result<()> {
     }
     match valid {
         Some(valid) => {
-            if let Err(e) = masquerade::gc(&conf.network, &valid) {
+            if let Err(e) = masquerade::gc(sockets, &conf.network, &valid) {
                 errors.push(e);
             }
-            if let Err(e) = spoofcheck::gc(&conf.bridge, &valid) {
+            if let Err(e) = spoofcheck::gc(sockets, &conf.bridge, &valid) {
                 errors.push(e);
             }
         }

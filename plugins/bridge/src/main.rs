@@ -21,24 +21,37 @@ mod vlan;
 
 use cni::plugin::{CmdArgs, Command, Plugin};
 use cni::{CniResult, Result};
+use cni_net::detach::Sockets;
 
 struct Bridge;
 
 impl Plugin for Bridge {
+    // Each command owns its sockets (see `cni_net::detach`): the slow releases of ADD, DEL
+    // and GC go to a detached child once the work is done; CHECK changes nothing, so closing
+    // in place costs it nothing that another command's release would not.
     fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
-        cni_net::detach::with_deferred_releases(|| add::add(cmd))
+        let mut sockets = Sockets::detached();
+        let out = add::add(cmd, &mut sockets);
+        sockets.release();
+        out
     }
 
     fn del(&self, cmd: &CmdArgs) -> Result<()> {
-        cni_net::detach::with_deferred_releases(|| del::del(cmd))
+        let mut sockets = Sockets::detached();
+        let out = del::del(cmd, &mut sockets);
+        sockets.release();
+        out
     }
 
     fn check(&self, cmd: &CmdArgs) -> Result<()> {
-        check::check(cmd)
+        check::check(cmd, &mut Sockets::in_place())
     }
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {
-        cni_net::detach::with_deferred_releases(|| gc::gc(cmd))
+        let mut sockets = Sockets::detached();
+        let out = gc::gc(cmd, &mut sockets);
+        sockets.release();
+        out
     }
 
     fn status(&self, cmd: &CmdArgs) -> Result<()> {

@@ -17,6 +17,7 @@
 //! configuration.
 
 use cni::{Error, Result, ResultExt};
+use cni_net::detach::Sockets;
 use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, priority};
 use ipnetwork::IpNetwork;
 
@@ -46,52 +47,41 @@ pub fn default_backend() -> MasqBackend {
     }
 }
 
-/// The first half of a setup, which needs no address yet and so runs while IPAM does: the
-/// netfilter socket with what is already installed.
+/// The first half of a setup, which needs no address yet and so runs while IPAM does: what
+/// is already installed.
 pub enum Prepared {
-    /// nftables: the socket, whether the table and base chain must be (re)written, and the
-    /// handles of rules the attachment has from an earlier ADD.
-    Nftables {
-        nft: NetfilterSocket,
-        with_base: bool,
-        stale: Vec<u64>,
-    },
+    /// nftables: whether the table and base chain must be (re)written, and the handles of
+    /// rules the attachment has from an earlier ADD.
+    Nftables { with_base: bool, stale: Vec<u64> },
     /// iptables: all of it happens in [`install`].
     Iptables,
 }
 
 /// Reads what the attachment's setup depends on (two dumps on nftables, nothing on iptables).
-pub fn prepare(backend: MasqBackend, att: &Attachment) -> Result<Prepared> {
+pub fn prepare(sockets: &mut Sockets, backend: MasqBackend, att: &Attachment) -> Result<Prepared> {
     match backend {
         MasqBackend::Iptables => Ok(Prepared::Iptables),
         MasqBackend::Nftables => {
-            let mut nft = nft_socket()?;
-            let with_base = !base_is_current(&mut nft)?;
-            let stale = rules_with_prefix(&mut nft, &att.nft_hash())?
+            let nft = nft_socket(sockets)?;
+            let with_base = !base_is_current(nft)?;
+            let stale = rules_with_prefix(nft, &att.nft_hash())?
                 .into_iter()
                 .map(|(h, _)| h)
                 .collect();
-            Ok(Prepared::Nftables {
-                nft,
-                with_base,
-                stale,
-            })
+            Ok(Prepared::Nftables { with_base, stale })
         }
     }
 }
 
 /// Installs the rules for `ips` (addresses with their prefix length): one batch on nftables,
 /// one `iptables-restore` per family on iptables.
-pub fn install(prepared: Prepared, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+pub fn install(sockets: &mut Sockets, prepared: Prepared, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
     match prepared {
-        Prepared::Iptables => masquerade_iptables::setup(att, ips),
-        Prepared::Nftables {
-            mut nft,
-            with_base,
-            stale,
-        } => {
+        Prepared::Iptables => masquerade_iptables::setup(sockets, att, ips),
+        Prepared::Nftables { with_base, stale } => {
             let batch = setup_batch(att, ips, &stale, with_base)?;
-            nft.apply(&batch)
+            nft_socket(sockets)?
+                .apply(&batch)
                 .internal(|| "failed to set up masquerading with nftables".to_string())
         }
     }
@@ -186,8 +176,10 @@ fn net(text: &str) -> Result<IpNetwork> {
     text.parse().internal(|| format!("invalid network {text}"))
 }
 
-fn nft_socket() -> Result<NetfilterSocket> {
-    NetfilterSocket::new().internal(|| "cannot open a netfilter socket".to_string())
+fn nft_socket(sockets: &mut Sockets) -> Result<&mut NetfilterSocket> {
+    sockets
+        .netfilter()
+        .internal(|| "cannot open a netfilter socket".to_string())
 }
 
 /// Handles of the rules in `masq_checks` whose comment starts with `prefix` (with the comment).
@@ -204,18 +196,23 @@ fn rules_with_prefix(nft: &mut NetfilterSocket, prefix: &str) -> Result<Vec<(u64
 
 /// CHECK: the attachment's rules for `ips` are installed on `backend`. Missing rules (or, on
 /// nftables, a missing or altered `postrouting`) are an error.
-pub fn verify(backend: MasqBackend, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+pub fn verify(
+    sockets: &mut Sockets,
+    backend: MasqBackend,
+    att: &Attachment,
+    ips: &[IpNetwork],
+) -> Result<()> {
     match backend {
         MasqBackend::Iptables => masquerade_iptables::verify(att, ips),
         MasqBackend::Nftables => {
-            let mut nft = nft_socket()?;
-            if !base_is_current(&mut nft)? {
+            let nft = nft_socket(sockets)?;
+            if !base_is_current(nft)? {
                 return Err(Error::internal(format!(
                     "masquerading: chain inet {TABLE} {POSTROUTING} is missing or altered"
                 )));
             }
             let comment = att.nft_comment();
-            let have = rules_with_prefix(&mut nft, &att.nft_hash())?
+            let have = rules_with_prefix(nft, &att.nft_hash())?
                 .into_iter()
                 .filter(|(_, c)| *c == comment)
                 .count();
@@ -232,24 +229,24 @@ pub fn verify(backend: MasqBackend, att: &Attachment, ips: &[IpNetwork]) -> Resu
 }
 
 /// Removes the attachment's rules of both backends; absent rules are fine.
-pub fn teardown(att: &Attachment) -> Result<()> {
+pub fn teardown(sockets: &mut Sockets, att: &Attachment) -> Result<()> {
     let mut errors = Vec::new();
-    if let Err(e) = masquerade_iptables::teardown(att) {
+    if let Err(e) = masquerade_iptables::teardown(sockets, att) {
         errors.push(e);
     }
-    if let Err(e) = teardown_nft(att) {
+    if let Err(e) = teardown_nft(sockets, att) {
         errors.push(e);
     }
     combine(errors)
 }
 
-fn teardown_nft(att: &Attachment) -> Result<()> {
-    let mut nft = match NetfilterSocket::new() {
+fn teardown_nft(sockets: &mut Sockets, att: &Attachment) -> Result<()> {
+    let nft = match sockets.netfilter() {
         Ok(nft) => nft,
         // No nf_tables in this kernel: nothing of ours can be there.
         Err(_) => return Ok(()),
     };
-    let rules = rules_with_prefix(&mut nft, &att.nft_hash())?;
+    let rules = rules_with_prefix(nft, &att.nft_hash())?;
     if rules.is_empty() {
         return Ok(());
     }
@@ -263,19 +260,19 @@ fn teardown_nft(att: &Attachment) -> Result<()> {
 
 /// Removes the masquerade rules of `network` whose attachment is not in `valid`, on both
 /// backends.
-pub fn gc(network: &str, valid: &[ValidAttachment]) -> Result<()> {
+pub fn gc(sockets: &mut Sockets, network: &str, valid: &[ValidAttachment]) -> Result<()> {
     let mut errors = Vec::new();
-    if let Err(e) = masquerade_iptables::gc(network, valid) {
+    if let Err(e) = masquerade_iptables::gc(sockets, network, valid) {
         errors.push(e);
     }
-    if let Err(e) = gc_nft(network, valid) {
+    if let Err(e) = gc_nft(sockets, network, valid) {
         errors.push(e);
     }
     combine(errors)
 }
 
-fn gc_nft(network: &str, valid: &[ValidAttachment]) -> Result<()> {
-    let mut nft = NetfilterSocket::new().map_err(|e| {
+fn gc_nft(sockets: &mut Sockets, network: &str, valid: &[ValidAttachment]) -> Result<()> {
+    let nft = sockets.netfilter().map_err(|e| {
         Error::internal("failed to garbage-collect nftables masquerading rules").with_details(e.to_string())
     })?;
     let keep: Vec<String> = valid
@@ -283,7 +280,7 @@ fn gc_nft(network: &str, valid: &[ValidAttachment]) -> Result<()> {
         .map(|v| Attachment::new(network, &v.container_id, &v.ifname).nft_comment())
         .collect();
     let mut batch = Batch::new();
-    for (handle, comment) in rules_with_prefix(&mut nft, &network_hash(network))? {
+    for (handle, comment) in rules_with_prefix(nft, &network_hash(network))? {
         if !keep.contains(&comment) {
             batch.delete_rule(Family::Inet, TABLE, CHECKS_CHAIN, handle);
         }

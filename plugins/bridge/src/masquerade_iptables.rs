@@ -12,6 +12,7 @@ use cni::{Error, Result};
 use ipnetwork::IpNetwork;
 
 use crate::shared::{Attachment, ValidAttachment};
+use cni_net::detach::Sockets;
 use cni_net::hash::sha512_hex;
 
 /// Go's `FormatChainName`: `CNI-` + the first 24 hex digits of sha512(name + id).
@@ -170,7 +171,7 @@ fn save_nat(ipt: Ipt) -> Result<String> {
 }
 
 /// Installs the rules of `ips`, one iptables-restore per family present.
-pub fn setup(att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+pub fn setup(sockets: &mut Sockets, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
     for ipt in [Ipt::V4, Ipt::V6] {
         let mine: Vec<IpNetwork> = ips.iter().copied().filter(|ip| Ipt::of(ip.ip()) == ipt).collect();
         if mine.is_empty() {
@@ -181,7 +182,7 @@ pub fn setup(att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
         // POSTROUTING jump per address, as Go's AppendUnique avoids: only when the chain
         // already exists (checked in-process) is iptables-save read to drop those lines.
         let chain = chain_name(&att.network, &att.container_id);
-        if may_have_chain(ipt, Some(&chain)) {
+        if may_have_chain(sockets, ipt, Some(&chain)) {
             let present = jump_sources(&save_nat(ipt)?, &chain);
             script = script
                 .lines()
@@ -262,25 +263,25 @@ pub fn teardown_script(save: &str, chains: &[String]) -> Option<String> {
 
 /// Whether the nat table of `ipt` may hold our chain (any `CNI-` chain when `chain` is
 /// `None`), checked in-process: see [`cni_net::iptables::nat_may_hold`].
-fn may_have_chain(ipt: Ipt, chain: Option<&str>) -> bool {
+fn may_have_chain(sockets: &mut Sockets, ipt: Ipt, chain: Option<&str>) -> bool {
     let family = match ipt {
         Ipt::V4 => cni_net::Family::V4,
         Ipt::V6 => cni_net::Family::V6,
     };
-    let Ok(mut nft) = cni_net::nft::NetfilterSocket::new() else {
+    let Ok(nft) = sockets.netfilter() else {
         return true;
     };
-    cni_net::iptables::nat_may_hold(&mut nft, family, |name| {
+    cni_net::iptables::nat_may_hold(nft, family, |name| {
         chain.map_or(name.starts_with("CNI-"), |want| name == want)
     })
 }
 
 /// Removes the attachment's chain and jumps (Go's and ours; also the legacy `-s ip/prefix`
 /// jumps, since every jump to the chain goes). Nothing there is fine.
-pub fn teardown(att: &Attachment) -> Result<()> {
+pub fn teardown(sockets: &mut Sockets, att: &Attachment) -> Result<()> {
     let chain = chain_name(&att.network, &att.container_id);
     for ipt in [Ipt::V4, Ipt::V6] {
-        if !in_path(ipt.save()) || !may_have_chain(ipt, Some(&chain)) {
+        if !in_path(ipt.save()) || !may_have_chain(sockets, ipt, Some(&chain)) {
             continue;
         }
         let save = save_nat(ipt)?;
@@ -404,9 +405,9 @@ fn quoted_word(s: &str) -> String {
 }
 
 /// Removes the chains of `network` whose container is not in `valid`.
-pub fn gc(network: &str, valid: &[ValidAttachment]) -> Result<()> {
+pub fn gc(sockets: &mut Sockets, network: &str, valid: &[ValidAttachment]) -> Result<()> {
     for ipt in [Ipt::V4, Ipt::V6] {
-        if !in_path(ipt.save()) || !may_have_chain(ipt, None) {
+        if !in_path(ipt.save()) || !may_have_chain(sockets, ipt, None) {
             continue;
         }
         let save = save_nat(ipt)?;

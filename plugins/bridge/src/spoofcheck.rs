@@ -5,7 +5,8 @@
 //! the rest. Every rule is commented `macspoofchk-<cid>-<if>`. Applied in-process.
 
 use cni::{Error, Result, ResultExt};
-use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Policy, Rule, Table, priority};
+use cni_net::detach::Sockets;
+use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, Policy, Rule, Table, priority};
 
 const TABLE: &str = "nat";
 const PREROUTING: &str = "PREROUTING";
@@ -85,12 +86,12 @@ pub fn setup_batch(host_if: &str, mac: [u8; 6], id: &str, existing: &Existing) -
 
 /// Installs the rules for the host port `host_if` and the container MAC `mac`: one dump of the
 /// table's chains, then one batch.
-pub fn setup(host_if: &str, mac: &str, id: &str) -> Result<()> {
+pub fn setup(sockets: &mut Sockets, host_if: &str, mac: &str, id: &str) -> Result<()> {
     let parsed: cni_net::MacAddr = mac
         .parse()
         .map_err(|_| Error::internal(format!("failed to setup spoof-check: invalid MAC {mac:?}")))?;
     let failed = || "failed to setup spoof-check".to_string();
-    let mut nft = NetfilterSocket::new().internal(failed)?;
+    let nft = sockets.netfilter().internal(failed)?;
     let f = Family::Bridge;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
@@ -117,9 +118,11 @@ pub fn setup(host_if: &str, mac: &str, id: &str) -> Result<()> {
 }
 
 /// Removes the attachment's rules and chains; absent ones are fine.
-pub fn teardown(id: &str) -> Result<()> {
+pub fn teardown(sockets: &mut Sockets, id: &str) -> Result<()> {
     let f = Family::Bridge;
-    let mut nft = NetfilterSocket::new().internal(|| "failed to teardown spoof-check".to_string())?;
+    let nft = sockets
+        .netfilter()
+        .internal(|| "failed to teardown spoof-check".to_string())?;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
         Err(e) if e.is_not_found() => return Ok(()),
@@ -154,10 +157,10 @@ pub fn teardown(id: &str) -> Result<()> {
 /// The chains carry no network name (Go's layout), so an attachment is this network's when
 /// the interface its `PREROUTING` jump matches (`iifname`) is a port of `bridge`; an
 /// attachment of another network, with a live interface on another bridge, is left alone.
-pub fn gc(bridge: &str, valid: &[crate::shared::ValidAttachment]) -> Result<()> {
+pub fn gc(sockets: &mut Sockets, bridge: &str, valid: &[crate::shared::ValidAttachment]) -> Result<()> {
     let f = Family::Bridge;
     let fail = || "failed to garbage-collect spoof-check rules".to_string();
-    let mut nft = NetfilterSocket::new().internal(fail)?;
+    let nft = sockets.netfilter().internal(fail)?;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
         Err(e) if e.is_not_found() => return Ok(()),

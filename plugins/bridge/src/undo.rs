@@ -3,10 +3,12 @@
 
 use cni::Result;
 use cni_net::Socket;
+use cni_net::detach::Sockets;
 
-type Step = Box<dyn FnOnce(&mut Socket) -> Result<()> + Send>;
+type Step = Box<dyn FnOnce(&mut Socket, &mut Sockets) -> Result<()> + Send>;
 
-/// Undo steps in the order their changes were made. Each step gets the host-namespace socket.
+/// Undo steps in the order their changes were made. Each step gets the host-namespace route
+/// socket and the command's other sockets.
 #[derive(Default)]
 pub struct Undo {
     steps: Vec<(String, Step)>,
@@ -22,15 +24,15 @@ impl Undo {
     pub fn push(
         &mut self,
         what: impl Into<String>,
-        step: impl FnOnce(&mut Socket) -> Result<()> + Send + 'static,
+        step: impl FnOnce(&mut Socket, &mut Sockets) -> Result<()> + Send + 'static,
     ) {
         self.steps.push((what.into(), Box::new(step)));
     }
 
     /// Undoes everything, newest first. Failures are logged on stderr and do not stop the rest.
-    pub fn rollback(self, host: &mut Socket) {
+    pub fn rollback(self, host: &mut Socket, sockets: &mut Sockets) {
         for (what, step) in self.steps.into_iter().rev() {
-            if let Err(e) = step(host) {
+            if let Err(e) = step(host, sockets) {
                 eprintln!("bridge: cannot undo {what} after a failed ADD: {e}");
             }
         }
@@ -54,7 +56,7 @@ mod tests {
         let mut undo = Undo::new();
         for n in 0..3 {
             let log = log.clone();
-            undo.push(format!("step {n}"), move |_| {
+            undo.push(format!("step {n}"), move |_, _| {
                 log.lock().unwrap().push(n);
                 if n == 1 {
                     return Err(cni::Error::internal("boom"));
@@ -64,7 +66,7 @@ mod tests {
         }
         // A socket is needed to call the steps; opening one needs no privilege.
         let mut host = Socket::new().unwrap();
-        undo.rollback(&mut host);
+        undo.rollback(&mut host, &mut Sockets::in_place());
         assert_eq!(*log.lock().unwrap(), vec![2, 1, 0]);
     }
 }

@@ -3,6 +3,7 @@
 //! layout (an attachment chain, without masquerading, as Mesos has none).
 
 use crate::config::{MapperConf, MapperError, code};
+use cni_net::detach::Sockets;
 use cni_net::iptables::{IptablesRunner, RestoreBatch, SavedTable, UpdateError};
 use ipnetwork::IpNetwork;
 use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, PortMapConf};
@@ -220,7 +221,10 @@ pub fn add(conf: &MapperConf, container_id: &str, addrs: &[IpNetwork]) -> Result
         Backend::Nftables => {
             let pm = portmap_conf(conf);
             let att = Attachment::new(&conf.name, container_id);
-            let mut nft = NftBackend::new().map_err(fail)?;
+            // The netfilter socket's slow release goes to a detached child (see
+            // `cni_net::detach`), when this scope ends.
+            let mut sockets = Sockets::detached();
+            let mut nft = NftBackend::new(&mut sockets).map_err(fail)?;
             for addr in addrs {
                 nft.add(&pm, &att, *addr).map_err(fail)?;
             }
@@ -260,7 +264,10 @@ pub fn del(conf: &MapperConf, container_id: &str) -> Result<(), MapperError> {
         }
         Backend::Nftables => {
             let att = Attachment::new(&conf.name, container_id);
-            NftBackend::new().and_then(|mut n| n.del(&att)).map_err(fail)?;
+            let mut sockets = Sockets::detached();
+            NftBackend::new(&mut sockets)
+                .and_then(|mut n| n.del(&att))
+                .map_err(fail)?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 use crate::mapping::{PortMapping, Protocol};
 use cni::plugin::CmdArgs;
 use cni::{Error, Result};
+use cni_net::detach::Sockets;
 use serde::Deserialize;
 use std::net::IpAddr;
 
@@ -107,40 +108,42 @@ struct RawPortMapping {
 /// What the host offers, for choosing the default backend.
 pub trait HostFirewalls {
     /// The kernel has nf_tables.
-    fn has_nftables(&self) -> bool;
+    fn has_nftables(&mut self) -> bool;
     /// The iptables tools are installed (`iptables-restore` and `iptables-save`).
-    fn has_iptables(&self) -> bool {
+    fn has_iptables(&mut self) -> bool {
         true
     }
 }
 
-/// The real host: nf_tables is there when its module is loaded or built in.
-pub struct RealHost;
+/// The real host, asked through the command's sockets.
+pub struct RealHost<'s>(pub &'s mut Sockets);
 
-impl RealHost {
-    /// Whether the kernel has nf_tables. A loaded module shows in sysfs; a built-in one
-    /// without parameters does not (nor is `/proc/modules` always there), so then the
-    /// kernel is asked: a table dump over netfilter netlink, a few microseconds.
-    pub fn has_nft(&self) -> bool {
-        std::path::Path::new("/sys/module/nf_tables").exists()
-            || crate::netfilter::with(|s| s.tables(cni_net::nft::Family::Ip)).is_ok()
-    }
+/// Whether the kernel has nf_tables. A loaded module shows in sysfs; a built-in one without
+/// parameters does not (nor is `/proc/modules` always there), so then the kernel is asked: a
+/// table dump over the command's netfilter socket, a few microseconds.
+pub fn has_nft(sockets: &mut Sockets) -> bool {
+    std::path::Path::new("/sys/module/nf_tables").exists()
+        || sockets
+            .netfilter()
+            .and_then(|s| s.tables(cni_net::nft::Family::Ip))
+            .is_ok()
 }
 
-impl HostFirewalls for RealHost {
-    fn has_nftables(&self) -> bool {
-        self.has_nft()
+impl HostFirewalls for RealHost<'_> {
+    fn has_nftables(&mut self) -> bool {
+        has_nft(self.0)
     }
 
-    fn has_iptables(&self) -> bool {
+    fn has_iptables(&mut self) -> bool {
         cni_net::iptables::IptablesRunner::host().available(cni_net::Family::V4)
     }
 }
 
 impl PortMapConf {
-    /// Parses a plugin's stdin.
-    pub fn from_cmd(cmd: &CmdArgs) -> Result<PortMapConf> {
-        PortMapConf::parse(&cmd.stdin, &RealHost)
+    /// Parses a plugin's stdin; the default backend depends on the host, asked through
+    /// `sockets`.
+    pub fn from_cmd(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<PortMapConf> {
+        PortMapConf::parse(&cmd.stdin, &mut RealHost(sockets))
     }
 
     /// Parses and validates a config; `host` decides the default backend.
@@ -149,7 +152,7 @@ impl PortMapConf {
     /// ([`cni::json_keys`]): `SNAT`, `MasqAll`, `RuntimeConfig.PortMappings`
     /// and each mapping's `HostPort`/`ContainerPort`/`Protocol`/`HostIp`
     /// all count; the last key for a field wins.
-    pub fn parse(stdin: &[u8], host: &dyn HostFirewalls) -> Result<PortMapConf> {
+    pub fn parse(stdin: &[u8], host: &mut dyn HostFirewalls) -> Result<PortMapConf> {
         let raw: RawConf = cni::json_keys::from_slice(stdin)
             .map_err(|e| Error::decoding(format!("failed to parse network configuration: {e}")))?;
         if raw.mark_masq_bit.is_some() && raw.external_set_mark_chain.is_some() {
@@ -248,7 +251,7 @@ pub fn backend_of_conditions(conditions: Option<&[String]>) -> Option<Backend> {
     }
 }
 
-fn choose_backend(raw: &RawConf, host: &dyn HostFirewalls) -> Result<(Backend, bool)> {
+fn choose_backend(raw: &RawConf, host: &mut dyn HostFirewalls) -> Result<(Backend, bool)> {
     let mut wants: Vec<(Backend, &'static str)> = Vec::new();
     if raw.external_set_mark_chain.is_some() {
         wants.push((Backend::Iptables, "externalSetMarkChain"));
@@ -316,13 +319,13 @@ mod tests {
 
     struct Host(bool);
     impl HostFirewalls for Host {
-        fn has_nftables(&self) -> bool {
+        fn has_nftables(&mut self) -> bool {
             self.0
         }
     }
 
     fn parse(json: &str) -> Result<PortMapConf> {
-        PortMapConf::parse(json.as_bytes(), &Host(true))
+        PortMapConf::parse(json.as_bytes(), &mut Host(true))
     }
 
     #[test]
@@ -336,19 +339,19 @@ mod tests {
         assert_eq!(c.backend, Backend::Iptables);
         assert!(!c.backend_explicit);
         assert!(c.mappings.is_empty());
-        let c = PortMapConf::parse(br#"{"name":"n"}"#, &Host(false)).unwrap();
+        let c = PortMapConf::parse(br#"{"name":"n"}"#, &mut Host(false)).unwrap();
         assert_eq!(c.backend, Backend::Iptables);
         // nftables only without the iptables tools.
         struct NoIptables;
         impl HostFirewalls for NoIptables {
-            fn has_nftables(&self) -> bool {
+            fn has_nftables(&mut self) -> bool {
                 true
             }
-            fn has_iptables(&self) -> bool {
+            fn has_iptables(&mut self) -> bool {
                 false
             }
         }
-        let c = PortMapConf::parse(br#"{"name":"n"}"#, &NoIptables).unwrap();
+        let c = PortMapConf::parse(br#"{"name":"n"}"#, &mut NoIptables).unwrap();
         assert_eq!(c.backend, Backend::Nftables);
     }
 

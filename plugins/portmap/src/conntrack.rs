@@ -13,6 +13,7 @@
 use crate::iptables_backend::net_family;
 use crate::mapping::{IpFamily, PortMapping, Protocol};
 use cni_net::conntrack::{FlowTuple, IPPROTO_UDP};
+use cni_net::detach::Sockets;
 use cni_net::nft::NetfilterSocket;
 use std::net::IpAddr;
 
@@ -74,11 +75,11 @@ pub fn udp_flows(mappings: &[PortMapping], family: IpFamily, container: Option<I
 }
 
 /// Removes the entries; failures are logged to stderr, never fatal (as in Go).
-pub fn remove(flows: &[StaleFlow]) {
+pub fn remove(sockets: &mut Sockets, flows: &[StaleFlow]) {
     if flows.is_empty() || table_is_empty() {
         return;
     }
-    if let Err(e) = remove_flows(flows) {
+    if let Err(e) = remove_flows(sockets, flows) {
         eprintln!("portmap: failed to delete stale UDP conntrack entries: {e}");
     }
 }
@@ -93,8 +94,8 @@ fn table_is_empty() -> bool {
     }
 }
 
-fn remove_flows(flows: &[StaleFlow]) -> cni_net::Result<usize> {
-    crate::netfilter::with(|nf| remove_flows_on(nf, flows))
+fn remove_flows(sockets: &mut Sockets, flows: &[StaleFlow]) -> cni_net::Result<usize> {
+    remove_flows_on(sockets.netfilter()?, flows)
 }
 
 fn remove_flows_on(nf: &mut NetfilterSocket, flows: &[StaleFlow]) -> cni_net::Result<usize> {

@@ -10,7 +10,6 @@ pub mod conntrack;
 pub mod iptables_backend;
 pub mod localnet;
 pub mod mapping;
-pub mod netfilter;
 pub mod nft_backend;
 pub mod plugin;
 

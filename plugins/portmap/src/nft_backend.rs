@@ -51,6 +51,7 @@ pub use layout::*;
 use crate::config::PortMapConf;
 use crate::mapping::{Attachment, IpFamily};
 use cni::{Code, Error, Result};
+use cni_net::detach::Sockets;
 use cni_net::nft::{Batch, ElementInfo, NetfilterSocket, SetElement, Value};
 use ipnetwork::IpNetwork;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -69,26 +70,19 @@ fn is_taken(e: &cni_net::Error) -> bool {
     matches!(e.errno().map(|n| n as i32), Some(16 | 17 | 39))
 }
 
-/// The nftables backend on the process's netfilter socket ([`crate::netfilter`]).
-pub struct NftBackend {
-    sock: std::mem::ManuallyDrop<NetfilterSocket>,
+/// The nftables backend on the command's netfilter socket, borrowed from the command's
+/// [`Sockets`] (which decides when it is released).
+pub struct NftBackend<'s> {
+    sock: &'s mut NetfilterSocket,
 }
 
-impl Drop for NftBackend {
-    fn drop(&mut self) {
-        // SAFETY: not used after this; `ManuallyDrop::take` moves the socket out once.
-        let sock = unsafe { std::mem::ManuallyDrop::take(&mut self.sock) };
-        crate::netfilter::give_back(sock);
-    }
-}
-
-impl NftBackend {
-    /// Takes the process's netfilter socket (opened on first use).
-    pub fn new() -> Result<Self> {
-        let sock = crate::netfilter::take().map_err(|e| net_err("cannot open a netfilter socket", e))?;
-        Ok(NftBackend {
-            sock: std::mem::ManuallyDrop::new(sock),
-        })
+impl<'s> NftBackend<'s> {
+    /// The backend on `sockets`' netfilter socket (opened on first use).
+    pub fn new(sockets: &'s mut Sockets) -> Result<Self> {
+        let sock = sockets
+            .netfilter()
+            .map_err(|e| net_err("cannot open a netfilter socket", e))?;
+        Ok(NftBackend { sock })
     }
 
     /// Lists the shared chains (one small dump each, whatever the number of containers).

@@ -8,21 +8,22 @@ use crate::mapping::{Attachment, ContainerAddrs, IpFamily};
 use crate::nft_backend::NftBackend;
 use cni::plugin::{CmdArgs, Plugin};
 use cni::{CniResult, Code, Error, Result};
+use cni_net::detach::Sockets;
 use ipnetwork::IpNetwork;
 
 /// The firewall of one call.
-pub enum Firewall {
-    /// nf_tables, in-process.
-    Nft(NftBackend),
+pub enum Firewall<'s> {
+    /// nf_tables, in-process, on the command's netfilter socket.
+    Nft(NftBackend<'s>),
     /// iptables-restore batches.
     Iptables,
 }
 
-impl Firewall {
+impl<'s> Firewall<'s> {
     /// Opens the backend the config chose.
-    pub fn open(backend: Backend) -> Result<Firewall> {
+    pub fn open(backend: Backend, sockets: &'s mut Sockets) -> Result<Firewall<'s>> {
         Ok(match backend {
-            Backend::Nftables => Firewall::Nft(NftBackend::new()?),
+            Backend::Nftables => Firewall::Nft(NftBackend::new(sockets)?),
             Backend::Iptables => Firewall::Iptables,
         })
     }
@@ -64,17 +65,28 @@ impl Firewall {
 /// The portmap plugin.
 pub struct Portmap;
 
+/// Each command owns its sockets ([`Sockets`]): one netfilter socket for the backend probe,
+/// the nftables backend and conntrack, released by a detached child after ADD, DEL and GC, so
+/// the kernel's wait for nf_tables' deferred cleanup (due when a process's last netfilter
+/// socket goes after any recent deletion on the host) is not the runtime's.
 impl Plugin for Portmap {
     fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
-        crate::netfilter::releasing_detached(|| add(cmd))
+        let mut sockets = Sockets::detached();
+        let out = add(cmd, &mut sockets);
+        sockets.release();
+        out
     }
 
     fn del(&self, cmd: &CmdArgs) -> Result<()> {
-        crate::netfilter::releasing_detached(|| del(cmd))
+        let mut sockets = Sockets::detached();
+        let out = del(cmd, &mut sockets);
+        sockets.release();
+        out
     }
 
     fn check(&self, cmd: &CmdArgs) -> Result<()> {
-        let conf = PortMapConf::from_cmd(cmd)?;
+        let sockets = &mut Sockets::in_place();
+        let conf = PortMapConf::from_cmd(cmd, sockets)?;
         let Some(prev) = cmd.prev_result()? else {
             return Err(Error::invalid_config("Required prevResult missing"));
         };
@@ -82,7 +94,7 @@ impl Plugin for Portmap {
             return Ok(());
         }
         let att = Attachment::new(&conf.name, &cmd.container_id);
-        let mut fw = Firewall::open(conf.backend)?;
+        let mut fw = Firewall::open(conf.backend, sockets)?;
         for addr in ContainerAddrs::from_result(&prev, &cmd.ifname).iter() {
             fw.check(&conf, &att, addr)?;
         }
@@ -90,11 +102,15 @@ impl Plugin for Portmap {
     }
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {
-        crate::netfilter::releasing_detached(|| gc(cmd))
+        let mut sockets = Sockets::detached();
+        let out = gc(cmd, &mut sockets);
+        sockets.release();
+        out
     }
 
     fn status(&self, cmd: &CmdArgs) -> Result<()> {
-        let conf = PortMapConf::from_cmd(cmd)?;
+        let sockets = &mut Sockets::in_place();
+        let conf = PortMapConf::from_cmd(cmd, sockets)?;
         let unavailable = |e: Error| {
             Error::new(
                 Code::UNAVAILABLE,
@@ -104,7 +120,9 @@ impl Plugin for Portmap {
         };
         match conf.backend {
             Backend::Nftables => {
-                crate::netfilter::with(|s| s.tables(cni_net::nft::Family::Ip))
+                sockets
+                    .netfilter()
+                    .and_then(|s| s.tables(cni_net::nft::Family::Ip))
                     .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "nf_tables", &e)))?;
             }
             Backend::Iptables => {
@@ -118,8 +136,8 @@ impl Plugin for Portmap {
 }
 
 /// ADD: forwarding for every container address of the previous result.
-fn add(cmd: &CmdArgs) -> Result<CniResult> {
-    let conf = PortMapConf::from_cmd(cmd)?;
+fn add(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<CniResult> {
+    let conf = PortMapConf::from_cmd(cmd, sockets)?;
     let Some(prev) = cmd.prev_result()? else {
         return Err(Error::invalid_config("must be called as chained plugin"));
     };
@@ -128,8 +146,9 @@ fn add(cmd: &CmdArgs) -> Result<CniResult> {
     }
     let addrs = ContainerAddrs::from_result(&prev, &cmd.ifname);
     let att = Attachment::new(&conf.name, &cmd.container_id);
-    let mut fw = Firewall::open(conf.backend)?;
-    if let Err(e) = forward(&mut fw, &conf, &att, &addrs) {
+    let mut flows = Vec::new();
+    let mut fw = Firewall::open(conf.backend, sockets)?;
+    if let Err(e) = forward(&mut fw, &conf, &att, &addrs, &mut flows) {
         // Undo: the families done so far, and anything a failed batch left.
         if let Err(undo) = fw.del(&conf, &att) {
             // The runtime must know that something may be left: say it in the error.
@@ -138,37 +157,38 @@ fn add(cmd: &CmdArgs) -> Result<CniResult> {
         }
         return Err(e);
     }
+    // After the rules, so new packets take them. Failures are only logged.
+    conntrack::remove(sockets, &flows);
     Ok(prev)
 }
 
 /// DEL: this attachment's rules in the configured backend (and in the other when none was
 /// named) and its UDP flows.
-fn del(cmd: &CmdArgs) -> Result<()> {
-    let conf = PortMapConf::from_cmd(cmd)?;
+fn del(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
+    let conf = PortMapConf::from_cmd(cmd, sockets)?;
     let att = Attachment::new(&conf.name, &cmd.container_id);
     if conf.mappings.is_empty() && conf.backend == Backend::Iptables {
         // As Go: nothing was published through iptables, so there is nothing to fork it
         // for. Without a named backend the attachment may still hold nftables elements
         // from when nftables was the default (rcni before Go's default was ours): those
         // are looked for in-process, at no process cost.
-        if !conf.backend_explicit && crate::config::RealHost.has_nft() {
-            Firewall::open(Backend::Nftables)?.del(&conf, &att)?;
+        if !conf.backend_explicit && crate::config::has_nft(sockets) {
+            Firewall::open(Backend::Nftables, sockets)?.del(&conf, &att)?;
         }
         return Ok(());
     }
-    let mut fw = Firewall::open(conf.backend)?;
+    let mut fw = Firewall::open(conf.backend, sockets)?;
     fw.del(&conf, &att)?;
     cni::fault::point("portmap.del.rules");
-    drop(fw); // gives the netfilter socket back for conntrack
     // Without an explicit backend the attachment may have been made by the
     // other one (Go's portmap uses iptables; a host may have switched):
     // remove its rules too, looked for in-process first so this is free
     // when there are none.
     if !conf.backend_explicit {
         match conf.backend {
-            Backend::Nftables if iptables_may_hold(&att) => Firewall::Iptables.del(&conf, &att)?,
-            Backend::Iptables if crate::config::RealHost.has_nft() => {
-                Firewall::open(Backend::Nftables)?.del(&conf, &att)?
+            Backend::Nftables if iptables_may_hold(sockets, &att) => Firewall::Iptables.del(&conf, &att)?,
+            Backend::Iptables if crate::config::has_nft(sockets) => {
+                Firewall::open(Backend::Nftables, sockets)?.del(&conf, &att)?
             }
             _ => {}
         }
@@ -183,34 +203,40 @@ fn del(cmd: &CmdArgs) -> Result<()> {
     for (family, addr) in [(IpFamily::V4, addrs.v4), (IpFamily::V6, addrs.v6)] {
         flows.extend(conntrack::udp_flows(&conf.mappings, family, addr.map(|a| a.ip())));
     }
-    conntrack::remove(&flows);
+    conntrack::remove(sockets, &flows);
     Ok(())
 }
 
 /// GC: rules of attachments not in `cni.dev/valid-attachments`.
-fn gc(cmd: &CmdArgs) -> Result<()> {
-    let conf = PortMapConf::from_cmd(cmd)?;
+fn gc(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
+    let conf = PortMapConf::from_cmd(cmd, sockets)?;
     let Some(valid) = valid_container_ids(cmd)? else {
         eprintln!("portmap: GC without cni.dev/valid-attachments: nothing is collected");
         return Ok(());
     };
-    let mut fw = Firewall::open(conf.backend)?;
+    let mut fw = Firewall::open(conf.backend, sockets)?;
     fw.gc(&conf.name, &valid)?;
-    drop(fw);
     // A backend chosen by default may have changed since the ADDs: sweep the other too
     // when it is cheap (in-process).
-    if conf.backend == Backend::Iptables && !conf.backend_explicit && crate::config::RealHost.has_nft() {
-        Firewall::open(Backend::Nftables)?.gc(&conf.name, &valid)?;
+    if conf.backend == Backend::Iptables && !conf.backend_explicit && crate::config::has_nft(sockets) {
+        Firewall::open(Backend::Nftables, sockets)?.gc(&conf.name, &valid)?;
     }
     Ok(())
 }
 
-fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &ContainerAddrs) -> Result<()> {
+/// Publishes the ports on every address; collects in `flows` the UDP conntrack entries that
+/// must go once the rules are in.
+fn forward(
+    fw: &mut Firewall<'_>,
+    conf: &PortMapConf,
+    att: &Attachment,
+    addrs: &ContainerAddrs,
+    flows: &mut Vec<conntrack::StaleFlow>,
+) -> Result<()> {
     for addr in addrs.iter() {
         fw.add(conf, att, addr)?;
         cni::fault::point("portmap.add.rules");
-        // After the rules, so new packets take them. Failures are only logged.
-        conntrack::remove(&conntrack::udp_flows(
+        flows.extend(conntrack::udp_flows(
             &conf.mappings,
             IpFamily::of(addr.ip()),
             None,
@@ -223,19 +249,15 @@ fn forward(fw: &mut Firewall, conf: &PortMapConf, att: &Attachment, addrs: &Cont
 }
 
 /// Whether iptables may hold this attachment's chains, checked in-process on the
-/// process's shared netfilter socket (see [`cni_net::iptables::nat_may_hold`]).
-fn iptables_may_hold(att: &Attachment) -> bool {
+/// command's netfilter socket (see [`cni_net::iptables::nat_may_hold`]).
+fn iptables_may_hold(sockets: &mut Sockets, att: &Attachment) -> bool {
     let wanted = [att.dnat_chain(), att.old_snat_chain()];
+    let Ok(nft) = sockets.netfilter() else {
+        return true;
+    };
     [cni_net::Family::V4, cni_net::Family::V6]
         .into_iter()
-        .any(|family| {
-            crate::netfilter::with(|nft| {
-                Ok(cni_net::iptables::nat_may_hold(nft, family, |name| {
-                    wanted.iter().any(|w| w == name)
-                }))
-            })
-            .unwrap_or(true)
-        })
+        .any(|family| cni_net::iptables::nat_may_hold(nft, family, |name| wanted.iter().any(|w| w == name)))
 }
 
 /// The container IDs of `cni.dev/valid-attachments`; `None` when the runtime sent no list.

@@ -3,7 +3,7 @@ use crate::config::{HostFirewalls, PortMapConf};
 
 struct NoNft;
 impl HostFirewalls for NoNft {
-    fn has_nftables(&self) -> bool {
+    fn has_nftables(&mut self) -> bool {
         false
     }
 }
@@ -26,7 +26,7 @@ fn go_test_conf(snat: bool) -> PortMapConf {
         ]}},
         "conditionsV4": ["-a", "b"], "conditionsV6": ["-c", "d"]}}"#
     );
-    PortMapConf::parse(json.as_bytes(), &NoNft).unwrap()
+    PortMapConf::parse(json.as_bytes(), &mut NoNft).unwrap()
 }
 
 fn lines(rules: &[Rule]) -> Vec<String> {
@@ -114,7 +114,7 @@ fn external_mark_chain_and_masq_all() {
     let conf = PortMapConf::parse(
         br#"{"name":"test","externalSetMarkChain":"KUBE-MARK-MASQ","masqAll":true,
             "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}"#,
-        &NoNft,
+        &mut NoNft,
     )
     .unwrap();
     let ch = dnat_chain(
@@ -154,7 +154,7 @@ fn multiport_groups_hold_at_most_15_ports() {
         r#"{{"name":"n","runtimeConfig":{{"portMappings":[{}]}}}}"#,
         maps.join(",")
     );
-    let conf = PortMapConf::parse(json.as_bytes(), &NoNft).unwrap();
+    let conf = PortMapConf::parse(json.as_bytes(), &mut NoNft).unwrap();
     let ch = dnat_chain(&conf, &Attachment::new("n", "c"), "10.0.0.2/24".parse().unwrap());
     let lists: Vec<&str> = ch.entry_rules.iter().map(|r| r.tokens[9].as_str()).collect();
     assert_eq!(
@@ -221,7 +221,7 @@ fn saved_rules_parse_and_quote_back() {
 fn add_batch_only_creates_what_is_missing() {
     let conf = PortMapConf::parse(
         br#"{"name":"pm","backend":"iptables","runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}"#,
-        &NoNft,
+        &mut NoNft,
     )
     .unwrap();
     let att = Attachment::new("pm", "c2");
@@ -284,7 +284,7 @@ fn del_batch_removes_go_chains_and_jumps() {
 fn check_finds_missing_rules() {
     let conf = PortMapConf::parse(
         br#"{"name":"pm","backend":"iptables","snat":false,"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}"#,
-        &NoNft,
+        &mut NoNft,
     )
     .unwrap();
     let t = saved_go();

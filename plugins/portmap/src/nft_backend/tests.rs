@@ -4,7 +4,7 @@ use cni_net::nft::{ElementData, concat_bytes};
 
 struct Nft;
 impl HostFirewalls for Nft {
-    fn has_nftables(&self) -> bool {
+    fn has_nftables(&mut self) -> bool {
         true
     }
 }
@@ -16,7 +16,7 @@ fn conf(extra: &str) -> PortMapConf {
             {{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"10.222.0.1"}},
             {{"hostPort":9000,"containerPort":90,"protocol":"tcp","hostIP":"fd00:222::1"}}]}}}}"#
     );
-    PortMapConf::parse(json.as_bytes(), &Nft).unwrap()
+    PortMapConf::parse(json.as_bytes(), &mut Nft).unwrap()
 }
 
 fn text(rules: &[LayoutRule]) -> Vec<String> {
@@ -423,7 +423,8 @@ fn del_deletes_the_rest_when_an_element_went_away_behind_its_back() {
         let c = conf("");
         let att = Attachment::new("pm", "c1");
         let tag = attachment_tag(&att);
-        let mut nft = NftBackend::new().unwrap();
+        let mut sockets = Sockets::in_place();
+        let mut nft = NftBackend::new(&mut sockets).unwrap();
         nft.add(&c, &att, "10.222.1.2/24".parse().unwrap()).unwrap();
         let mut other = NetfilterSocket::new().unwrap();
         let before = elements_of(&mut other, &tag);
@@ -466,7 +467,8 @@ fn del_by_key_removes_the_masquerade_ranges_of_a_deleted_nat_element() {
         let c = conf("");
         let att = Attachment::new("pm", "c1");
         let tag = attachment_tag(&att);
-        let mut nft = NftBackend::new().unwrap();
+        let mut sockets = Sockets::in_place();
+        let mut nft = NftBackend::new(&mut sockets).unwrap();
         nft.add(&c, &att, "10.222.1.2/24".parse().unwrap()).unwrap();
         let mut other = NetfilterSocket::new().unwrap();
         let group = nft.groups(IpFamily::V4).unwrap().remove(0);
