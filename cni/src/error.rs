@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A spec error code. Codes 1-99 are reserved by the spec (and libcni),
 /// 100 and above are free for plugins.
@@ -46,9 +47,18 @@ impl fmt::Display for Code {
     }
 }
 
+/// The typed error a CNI error was made from.
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A CNI error: what a plugin prints on stdout when it fails, and what the
 /// runtime side returns when a plugin it ran failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// An error made from a typed one ([`Error::caused_by`], [`ResultExt`])
+/// keeps it as its [`std::error::Error::source`], so a caller can still ask
+/// for its kind ([`Error::find_source`]: an errno, "not found") after the
+/// text has been written into `details`. The source is not part of the JSON
+/// and not compared.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Error {
     /// The spec error code.
     pub code: Code,
@@ -57,7 +67,18 @@ pub struct Error {
     /// The longer explanation, empty when there is none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub details: String,
+    /// The typed error this one was made from, if any.
+    #[serde(skip)]
+    pub source: Option<Source>,
 }
+
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        (self.code, &self.msg, &self.details) == (other.code, &other.msg, &other.details)
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     /// An error with a code and a message.
@@ -66,7 +87,32 @@ impl Error {
             code,
             msg: msg.into(),
             details: String::new(),
+            source: None,
         }
+    }
+
+    /// An error made from the typed error `err`, which it keeps as its source: `msg` says
+    /// what failed, `details` carries the whole chain of causes.
+    pub fn caused_by(
+        code: Code,
+        msg: impl Into<String>,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let mut e = Error::from_chain(code, msg, &err);
+        e.source = Some(Arc::new(err));
+        e
+    }
+
+    /// The first error of type `T` in this error's chain of sources.
+    pub fn find_source<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = self.source.as_deref().map(|s| s as _);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<T>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
     }
 
     /// Adds the longer explanation.
@@ -78,13 +124,22 @@ impl Error {
 
     /// An error built from any `std::error::Error`: the top-level message
     /// becomes `msg` and the chain of sources goes into `details`.
-    pub fn from_chain(code: Code, msg: impl Into<String>, err: &dyn std::error::Error) -> Self {
+    ///
+    /// A CNI error's text already holds its causes (in `details`), so the walk
+    /// stops at one.
+    pub fn from_chain(code: Code, msg: impl Into<String>, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut details = err.to_string();
-        let mut source = err.source();
+        let mut source = match err.is::<Error>() {
+            true => None,
+            false => err.source(),
+        };
         while let Some(s) = source {
             details.push_str(": ");
             details.push_str(&s.to_string());
-            source = s.source();
+            source = match s.is::<Error>() {
+                true => None,
+                false => s.source(),
+            };
         }
         Error::new(code, msg).with_details(details)
     }
@@ -153,7 +208,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
@@ -165,7 +224,8 @@ impl From<serde_json::Error> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Turns any error into a CNI error at the plugin's edge: `msg` says what
-/// failed, `details` carries the whole chain of causes.
+/// failed, `details` carries the whole chain of causes, and the error itself
+/// stays the source ([`Error::caused_by`]).
 pub trait ResultExt<T> {
     /// Maps the error to a CNI error with `code` and `msg`.
     fn cni_err(self, code: Code, msg: impl FnOnce() -> String) -> Result<T>;
@@ -173,9 +233,9 @@ pub trait ResultExt<T> {
     fn internal(self, msg: impl FnOnce() -> String) -> Result<T>;
 }
 
-impl<T, E: std::error::Error> ResultExt<T> for std::result::Result<T, E> {
+impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for std::result::Result<T, E> {
     fn cni_err(self, code: Code, msg: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::from_chain(code, msg(), &e))
+        self.map_err(|e| Error::caused_by(code, msg(), e))
     }
     fn internal(self, msg: impl FnOnce() -> String) -> Result<T> {
         self.cni_err(Code::INTERNAL, msg)

@@ -107,6 +107,11 @@ impl Socket {
         Ok(out)
     }
 
+    /// Whether link `index` is in promiscuous mode (`IFF_PROMISC`).
+    pub fn link_is_promisc(&mut self, index: u32) -> Result<bool> {
+        Ok(self.link_flags(index)?.contains(LinkFlags::Promisc))
+    }
+
     /// The `IFF_*` flags of link `index` (`IFF_PROMISC`, `IFF_UP`, ...).
     pub fn link_flags(&mut self, index: u32) -> Result<LinkFlags> {
         if index == 0 {

@@ -137,10 +137,56 @@ impl Error {
         matches!(self, Error::Kernel(k) if k.errno == Errno::EEXIST)
     }
 
+    /// The CNI error code for this error: 11 (try again later) for what a retry can fix (a
+    /// dump interrupted by concurrent changes again and again; `EAGAIN`, `EINTR`, `ERESTART`
+    /// or `ENOBUFS` from the kernel, which also stands for a wait that timed out), 999
+    /// otherwise, Go's code for plain errors.
+    pub fn cni_code(&self) -> cni::Code {
+        const ERESTART: i32 = 85;
+        let transient = matches!(self, Error::DumpInterrupted(_))
+            || matches!(
+                self.errno().map(|e| e as i32),
+                Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS | ERESTART)
+            );
+        if transient {
+            cni::Code::TRY_AGAIN_LATER
+        } else {
+            cni::Code::INTERNAL
+        }
+    }
+
     pub(crate) fn kernel(errno: i32, message: Option<String>) -> Self {
         Error::Kernel(KernelError {
             errno: Errno::from_raw(errno),
             message,
+        })
+    }
+}
+
+/// The one conversion of a `cni-net` error into a CNI error, used by every plugin: the code
+/// says whether a retry can help ([`Error::cni_code`]), the text keeps the chain of causes,
+/// and the error itself stays the source, so a caller can still test its kind
+/// (`e.find_source::<cni_net::Error>()`, then [`Error::is_not_found`] or [`Error::errno`]).
+impl From<Error> for cni::Error {
+    fn from(e: Error) -> Self {
+        let code = e.cni_code();
+        let msg = e.to_string();
+        cni::Error::caused_by(code, msg, e)
+    }
+}
+
+/// [`Context::context`] on the results of `cni-net`.
+pub trait Context<T> {
+    /// The error as a CNI error (code by [`Error::cni_code`], source kept) whose message
+    /// says what failed.
+    fn context(self, msg: impl FnOnce() -> String) -> cni::Result<T>;
+}
+
+impl<T> Context<T> for Result<T> {
+    fn context(self, msg: impl FnOnce() -> String) -> cni::Result<T> {
+        self.map_err(|e| {
+            let code = e.cni_code();
+            cni::Error::caused_by(code, msg(), e)
         })
     }
 }
@@ -158,6 +204,29 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("EEXIST"), "{text}");
         assert!(text.ends_with(": Link already exists"), "{text}");
+    }
+
+    #[test]
+    fn conversion_keeps_the_kind_and_picks_the_code() {
+        let gone: cni::Error = Error::kernel(libc::ENODEV, Some("no such device".into())).into();
+        assert_eq!(gone.code, cni::Code::INTERNAL);
+        assert!(gone.msg.contains("No such device"), "{gone}");
+        assert!(gone.find_source::<Error>().is_some_and(Error::is_not_found));
+        let busy = Err::<(), _>(Error::kernel(libc::EAGAIN, None)).context(|| "failed to x".into());
+        let busy = busy.unwrap_err();
+        assert_eq!(
+            (busy.code, busy.msg.as_str()),
+            (cni::Code::TRY_AGAIN_LATER, "failed to x")
+        );
+        assert_eq!(
+            busy.find_source::<Error>().and_then(Error::errno),
+            Some(Errno::EAGAIN)
+        );
+        let interrupted: cni::Error = Error::DumpInterrupted(5).into();
+        assert_eq!(interrupted.code, cni::Code::TRY_AGAIN_LATER);
+        // A CNI error made from it keeps it through further wrapping.
+        let outer = cni::Error::caused_by(cni::Code::INTERNAL, "outer", gone);
+        assert!(outer.find_source::<Error>().is_some_and(Error::is_not_found));
     }
 
     #[test]

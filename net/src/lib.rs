@@ -46,7 +46,7 @@ pub mod sysctl;
 mod transport;
 
 pub use addr::{Address, Family, Scope};
-pub use error::{Error, KernelError, Result};
+pub use error::{Context, Error, KernelError, Result};
 pub use link::{BridgeSpec, Ensured, Link, LinkKind, MacAddr, OperState};
 pub use netlink::Socket;
 pub use netns::{Netns, NetnsGuard, NetnsId, in_netns};

@@ -275,6 +275,17 @@ impl Socket {
         .map(drop)
     }
 
+    /// Adds `route` as one more next hop when a route to the same destination, table and
+    /// priority exists (`NLM_F_APPEND`: ECMP, as Go's `RouteAddEcmp`), else as a new route.
+    pub fn append_route(&mut self, route: &Route) -> Result<()> {
+        route.check()?;
+        self.request_with_flags(
+            RouteNetlinkMessage::NewRoute(new_route_message(route)),
+            NLM_F_CREATE | netlink_packet_core::NLM_F_APPEND,
+        )
+        .map(drop)
+    }
+
     /// Adds `route`, or replaces the route with the same destination, table and priority.
     pub fn replace_route(&mut self, route: &Route) -> Result<()> {
         route.check()?;

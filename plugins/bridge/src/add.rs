@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use cni::plugin::{CmdArgs, Command};
 use cni::result::Dns;
-use cni::{CniResult, Error, Result, ResultExt};
+use cni::{CniResult, Code, Error, Result};
+use cni_net::Context;
 use cni_net::detach::Sockets;
 use cni_net::{Link, Netns, OperState, Socket};
 
@@ -43,7 +44,7 @@ pub fn add(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<CniResult> {
         Ok(host) => host,
         Err(e) => {
             release_early_ipam(early_ipam, &conf, cmd);
-            return Err(e).internal(|| "cannot open a netlink socket".to_string());
+            return Err(e).context(|| "cannot open a netlink socket".to_string());
         }
     };
     let mut undo = Undo::new();
@@ -143,8 +144,7 @@ fn attach(
                         None => {
                             let (link, _) =
                                 bridge_link::ensure_vlan_gateway(host, bridge, conf).map_err(|e| {
-                                    Error::internal("failed to create vlan interface")
-                                        .with_details(e.to_string())
+                                    Error::caused_by(Code::INTERNAL, "failed to create vlan interface", e)
                                 })?;
                             extra_interfaces.push(result::interface(&link, None));
                             vlan_gateway = Some(link.clone());
@@ -152,13 +152,15 @@ fn attach(
                         }
                     };
                     bridge_link::ensure_address(host, &link, *gw, conf.force_address).map_err(|e| {
-                        Error::internal("failed to set vlan interface for bridge with addr")
-                            .with_details(e.to_string())
+                        Error::caused_by(
+                            Code::INTERNAL,
+                            "failed to set vlan interface for bridge with addr",
+                            e,
+                        )
                     })?;
                 } else {
-                    bridge_link::ensure_address(host, bridge, *gw, conf.force_address).map_err(|e| {
-                        Error::internal("failed to set bridge addr").with_details(e.to_string())
-                    })?;
+                    bridge_link::ensure_address(host, bridge, *gw, conf.force_address)
+                        .map_err(|e| Error::caused_by(Code::INTERNAL, "failed to set bridge addr", e))?;
                 }
             }
             cni::fault::point("bridge.add.gateway");
@@ -178,12 +180,12 @@ fn attach(
     } else if !conf.disable_container_interface {
         inner
             .set_link_up(pair.inner.index)
-            .internal(|| format!("failed to set {:?} up", cmd.ifname))?;
+            .context(|| format!("failed to set {:?} up", cmd.ifname))?;
     }
 
     let host_link = if conf.disable_container_interface {
         host.link_by_index(pair.host.index)
-            .internal(|| format!("failed to lookup {:?}", pair.host.name))?
+            .context(|| format!("failed to lookup {:?}", pair.host.name))?
     } else {
         wait_port_up(host, &pair.host)?
     };
@@ -243,19 +245,19 @@ fn make_links(
     let bridge = bridge_link::ensure(host, conf)?;
     cni::fault::point("bridge.add.bridge");
 
-    let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
+    let netns = Netns::open(netns_path).context(|| format!("failed to open netns {sandbox:?}"))?;
     let host_end = veth::create(host, Some(&netns), &cmd.ifname, conf.mtu, conf.mac, &bridge)?;
     let host_name = host_end.name.clone();
     undo.push(format!("veth {host_name}"), move |h, _| {
         h.delete_link_by_name(&host_name)
             .map(drop)
-            .internal(|| format!("failed to delete {host_name:?}"))
+            .context(|| format!("failed to delete {host_name:?}"))
     });
     cni::fault::point("bridge.add.veth");
     let mut inner = enter_container(&netns, &sandbox, &cmd.ifname, conf)?;
     let inner_end = inner
         .link_by_name(&cmd.ifname)
-        .internal(|| format!("failed to lookup {:?}", cmd.ifname))?;
+        .context(|| format!("failed to lookup {:?}", cmd.ifname))?;
     let pair = veth::Pair {
         inner: inner_end,
         host: host_end,
@@ -291,8 +293,8 @@ fn enter_container(netns: &Netns, sandbox: &str, ifname: &str, conf: &BridgeConf
             }
             socket
         })
-        .internal(|| format!("failed to enter netns {sandbox}"))?;
-    socket.internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))
+        .context(|| format!("failed to enter netns {sandbox}"))?;
+    socket.context(|| format!("cannot open a netlink socket in netns {sandbox:?}"))
 }
 
 fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {
@@ -307,11 +309,11 @@ fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {
 fn attach_port(host: &mut Socket, port: &Link, conf: &BridgeConf) -> Result<()> {
     if conf.hairpin_mode {
         host.set_bridge_port_hairpin(port.index, true)
-            .internal(|| format!("failed to setup hairpin mode for {}", port.name))?;
+            .context(|| format!("failed to setup hairpin mode for {}", port.name))?;
     }
     if conf.port_isolation {
         host.set_bridge_port_isolated(port.index, true)
-            .internal(|| format!("failed to set isolated on for {}", port.name))?;
+            .context(|| format!("failed to set isolated on for {}", port.name))?;
     }
     vlan::configure_port(host, port, conf.vlan, &conf.trunk, conf.preserve_default_vlan)
 }
@@ -325,7 +327,7 @@ fn wait_port_up(host: &mut Socket, port: &Link) -> Result<Link> {
     loop {
         let link = host
             .link_by_index(port.index)
-            .internal(|| format!("failed to lookup {:?}", port.name))?;
+            .context(|| format!("failed to lookup {:?}", port.name))?;
         if link.oper_state == OperState::Up {
             return Ok(link);
         }

@@ -1,7 +1,8 @@
 //! The bridge itself: created or adopted, up, promiscuous if asked; gateway addresses on it with
 //! its MAC pinned; the `<bridge>.<vlan>` gateway interface in VLAN mode.
 
-use cni::{Error, Result, ResultExt};
+use cni::{Code, Error, Result};
+use cni_net::Context;
 use cni_net::link::BridgeSpec;
 use cni_net::sysctl::{self, conf_key};
 use cni_net::{Family, Link, LinkKind, Socket};
@@ -26,25 +27,25 @@ pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
     };
     // The bridge exists on every ADD but the first: look it up (one round trip) before trying
     // to create it (two, the first failing with EEXIST).
-    let existing = host.find_link_by_name(&conf.bridge).internal(failed)?;
+    let existing = host.find_link_by_name(&conf.bridge).context(failed)?;
     let link = match existing {
         Some(link) if link.kind == LinkKind::Bridge => link,
         Some(_) => return Err(not_a_bridge()),
         None => match host.ensure_bridge(&spec) {
             Ok(ensured) => ensured.link,
             Err(cni_net::Error::LinkKindMismatch { .. }) => return Err(not_a_bridge()),
-            Err(e) => return Err(e).internal(failed),
+            Err(e) => return Err(e).context(failed),
         },
     };
     if conf.promisc_mode {
         host.set_link_promisc(link.index, true)
-            .internal(|| format!("could not set promiscuous mode on {:?}", conf.bridge))?;
+            .context(|| format!("could not set promiscuous mode on {:?}", conf.bridge))?;
     }
     if let Ok(key) = conf_key(Family::V6, &conf.bridge, "accept_ra") {
         let _ = sysctl::write(&key, "0");
     }
     if !link.up {
-        host.set_link_up(link.index).internal(failed)?;
+        host.set_link_up(link.index).context(failed)?;
     }
     Ok(link)
 }
@@ -53,7 +54,7 @@ pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
 pub fn by_name(host: &mut Socket, name: &str) -> Result<Link> {
     let link = host
         .link_by_name(name)
-        .internal(|| format!("could not lookup {name:?}"))?;
+        .context(|| format!("could not lookup {name:?}"))?;
     if link.kind != LinkKind::Bridge {
         return Err(Error::internal(format!(
             "{name:?} already exists but is not a bridge"
@@ -70,7 +71,7 @@ pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force:
     let family = Family::of(gateway.ip());
     let addrs = host
         .addresses(Some(link.index), Some(family))
-        .internal(|| "could not get list of IP addresses".to_string())?;
+        .context(|| "could not get list of IP addresses".to_string())?;
     for a in &addrs {
         if a.address == gateway {
             return Ok(());
@@ -82,7 +83,7 @@ pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force:
         }
         if force {
             host.delete_address(link.index, a.address)
-                .internal(|| format!("could not remove IP address from {:?}", link.name))?;
+                .context(|| format!("could not remove IP address from {:?}", link.name))?;
         } else {
             return Err(Error::internal(format!(
                 "{:?} already has an IP address different from {gateway}",
@@ -91,10 +92,10 @@ pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force:
         }
     }
     host.add_address_if_missing(link.index, gateway)
-        .internal(|| format!("could not add IP address {gateway} to {:?}", link.name))?;
+        .context(|| format!("could not add IP address {gateway} to {:?}", link.name))?;
     if let Some(mac) = link.mac {
         host.set_link_mac(link.index, mac)
-            .internal(|| "could not set bridge's mac".to_string())?;
+            .context(|| "could not set bridge's mac".to_string())?;
     }
     Ok(())
 }
@@ -106,21 +107,25 @@ pub fn ensure_vlan_gateway(host: &mut Socket, bridge: &Link, conf: &BridgeConf) 
     let name = format!("{}.{}", bridge.name, conf.vlan);
     if let Some(link) = host
         .find_link_by_name(&name)
-        .internal(|| format!("failed to find interface {name:?}"))?
+        .context(|| format!("failed to find interface {name:?}"))?
     {
         return Ok((link, false));
     }
     let mtu = (bridge.mtu != 0).then_some(bridge.mtu);
     let port = veth::create(host, None, &name, mtu, None, bridge).map_err(|e| {
-        Error::internal(format!("failed to create vlan gateway {name:?}")).with_details(e.to_string())
+        Error::caused_by(
+            Code::INTERNAL,
+            format!("failed to create vlan gateway {name:?}"),
+            e,
+        )
     })?;
     let attached = (|| {
         vlan::configure_port(host, &port, conf.vlan, &[], conf.preserve_default_vlan)?;
         let lookup = || format!("failed to lookup {name:?}");
-        let gateway = host.link_by_name(&name).internal(lookup)?;
+        let gateway = host.link_by_name(&name).context(lookup)?;
         host.set_link_up(gateway.index)
-            .internal(|| format!("failed to up {name:?}"))?;
-        host.link_by_index(gateway.index).internal(lookup)
+            .context(|| format!("failed to up {name:?}"))?;
+        host.link_by_index(gateway.index).context(lookup)
     })();
     match attached {
         Ok(link) => Ok((link, true)),

@@ -6,11 +6,11 @@
 
 use cni::plugin::{CmdArgs, Command};
 use cni::result::Interface;
-use cni::{Error, Result, ResultExt};
+use cni::{Error, Result};
+use cni_net::Context;
 use cni_net::detach::Sockets;
 use cni_net::route::MAIN_TABLE;
 use cni_net::{Family, Link, LinkKind, Netns, Socket};
-use netlink_packet_route::link::LinkFlags;
 
 use crate::config::BridgeConf;
 use crate::{ipam, masquerade};
@@ -23,7 +23,7 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
         .as_ref()
         .ok_or_else(|| Error::invalid_environment("required env variables [CNI_NETNS] missing"))?;
     let sandbox = netns_path.to_string_lossy().into_owned();
-    let netns = Netns::open(netns_path).internal(|| format!("failed to open netns {sandbox:?}"))?;
+    let netns = Netns::open(netns_path).context(|| format!("failed to open netns {sandbox:?}"))?;
     if let Some(ipam_type) = &conf.ipam_type {
         ipam::run(Command::Check, ipam_type, cmd)?;
     }
@@ -37,7 +37,7 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
         .iter()
         .find(|i| i.name == cmd.ifname && i.sandbox.as_deref() == Some(sandbox.as_str()));
 
-    let mut host = Socket::new().internal(|| "cannot open a netlink socket".to_string())?;
+    let mut host = Socket::new().context(|| "cannot open a netlink socket".to_string())?;
     let bridge = match br_if {
         Some(i) => check_bridge(&mut host, i, &conf)?,
         None => {
@@ -54,7 +54,7 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
     };
     let mut inner = netns
         .socket()
-        .internal(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
+        .context(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
     let container = check_container(&mut inner, cont_if)?;
 
     let mut veth_found = false;
@@ -70,7 +70,7 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
         }
         let link = host
             .find_link_by_name(&intf.name)
-            .internal(|| format!("Interface name {} not found", intf.name))?
+            .context(|| format!("Interface name {} not found", intf.name))?
             .ok_or_else(|| Error::internal(format!("Interface name {} not found", intf.name)))?;
         if link.kind != LinkKind::Veth
             || Some(link.index) != container.peer_index
@@ -134,7 +134,7 @@ fn check_bridge(host: &mut Socket, intf: &Interface, conf: &BridgeConf) -> Resul
     }
     let link = host
         .find_link_by_name(&intf.name)
-        .internal(|| format!("Interface name {} not found", intf.name))?
+        .context(|| format!("Interface name {} not found", intf.name))?
         .ok_or_else(|| Error::internal(format!("Interface name {} not found", intf.name)))?;
     if link.kind != LinkKind::Bridge {
         return Err(Error::internal(format!(
@@ -149,10 +149,9 @@ fn check_bridge(host: &mut Socket, intf: &Interface, conf: &BridgeConf) -> Resul
             mac_text(intf)
         )
     })?;
-    let flags = host
-        .link_flags(link.index)
-        .internal(|| format!("Interface name {} not found", intf.name))?;
-    let promisc = flags.contains(LinkFlags::Promisc);
+    let promisc = host
+        .link_is_promisc(link.index)
+        .context(|| format!("Interface name {} not found", intf.name))?;
     if promisc != conf.promisc_mode {
         return Err(Error::internal(format!(
             "Bridge interface {} configured Promisc Mode {} doesn't match current state: {promisc} ",
@@ -165,7 +164,7 @@ fn check_bridge(host: &mut Socket, intf: &Interface, conf: &BridgeConf) -> Resul
 fn check_container(inner: &mut Socket, intf: &Interface) -> Result<Link> {
     let link = inner
         .find_link_by_name(&intf.name)
-        .internal(|| format!("Interface name {} not found", intf.name))?
+        .context(|| format!("Interface name {} not found", intf.name))?
         .ok_or_else(|| Error::internal(format!("Interface name {} not found", intf.name)))?;
     if link.kind != LinkKind::Veth {
         return Err(Error::internal(format!(
@@ -192,7 +191,7 @@ fn check_addresses_and_routes(
 ) -> Result<()> {
     let addrs = inner
         .addresses(Some(index), None)
-        .internal(|| "Cannot obtain List of IP Addresses".to_string())?;
+        .context(|| "Cannot obtain List of IP Addresses".to_string())?;
     for ip in &prev.ips {
         if ip
             .interface
@@ -212,7 +211,7 @@ fn check_addresses_and_routes(
         let table = r.table.unwrap_or(MAIN_TABLE);
         let routes = inner
             .routes(family, Some(table))
-            .internal(|| format!("Expected Route {} not route table lookup error", r.dst))?;
+            .context(|| format!("Expected Route {} not route table lookup error", r.dst))?;
         let found = routes.iter().any(|k| {
             k.dst.network() == r.dst.network()
                 && k.dst.prefix() == r.dst.prefix()

@@ -11,7 +11,8 @@
 
 use cni::netns::NetnsState;
 use cni::plugin::{CmdArgs, Command};
-use cni::{Error, Result, ResultExt};
+use cni::{Error, Result};
+use cni_net::Context;
 use cni_net::Netns;
 use cni_net::detach::Sockets;
 
@@ -69,7 +70,7 @@ fn container_netns(path: &std::path::Path) -> Result<Option<Netns>> {
     match Netns::open(path) {
         Ok(netns) => Ok(Some(netns)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e).internal(|| format!("failed to open netns {}", path.display())),
+        Err(e) => Err(e).context(|| format!("failed to open netns {}", path.display())),
     }
 }
 
@@ -78,5 +79,5 @@ fn container_netns(path: &std::path::Path) -> Result<Option<Netns>> {
 fn remove_link(netns: &Netns, ifname: &str) -> Result<()> {
     cni_net::detach::delete_link_unlisted(netns, ifname)
         .map(drop)
-        .internal(|| format!("failed to delete {ifname:?}"))
+        .context(|| format!("failed to delete {ifname:?}"))
 }

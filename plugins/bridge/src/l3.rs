@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use cni::result::Route as ResultRoute;
-use cni::{CniResult, Error, Result, ResultExt};
+use cni::{CniResult, Error, Result};
+use cni_net::Context;
 use cni_net::route::Route;
 use cni_net::sysctl::{self, conf_key};
 use cni_net::{Family, Netns, Scope, Socket};
@@ -114,7 +115,7 @@ pub fn configure_container(
     if result.ips.iter().any(|ip| !ip.is_ipv4()) {
         netns
             .run(|| enable_ipv6(ifname))
-            .internal(|| format!("failed to enter netns {}", netns.path().display()))??;
+            .context(|| format!("failed to enter netns {}", netns.path().display()))??;
     }
 
     let mut v4gw = None;
@@ -122,7 +123,7 @@ pub fn configure_container(
     for ip in &result.ips {
         inner
             .add_address(index, ip.address)
-            .internal(|| format!("failed to add IP addr {} to {ifname:?}", ip.address))?;
+            .context(|| format!("failed to add IP addr {} to {ifname:?}", ip.address))?;
         match ip.gateway {
             Some(gw @ IpAddr::V4(_)) if v4gw.is_none() => v4gw = Some(gw),
             Some(gw @ IpAddr::V6(_)) if v6gw.is_none() => v6gw = Some(gw),
@@ -131,7 +132,7 @@ pub fn configure_container(
     }
     inner
         .set_link_up(index)
-        .internal(|| format!("failed to set {ifname:?} UP"))?;
+        .context(|| format!("failed to set {ifname:?} UP"))?;
     if v6gw.is_some() && enable_dad {
         settle_addresses(inner, ifname, index)?;
     }
@@ -145,7 +146,7 @@ pub fn configure_container(
             scope: r.scope.map(Scope::from),
             ..Route::new(r.dst)
         };
-        append_route(inner, &route).internal(|| {
+        inner.append_route(&route).context(|| {
             format!(
                 "failed to add route '{} via {} dev {ifname}'",
                 r.dst,
@@ -154,17 +155,6 @@ pub fn configure_container(
         })?;
     }
     Ok(())
-}
-
-/// Adds a route with `NLM_F_APPEND` (ECMP semantics, as Go's `RouteAddEcmp`).
-fn append_route(sock: &mut Socket, route: &Route) -> cni_net::Result<()> {
-    use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE};
-    let msg = cni_net::route::new_route_message(route);
-    sock.request_with_flags(
-        netlink_packet_route::RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | NLM_F_APPEND,
-    )
-    .map(drop)
 }
 
 /// IPv6 on for `lo` and the interface (written only when off), addresses kept when it goes down.
@@ -176,14 +166,14 @@ fn enable_ipv6(ifname: &str) -> Result<()> {
         match sysctl::read(&key) {
             Ok(v) if v == "0" => {}
             Ok(v) => sysctl::write(&key, "0")
-                .internal(|| format!("failed to enable IPv6 for interface {dev:?} ({key}={v})"))?,
+                .context(|| format!("failed to enable IPv6 for interface {dev:?} ({key}={v})"))?,
             Err(e) => eprintln!("bridge: failed to read sysctl {key:?}: {e}"),
         }
     }
     let key = conf_key(Family::V6, ifname, "keep_addr_on_down")
-        .internal(|| format!("invalid interface name {ifname:?}"))?;
+        .context(|| format!("invalid interface name {ifname:?}"))?;
     sysctl::write(&key, "1")
-        .internal(|| format!("failed to enable keep_addr_on_down for interface {ifname:?}"))
+        .context(|| format!("failed to enable keep_addr_on_down for interface {ifname:?}"))
 }
 
 /// Waits until no IPv6 address of the link is tentative (DAD done); a failed DAD is an error.
@@ -192,7 +182,7 @@ fn settle_addresses(inner: &mut Socket, ifname: &str, index: u32) -> Result<()> 
     loop {
         let addrs = inner
             .addresses(Some(index), Some(Family::V6))
-            .internal(|| format!("failed to settle addresses for {ifname:?}"))?;
+            .context(|| format!("failed to settle addresses for {ifname:?}"))?;
         if let Some(a) = addrs.iter().find(|a| a.dad_failed) {
             return Err(Error::internal(format!(
                 "failed to settle addresses for {ifname:?}: link {ifname} has address {} in DADFAILED state",
@@ -226,7 +216,7 @@ pub fn enable_forwarding(gws: &Gateways) -> Result<()> {
         if sysctl::read(key).is_ok_and(|v| v == "1") {
             continue;
         }
-        sysctl::write(key, "1").internal(|| "failed to enable forwarding".to_string())?;
+        sysctl::write(key, "1").context(|| "failed to enable forwarding".to_string())?;
     }
     Ok(())
 }

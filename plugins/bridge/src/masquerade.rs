@@ -16,7 +16,9 @@
 //! Teardown removes both, since the attachment may have been made by another version or
 //! configuration.
 
-use cni::{Error, Result, ResultExt};
+use cni::ResultExt;
+use cni::{Error, Result};
+use cni_net::Context;
 use cni_net::detach::Sockets;
 use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, priority};
 use ipnetwork::IpNetwork;
@@ -82,7 +84,7 @@ pub fn install(sockets: &mut Sockets, prepared: Prepared, att: &Attachment, ips:
             let batch = setup_batch(att, ips, &stale, with_base)?;
             nft_socket(sockets)?
                 .apply(&batch)
-                .internal(|| "failed to set up masquerading with nftables".to_string())
+                .context(|| "failed to set up masquerading with nftables".to_string())
         }
     }
 }
@@ -159,7 +161,7 @@ fn base_is_current(nft: &mut NetfilterSocket) -> Result<bool> {
     let have = match nft.rules(Family::Inet, TABLE, POSTROUTING) {
         Ok(rules) => rules,
         Err(e) if e.is_not_found() => return Ok(false),
-        Err(e) => return Err(e).internal(|| format!("cannot list the rules of inet {TABLE} {POSTROUTING}")),
+        Err(e) => return Err(e).context(|| format!("cannot list the rules of inet {TABLE} {POSTROUTING}")),
     };
     let want = postrouting_rules()?;
     Ok(have.len() == want.len()
@@ -179,7 +181,7 @@ fn net(text: &str) -> Result<IpNetwork> {
 fn nft_socket(sockets: &mut Sockets) -> Result<&mut NetfilterSocket> {
     sockets
         .netfilter()
-        .internal(|| "cannot open a netfilter socket".to_string())
+        .context(|| "cannot open a netfilter socket".to_string())
 }
 
 /// Handles of the rules in `masq_checks` whose comment starts with `prefix` (with the comment).
@@ -190,7 +192,7 @@ fn rules_with_prefix(nft: &mut NetfilterSocket, prefix: &str) -> Result<Vec<(u64
             .filter_map(|r| r.comment.filter(|c| c.starts_with(prefix)).map(|c| (r.handle, c)))
             .collect()),
         Err(e) if e.is_not_found() => Ok(Vec::new()),
-        Err(e) => Err(e).internal(|| format!("cannot list the rules of inet {TABLE} {CHECKS_CHAIN}")),
+        Err(e) => Err(e).context(|| format!("cannot list the rules of inet {TABLE} {CHECKS_CHAIN}")),
     }
 }
 
@@ -255,7 +257,7 @@ fn teardown_nft(sockets: &mut Sockets, att: &Attachment) -> Result<()> {
         batch.delete_rule(Family::Inet, TABLE, CHECKS_CHAIN, handle);
     }
     nft.apply(&batch)
-        .internal(|| "failed to remove masquerading rules from nftables".to_string())
+        .context(|| "failed to remove masquerading rules from nftables".to_string())
 }
 
 /// Removes the masquerade rules of `network` whose attachment is not in `valid`, on both
@@ -272,9 +274,8 @@ pub fn gc(sockets: &mut Sockets, network: &str, valid: &[ValidAttachment]) -> Re
 }
 
 fn gc_nft(sockets: &mut Sockets, network: &str, valid: &[ValidAttachment]) -> Result<()> {
-    let nft = sockets.netfilter().map_err(|e| {
-        Error::internal("failed to garbage-collect nftables masquerading rules").with_details(e.to_string())
-    })?;
+    let fail = || "failed to garbage-collect nftables masquerading rules".to_string();
+    let nft = sockets.netfilter().context(fail)?;
     let keep: Vec<String> = valid
         .iter()
         .map(|v| Attachment::new(network, &v.container_id, &v.ifname).nft_comment())
@@ -288,9 +289,7 @@ fn gc_nft(sockets: &mut Sockets, network: &str, valid: &[ValidAttachment]) -> Re
     if batch.is_empty() {
         return Ok(());
     }
-    nft.apply(&batch).map_err(|e| {
-        Error::internal("failed to garbage-collect nftables masquerading rules").with_details(e.to_string())
-    })
+    nft.apply(&batch).context(fail)
 }
 
 #[cfg(test)]

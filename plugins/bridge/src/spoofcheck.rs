@@ -4,7 +4,8 @@
 //! port; it jumps to the second, which returns frames with the container's source MAC and drops
 //! the rest. Every rule is commented `macspoofchk-<cid>-<if>`. Applied in-process.
 
-use cni::{Error, Result, ResultExt};
+use cni::{Error, Result};
+use cni_net::Context;
 use cni_net::detach::Sockets;
 use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, Policy, Rule, Table, priority};
 
@@ -91,12 +92,12 @@ pub fn setup(sockets: &mut Sockets, host_if: &str, mac: &str, id: &str) -> Resul
         .parse()
         .map_err(|_| Error::internal(format!("failed to setup spoof-check: invalid MAC {mac:?}")))?;
     let failed = || "failed to setup spoof-check".to_string();
-    let nft = sockets.netfilter().internal(failed)?;
+    let nft = sockets.netfilter().context(failed)?;
     let f = Family::Bridge;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
         Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e).internal(failed),
+        Err(e) => return Err(e).context(failed),
     };
     let has = |name: &str| chains.iter().any(|c| c.name == name);
     let mut existing = Existing {
@@ -108,13 +109,13 @@ pub fn setup(sockets: &mut Sockets, host_if: &str, mac: &str, id: &str) -> Resul
     if existing.iface_chain && existing.base {
         existing.jumps = nft
             .rules_with_comment(f, TABLE, PREROUTING, &comment(id))
-            .internal(failed)?
+            .context(failed)?
             .into_iter()
             .map(|r| r.handle)
             .collect();
     }
     nft.apply(&setup_batch(host_if, parsed.0, id, &existing))
-        .internal(failed)
+        .context(failed)
 }
 
 /// Removes the attachment's rules and chains; absent ones are fine.
@@ -122,17 +123,17 @@ pub fn teardown(sockets: &mut Sockets, id: &str) -> Result<()> {
     let f = Family::Bridge;
     let nft = sockets
         .netfilter()
-        .internal(|| "failed to teardown spoof-check".to_string())?;
+        .context(|| "failed to teardown spoof-check".to_string())?;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
         Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e).internal(|| "failed to teardown spoof-check".to_string()),
+        Err(e) => return Err(e).context(|| "failed to teardown spoof-check".to_string()),
     };
     let mut batch = Batch::new();
     if chains.iter().any(|c| c.name == PREROUTING) {
         let rules = nft
             .rules_with_comment(f, TABLE, PREROUTING, &comment(id))
-            .internal(|| "failed to teardown spoof-check".to_string())?;
+            .context(|| "failed to teardown spoof-check".to_string())?;
         for r in rules {
             batch.delete_rule(f, TABLE, PREROUTING, r.handle);
         }
@@ -147,7 +148,7 @@ pub fn teardown(sockets: &mut Sockets, id: &str) -> Result<()> {
         return Ok(());
     }
     nft.apply(&batch)
-        .internal(|| "failed to teardown spoof-check".to_string())
+        .context(|| "failed to teardown spoof-check".to_string())
 }
 
 /// GC: removes the spoof-check rules of attachments of the bridge `bridge` that are not in
@@ -160,11 +161,11 @@ pub fn teardown(sockets: &mut Sockets, id: &str) -> Result<()> {
 pub fn gc(sockets: &mut Sockets, bridge: &str, valid: &[crate::shared::ValidAttachment]) -> Result<()> {
     let f = Family::Bridge;
     let fail = || "failed to garbage-collect spoof-check rules".to_string();
-    let nft = sockets.netfilter().internal(fail)?;
+    let nft = sockets.netfilter().context(fail)?;
     let chains = match nft.chains(f, TABLE) {
         Ok(chains) => chains,
         Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e).internal(fail),
+        Err(e) => return Err(e).context(fail),
     };
     if !chains.iter().any(|c| c.name == PREROUTING) {
         return Ok(());
@@ -173,14 +174,14 @@ pub fn gc(sockets: &mut Sockets, bridge: &str, valid: &[crate::shared::ValidAtta
         .iter()
         .map(|v| comment(&ref_id(&v.container_id, &v.ifname)))
         .collect();
-    let mut links = cni_net::Socket::new().internal(fail)?;
+    let mut links = cni_net::Socket::new().context(fail)?;
     let bridge_index = match links.link_by_name(bridge) {
         Ok(link) => Some(link.index),
         Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e).internal(fail),
+        Err(e) => return Err(e).context(fail),
     };
     let mut batch = Batch::new();
-    for rule in nft.rules(f, TABLE, PREROUTING).internal(fail)? {
+    for rule in nft.rules(f, TABLE, PREROUTING).context(fail)? {
         let Some(id) = rule
             .comment
             .as_deref()
@@ -196,7 +197,7 @@ pub fn gc(sockets: &mut Sockets, bridge: &str, valid: &[crate::shared::ValidAtta
             .to_string();
         let garbage = match links.link_by_name(&iifname) {
             Err(e) if e.is_not_found() => true,
-            Err(e) => return Err(e).internal(fail),
+            Err(e) => return Err(e).context(fail),
             Ok(link) => {
                 bridge_index.is_some()
                     && link.master == bridge_index
@@ -217,7 +218,7 @@ pub fn gc(sockets: &mut Sockets, bridge: &str, valid: &[crate::shared::ValidAtta
     if batch.is_empty() {
         return Ok(());
     }
-    nft.apply(&batch).internal(fail)
+    nft.apply(&batch).context(fail)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use std::os::fd::AsFd;
 
-use cni::{Error, Result, ResultExt};
+use cni::{Error, Result};
+use cni_net::Context;
 use cni_net::link::VethPort;
 use cni_net::sysctl::{self, conf_key};
 use cni_net::{Family, Link, MacAddr, Netns, Socket};
@@ -83,7 +84,7 @@ pub fn create(
                     "container veth name ({ifname:?}) peer provided ({name:?}) already exists"
                 )));
             }
-            Err(e) => return Err(e).internal(|| "failed to make veth pair".to_string()),
+            Err(e) => return Err(e).context(|| "failed to make veth pair".to_string()),
         }
     }
     Err(Error::internal("failed to find a unique veth name").with_details(format!("last tried {last_name}")))

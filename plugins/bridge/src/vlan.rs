@@ -1,7 +1,8 @@
 //! VLAN settings of a bridge port: access VLAN (PVID, untagged), trunk VLANs (tagged), the native
 //! VLAN 1 of a trunk without access VLAN, and removal of the port's default VLANs.
 
-use cni::{Result, ResultExt};
+use cni::Result;
+use cni_net::Context;
 use cni_net::bridge_vlan::PortVlan;
 use cni_net::{Link, Socket};
 
@@ -17,15 +18,15 @@ pub fn configure_port(
     if (vlan != 0 || !trunk.is_empty()) && !preserve_default_vlan {
         let existing = host
             .port_vlans(port.index)
-            .internal(|| format!("failed to remove default vlan on interface {name:?}"))?;
+            .context(|| format!("failed to remove default vlan on interface {name:?}"))?;
         for v in existing {
             host.delete_port_vlan(port.index, v.vid)
-                .internal(|| format!("failed to remove default vlan on interface {name:?}"))?;
+                .context(|| format!("failed to remove default vlan on interface {name:?}"))?;
         }
     }
     if vlan != 0 {
         host.add_port_vlan(port.index, access(vlan))
-            .internal(|| format!("failed to setup vlan tag on interface {name:?}"))?;
+            .context(|| format!("failed to setup vlan tag on interface {name:?}"))?;
     }
     for &vid in trunk {
         let tagged = PortVlan {
@@ -34,11 +35,11 @@ pub fn configure_port(
             untagged: false,
         };
         host.add_port_vlan(port.index, tagged)
-            .internal(|| format!("failed to setup vlan tag on interface {name:?}"))?;
+            .context(|| format!("failed to setup vlan tag on interface {name:?}"))?;
     }
     if vlan == 0 && !trunk.is_empty() {
         host.add_port_vlan(port.index, access(1))
-            .internal(|| format!("failed to setup default native vlan tag on interface {name:?}"))?;
+            .context(|| format!("failed to setup default native vlan tag on interface {name:?}"))?;
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 use cni::netns::NetnsState;
 use cni::plugin::CmdArgs;
 use cni::result::{Interface, IpConfig};
-use cni::{CniResult, Error, Result, ResultExt};
+use cni::{CniResult, Error, Result};
+use cni_net::Context;
 use cni_net::{Address, Netns, Socket};
 use ipnetwork::IpNetwork;
 use std::path::Path;
@@ -31,19 +32,18 @@ pub fn netns_if_present(cmd: &CmdArgs) -> Option<&Path> {
 fn socket_in(path: &Path) -> Result<Socket> {
     Netns::open(path)
         .and_then(|ns| ns.socket())
-        .internal(|| format!("cannot open a netlink socket in {}", path.display()))
+        .context(|| format!("cannot open a netlink socket in {}", path.display()))
 }
 
 /// Sets `lo` up and returns its addresses; any address on it that is not a
 /// loopback address is an error, as in the Go plugin.
 pub fn bring_up(path: &Path) -> Result<Vec<Address>> {
     let mut sock = socket_in(path)?;
-    let lo = sock.link_by_name(LO).internal(|| "cannot find lo".into())?;
-    sock.set_link_up(lo.index)
-        .internal(|| "cannot set lo up".into())?;
+    let lo = sock.link_by_name(LO).context(|| "cannot find lo".into())?;
+    sock.set_link_up(lo.index).context(|| "cannot set lo up".into())?;
     let addrs = sock
         .addresses(Some(lo.index), None)
-        .internal(|| "cannot list the addresses of lo".into())?;
+        .context(|| "cannot list the addresses of lo".into())?;
     if let Some(bad) = addrs.iter().find(|a| !a.address.ip().is_loopback()) {
         return Err(Error::internal(format!(
             "loopback interface found with non-loopback address {}",
@@ -56,15 +56,15 @@ pub fn bring_up(path: &Path) -> Result<Vec<Address>> {
 /// Sets `lo` down.
 pub fn bring_down(path: &Path) -> Result<()> {
     let mut sock = socket_in(path)?;
-    let lo = sock.link_by_name(LO).internal(|| "cannot find lo".into())?;
+    let lo = sock.link_by_name(LO).context(|| "cannot find lo".into())?;
     sock.set_link_down(lo.index)
-        .internal(|| "cannot set lo down".into())
+        .context(|| "cannot set lo down".into())
 }
 
 /// Fails unless `lo` is up.
 pub fn verify_up(path: &Path) -> Result<()> {
     let mut sock = socket_in(path)?;
-    let lo = sock.link_by_name(LO).internal(|| "cannot find lo".into())?;
+    let lo = sock.link_by_name(LO).context(|| "cannot find lo".into())?;
     if !lo.up {
         return Err(Error::internal("loopback interface is down"));
     }

@@ -2,15 +2,14 @@
 //! to the container, so that `localhost:hostPort` on the host reaches it (the
 //! DNAT in `output` changes the destination, the mark makes it masqueraded).
 
-use cni::{Code, Error, Result};
-use cni_net::{Family, Socket, sysctl};
+use cni::Result;
+use cni_net::{Context, Family, Socket, sysctl};
 use std::net::IpAddr;
 
 /// Sets `net.ipv4.conf.<if>.route_localnet=1` on the interface the host
 /// routes `container` through, as Go does. No route: nothing to do.
 pub fn enable_for(container: IpAddr) -> Result<()> {
-    let mut sock =
-        Socket::new().map_err(|e| Error::from_chain(Code::INTERNAL, "cannot open netlink socket", &e))?;
+    let mut sock = Socket::new().context(|| "cannot open netlink socket".to_string())?;
     let index = match sock.route_get(container) {
         Ok(i) => i,
         Err(_) => return Ok(()),
@@ -20,10 +19,9 @@ pub fn enable_for(container: IpAddr) -> Result<()> {
         Err(_) => return Ok(()),
     };
     let key = sysctl::conf_key(Family::V4, &link.name, "route_localnet")
-        .map_err(|e| Error::from_chain(Code::INTERNAL, "unable to enable route_localnet", &e))?;
+        .context(|| "unable to enable route_localnet".to_string())?;
     if sysctl::read(&key).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
-    sysctl::write(&key, "1")
-        .map_err(|e| Error::from_chain(Code::INTERNAL, "unable to enable route_localnet", &e))
+    sysctl::write(&key, "1").context(|| "unable to enable route_localnet".to_string())
 }

@@ -61,7 +61,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const DELETE_ATTEMPTS: u32 = 5;
 
 fn net_err(msg: impl Into<String>, e: cni_net::Error) -> Error {
-    Error::from_chain(Code::INTERNAL, msg, &e)
+    let code = e.cni_code();
+    Error::caused_by(code, msg, e)
 }
 
 /// What the kernel answers when a key is taken by another element: `EBUSY` for a map key
@@ -176,14 +177,14 @@ impl<'s> NftBackend<'s> {
         add_elements(&mut replace, family, &wanted);
         self.sock.apply(&replace).map_err(|e| {
             if is_taken(&e) {
-                Error::new(
+                Error::caused_by(
                     Code::INTERNAL,
                     format!(
                         "unable to publish ports {}: already published by another container",
                         keys_text(&wanted.keys)
                     ),
+                    e,
                 )
-                .with_details(e.to_string())
             } else {
                 net_err("unable to set up nftables rules for port mappings", e)
             }

@@ -112,18 +112,18 @@ impl Plugin for Portmap {
         let sockets = &mut Sockets::in_place();
         let conf = PortMapConf::from_cmd(cmd, sockets)?;
         let unavailable = |e: Error| {
-            Error::new(
+            Error::caused_by(
                 Code::UNAVAILABLE,
                 format!("{} backend unavailable", conf.backend.as_str()),
+                e,
             )
-            .with_details(e.to_string())
         };
         match conf.backend {
             Backend::Nftables => {
                 sockets
                     .netfilter()
                     .and_then(|s| s.tables(cni_net::nft::Family::Ip))
-                    .map_err(|e| unavailable(Error::from_chain(Code::INTERNAL, "nf_tables", &e)))?;
+                    .map_err(|e| unavailable(Error::caused_by(e.cni_code(), "nf_tables", e)))?;
             }
             Backend::Iptables => {
                 IptablesBackend::new()
