@@ -66,17 +66,11 @@ pub struct Invocation {
 impl Invocation {
     /// A full invocation of `command` for container `cid` on `ifname` in
     /// `netns`, with `config` on stdin and CNI_PATH our binaries, then Go's.
-    pub fn new(
-        command: &str,
-        cid: &str,
-        netns: impl AsRef<Path>,
-        ifname: &str,
-        config: &Value,
-    ) -> Invocation {
+    pub fn new(command: &str, cid: &str, netns: &str, ifname: &str, config: &Value) -> Invocation {
         Invocation {
             command: Some(command.into()),
             container_id: Some(cid.into()),
-            netns: Some(netns.as_ref().display().to_string()),
+            netns: Some(netns.into()),
             ifname: Some(ifname.into()),
             args: None,
             path: Some(format!("{}:{}", target_bin_dir().display(), GO_PLUGIN_DIR)),
