@@ -17,7 +17,7 @@
 
 use cni_isolator::{ContainerConfig, ContainerId, ContainerInfo, Isolator, NetworkInfo, Options};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -147,9 +147,7 @@ impl Env {
 
     /// A plugin with an arbitrary shell body.
     pub fn script(&self, name: &str, body: &str) {
-        let p = self.plugins.join(name);
-        std::fs::write(&p, body).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        rcni_test_support::write_executable(&self.plugins.join(name), body);
     }
 
     /// Writes a config file.
