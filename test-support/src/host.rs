@@ -6,7 +6,10 @@ use std::process::Command;
 
 /// What the real host's network looks like: `ip_forward`, link names, and
 /// the nftables tables and ruleset, read in the calling thread's network
-/// namespace.
+/// namespace. To prove a test left the real host alone, read it from a
+/// thread in the real host netns: in the isolator tests before `Env::new`
+/// and after the `Env` is dropped (it moves the test thread into a
+/// throw-away "host" netns meanwhile).
 #[derive(Debug, PartialEq, Eq)]
 pub struct HostSnapshot {
     /// `/proc/sys/net/ipv4/ip_forward`, as read.
