@@ -155,7 +155,7 @@ fn gc_keeps_valid_attachments() {
 
 #[test]
 fn attachments_skip_foreign_and_broken_files_and_are_sorted() {
-    let dir = TempDir::new("cache-list");
+    let dir = TempDir::named("rcni-cache-list");
     let cache = ResultCache::new(dir.path());
     assert!(
         cache.attachments(None, None).unwrap().is_empty(),
@@ -194,7 +194,7 @@ fn attachments_skip_foreign_and_broken_files_and_are_sorted() {
 
 #[test]
 fn add_replaces_an_entry_atomically() {
-    let dir = TempDir::new("cache-replace");
+    let dir = TempDir::named("rcni-cache-replace");
     let cache = ResultCache::new(dir.path());
     let mut e = CachedAttachment {
         network_name: "n".into(),
@@ -215,7 +215,7 @@ fn add_replaces_an_entry_atomically() {
 
 #[test]
 fn result_is_read_even_when_the_cached_config_is_damaged() {
-    let dir = TempDir::new("cache-damaged");
+    let dir = TempDir::named("rcni-cache-damaged");
     let cache = ResultCache::new(dir.path());
     put_go_entry(
         dir.path(),

@@ -31,14 +31,18 @@ fn add_invocation(stdin: &str) -> Invocation {
 
 #[test]
 fn first_executable_regular_file_in_path_order_wins() {
-    let a = TempDir::new("find-a");
-    let b = TempDir::new("find-b");
-    let c = TempDir::new("find-c");
+    let a = TempDir::named("rcni-find-a");
+    let b = TempDir::named("rcni-find-b");
+    let c = TempDir::named("rcni-find-c");
     // a: a directory of that name; b: a file without exec bits; c: the plugin.
     std::fs::create_dir(a.path().join("myplugin")).unwrap();
     std::fs::write(b.path().join("myplugin"), "#!/bin/sh\n").unwrap();
     write_executable(&c.path().join("myplugin"), "#!/bin/sh\n");
-    let dirs: Vec<PathBuf> = vec![a.0.clone(), b.0.clone(), c.0.clone()];
+    let dirs: Vec<PathBuf> = vec![
+        a.path().to_path_buf(),
+        b.path().to_path_buf(),
+        c.path().to_path_buf(),
+    ];
     assert_eq!(
         exec::find_in_path("myplugin", &dirs).unwrap(),
         c.path().join("myplugin")

@@ -23,13 +23,10 @@
 //! through `ip netns exec <host>` wrappers, so the real host's firewall is
 //! never touched. Addresses: 10.222.0.0/16 only.
 
-use rcni_integration_tests::{
-    GO_PLUGIN_DIR, Invocation, Netns, Outcome, TempDir, exec, go_plugin, rcni_plugin, sh,
-};
+use rcni_test_support::{GO_PLUGIN_DIR, Invocation, Netns, Outcome, TempDir, exec, go_plugin, rcni_plugin};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -102,18 +99,10 @@ struct Chain {
 
 /// A script that runs `binary` inside the host namespace.
 fn wrapper(dir: &Path, host: &Netns, tag: &str, binary: &Path) -> PathBuf {
-    let p = dir.join(format!("{tag}-{}", binary.file_name().unwrap().to_string_lossy()));
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
-            host.name(),
-            binary.display()
-        ),
+    host.wrapper(
+        &dir.join(format!("{tag}-{}", binary.file_name().unwrap().to_string_lossy())),
+        binary,
     )
-    .unwrap();
-    sh("chmod", &["+x", p.to_str().unwrap()]);
-    p
 }
 
 /// Whether Debian's Go plugins are there; without them a mixed test says so and returns.
@@ -226,8 +215,7 @@ struct World {
 
 impl World {
     fn new(tag: &str, n: u8, backend: Option<&'static str>) -> World {
-        let host = Netns::new();
-        sh("ip", &["-n", host.name(), "link", "set", "lo", "up"]);
+        let host = Netns::with_lo_up();
         let dir = TempDir::new();
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -381,17 +369,7 @@ impl World {
     }
 
     fn host_out(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.host.name()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.host.exec(args)
     }
 
     /// The host namespace's NAT state, one normalized line per rule, chain,

@@ -4,37 +4,17 @@
 //! runtime runs them, in throw-away namespaces (a "host" netns where the
 //! plugin runs and the bridge is made, and the container's), 10.222.0.0/16 only.
 
-use rcni_integration_tests::{Invocation, TempDir, exec, rcni_plugin, sh, unique_name};
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use rcni_test_support::{Invocation, Netns, TempDir, exec, rcni_plugin};
+use serde_json::json;
 use std::process::Command;
 
-/// A namespace `rcni-ci-<pid>-<n>-<nanos>`, deleted on drop (a failing test included).
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Ns {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!("{}-{nanos:x}", unique_name("rcni-ci"));
-        sh("ip", &["netns", "add", &name]);
-        let ns = Ns(name);
-        sh("ip", &["-n", &ns.0, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-
-    fn ip_json(&self, args: &[&str]) -> Value {
-        let mut full = vec!["-n", &self.0, "-j"];
-        full.extend_from_slice(args);
-        serde_json::from_str(&sh("ip", &full)).unwrap_or(Value::Null)
-    }
-
+/// The addresses of a link, read with `ip -j`.
+trait Addrs {
     /// The `family` addresses of `dev` as `addr/prefix`.
+    fn addrs(&self, dev: &str, family: &str) -> Vec<String>;
+}
+
+impl Addrs for Netns {
     fn addrs(&self, dev: &str, family: &str) -> Vec<String> {
         let v = self.ip_json(&[family, "addr", "show", "dev", dev]);
         v[0]["addr_info"]
@@ -46,37 +26,16 @@ impl Ns {
     }
 }
 
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).status();
-    }
-}
-
-/// A script that execs `binary` inside `host`, for a runtime that runs it as is.
-fn in_ns(dir: &TempDir, host: &Ns, binary: &Path) -> PathBuf {
-    let p = dir.path().join("in-host-bridge");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
-            host.0,
-            binary.display()
-        ),
-    )
-    .unwrap();
-    sh("chmod", &["+x", p.to_str().unwrap()]);
-    p
-}
-
 #[test]
 #[ignore = "needs root"]
 fn go_cased_bridge_config_puts_the_gateway_on_the_bridge() {
     let dir = TempDir::new();
-    let host = Ns::new();
-    let container = Ns::new();
+    let host = Netns::with_lo_up();
+    let container = Netns::with_lo_up();
     let bridge = rcni_plugin("bridge");
     let plugin_dir = bridge.parent().unwrap().display().to_string();
-    let bridge = in_ns(&dir, &host, &bridge);
+    // A script that execs the bridge inside `host`, for a runtime that runs it as is.
+    let bridge = host.wrapper(&dir.join("in-host-bridge"), &bridge);
     let conf = json!({
         "CniVersion": "1.0.0",
         "Name": "rcni-case",
@@ -91,7 +50,7 @@ fn go_cased_bridge_config_puts_the_gateway_on_the_bridge() {
             "DataDir": dir.path().join("ipam"),
         },
     });
-    let mut add = Invocation::new("ADD", "case-1", &container.path(), "eth0", &conf);
+    let mut add = Invocation::new("ADD", "case-1", container.path().to_str().unwrap(), "eth0", &conf);
     add.path = Some(plugin_dir.clone());
     let out = exec(&bridge, &add);
     out.assert_ok();
@@ -111,7 +70,7 @@ fn go_cased_bridge_config_puts_the_gateway_on_the_bridge() {
         .args([
             "netns",
             "exec",
-            &container.0,
+            container.name(),
             "ping",
             "-c1",
             "-W2",
@@ -125,7 +84,7 @@ fn go_cased_bridge_config_puts_the_gateway_on_the_bridge() {
         String::from_utf8_lossy(&ping.stdout)
     );
 
-    let mut del = Invocation::new("DEL", "case-1", &container.path(), "eth0", &conf);
+    let mut del = Invocation::new("DEL", "case-1", container.path().to_str().unwrap(), "eth0", &conf);
     del.path = Some(plugin_dir);
     exec(&bridge, &del).assert_ok();
     assert!(

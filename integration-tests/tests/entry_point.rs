@@ -1,6 +1,6 @@
 //! The plugin entry point as a process: the panic hook.
 
-use rcni_integration_tests::{Invocation, Netns, exec, target_bin_dir};
+use rcni_test_support::{Invocation, Netns, exec, target_bin_dir};
 use serde_json::json;
 
 #[test]

@@ -8,7 +8,7 @@
 //! `kill -9` of the chain's plugins at random moments. Root only; runs in
 //! throw-away namespaces; addresses in 10.222.0.0/16.
 
-use rcni_integration_tests::{
+use rcni_test_support::{
     Invocation, Netns, Outcome, TempDir, assert_same_host, exec, rcni_plugin, sh, without_counters,
 };
 use serde_json::{Value, json};
@@ -52,23 +52,12 @@ struct World {
 
 impl World {
     fn new(backend: &'static str, n: u8) -> World {
-        let host = Netns::new();
-        sh("ip", &["-n", host.name(), "link", "set", "lo", "up"]);
+        let host = Netns::with_lo_up();
         let dir = TempDir::new();
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         for name in ["bridge", "host-local", "portmap"] {
-            let p = bin.join(name);
-            std::fs::write(
-                &p,
-                format!(
-                    "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
-                    host.name(),
-                    rcni_plugin(name).display()
-                ),
-            )
-            .unwrap();
-            sh("chmod", &["+x", p.to_str().unwrap()]);
+            host.wrapper(&bin.join(name), &rcni_plugin(name));
         }
         World {
             host,
@@ -346,16 +335,19 @@ fn kill_9_at_random_moments_then_del_leaves_nothing() {
     for i in 0..tries {
         let c = Netns::new();
         let cid = format!("k{i}");
-        let conf = serde_json::to_vec(&w.bridge_conf(None)).unwrap();
+        let inv = Invocation::new(
+            "ADD",
+            &cid,
+            &c.path().display().to_string(),
+            "eth0",
+            &w.bridge_conf(None),
+        )
+        .with_path(w.bin.display().to_string())
+        .with_env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let conf = inv.stdin.clone();
         // Its own process group, so the kill reaches the IPAM child too.
-        let mut child = Command::new(w.bin.join("bridge"))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", &cid)
-            .env("CNI_NETNS", c.path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", &w.bin)
+        let mut child = inv
+            .to_command(&w.bin.join("bridge"))
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

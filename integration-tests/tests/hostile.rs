@@ -6,8 +6,9 @@
 //! before and after. Where Go's reference plugin accepts what we refuse,
 //! the case says so. Addresses: 10.222.0.0/16 only.
 
-use rcni_integration_tests::{
+use rcni_test_support::{
     Invocation, Netns, Outcome, TempDir, assert_same_host, exec, rcni_plugin, sh, without_counters,
+    write_executable,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -23,8 +24,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let host = Netns::new();
-        sh("ip", &["-n", host.name(), "link", "set", "lo", "up"]);
+        let host = Netns::with_lo_up();
         let dir = TempDir::new();
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -35,17 +35,7 @@ impl World {
             "loopback",
             "mesos-cni-port-mapper",
         ] {
-            let p = bin.join(name);
-            std::fs::write(
-                &p,
-                format!(
-                    "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
-                    host.name(),
-                    rcni_plugin(name).display()
-                ),
-            )
-            .unwrap();
-            sh("chmod", &["+x", p.to_str().unwrap()]);
+            host.wrapper(&bin.join(name), &rcni_plugin(name));
         }
         World { host, dir, bin }
     }
@@ -264,12 +254,10 @@ fn hostile_stdin_and_config_are_refused_and_change_nothing() {
     let cwd = TempDir::new();
     let marker = cwd.path().join("ran");
     let planted = cwd.path().join("host-local");
-    std::fs::write(
+    write_executable(
         &planted,
-        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
-    )
-    .unwrap();
-    sh("chmod", &["+x", planted.to_str().unwrap()]);
+        &format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    );
     for ipam_type in ["../host-local", "/bin/true", "./host-local", ".."] {
         let mut bad = conf.clone();
         bad["ipam"]["type"] = json!(ipam_type);
@@ -292,16 +280,14 @@ fn hostile_stdin_and_config_are_refused_and_change_nothing() {
 fn exec_in(binary: &Path, inv: &Invocation, cwd: &Path) -> Outcome {
     // The fixture has no working-directory option: run through sh.
     let script = cwd.join(format!("run-{}", binary.file_name().unwrap().to_string_lossy()));
-    std::fs::write(
+    write_executable(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\ncd {} && exec {} \"$@\"\n",
             cwd.display(),
             binary.display()
         ),
-    )
-    .unwrap();
-    sh("chmod", &["+x", script.to_str().unwrap()]);
+    );
     exec(&script, inv)
 }
 

@@ -1,7 +1,7 @@
 //! The loopback plugin against the real kernel, every bad input, and side
 //! by side with Debian's Go loopback.
 
-use rcni_integration_tests::{Invocation, Netns, Outcome, exec, go_plugin, rcni_plugin};
+use rcni_test_support::{Invocation, Netns, Outcome, exec, go_plugin, rcni_plugin};
 use serde_json::{Value, json};
 
 const VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -361,34 +361,20 @@ fn netns_override_allows_acting_on_the_own_namespace() {
     let ns = Netns::new();
     let bin = rcni_plugin("loopback");
     let run = |override_: Option<&str>| {
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", ns.name()]).arg(&bin).env_clear();
-        cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", "c")
-            .env("CNI_NETNS", ns.path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni");
-        if let Some(v) = override_ {
-            cmd.env("CNI_NETNS_OVERRIDE", v);
-        }
-        use std::io::Write;
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config("1.1.0").to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null),
+        let mut inv = Invocation::new(
+            "ADD",
+            "c",
+            &ns.path().display().to_string(),
+            "eth0",
+            &config("1.1.0"),
         )
+        .with_path("/usr/lib/cni")
+        .with_env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        if let Some(v) = override_ {
+            inv = inv.with_env("CNI_NETNS_OVERRIDE", v);
+        }
+        let out = inv.run_in(&ns, &bin);
+        (out.exit_code(), out.json)
     };
     let (status, json) = run(None);
     assert_eq!(status, Some(1));

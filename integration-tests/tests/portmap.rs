@@ -3,7 +3,7 @@
 //! real host's firewall is never touched, and container namespaces on a
 //! bridge made by Go's bridge + host-local (10.222.0.0/16 only).
 
-use rcni_integration_tests::{GO_PLUGIN_DIR, Invocation, Netns, TempDir, exec, go_plugin, rcni_plugin};
+use rcni_test_support::{GO_PLUGIN_DIR, Invocation, Netns, TempDir, exec, go_plugin, rcni_plugin};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,21 +14,7 @@ static SUBNET: AtomicU32 = AtomicU32::new(0);
 /// A script that runs `binary` inside the host namespace.
 fn in_host(dir: &TempDir, host: &Netns, binary: &Path) -> PathBuf {
     let name = binary.file_name().unwrap().to_string_lossy().to_string();
-    let p = dir.path().join(format!("in-host-{name}"));
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
-            host.name(),
-            binary.display()
-        ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .args(["+x", p.to_str().unwrap()])
-        .status()
-        .unwrap();
-    p
+    host.wrapper(&dir.path().join(format!("in-host-{name}")), binary)
 }
 
 struct World {
@@ -46,11 +32,7 @@ struct World {
 impl World {
     fn new() -> World {
         let n = 100 + (std::process::id() % 50) * 2 + SUBNET.fetch_add(1, Ordering::Relaxed);
-        let host = Netns::new();
-        Command::new("ip")
-            .args(["-n", host.name(), "link", "set", "lo", "up"])
-            .status()
-            .unwrap();
+        let host = Netns::with_lo_up();
         World {
             dir: TempDir::new(),
             host,
@@ -151,7 +133,7 @@ impl World {
         cid: &str,
         c: &Netns,
         conf: &Value,
-    ) -> rcni_integration_tests::Outcome {
+    ) -> rcni_test_support::Outcome {
         let wrapped = in_host(&self.dir, &self.host, binary);
         exec(
             &wrapped,

@@ -5,7 +5,7 @@
 //! `/var/lib/cni` is never touched.
 
 use cni::runtime::{NetworkList, Runtime, RuntimeConf};
-use rcni_integration_tests::{Netns, TempDir, target_bin_dir};
+use rcni_test_support::{Netns, TempDir, target_bin_dir};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! port can be published again by either. Root only; in a throw-away "host"
 //! namespace; addresses in 10.222.0.0/16.
 
-use rcni_integration_tests::{
+use rcni_test_support::{
     GO_PLUGIN_DIR, Invocation, Netns, Outcome, TempDir, exec, go_plugin, rcni_plugin, sh,
 };
 use serde_json::{Value, json};
@@ -17,8 +17,7 @@ struct Host {
 
 impl Host {
     fn new() -> Host {
-        let ns = Netns::new();
-        sh("ip", &["-n", ns.name(), "link", "set", "lo", "up"]);
+        let ns = Netns::with_lo_up();
         Host {
             ns,
             dir: TempDir::new(),
@@ -27,18 +26,8 @@ impl Host {
 
     /// A script that runs `binary` in the host namespace.
     fn wrap(&self, binary: &Path, tag: &str) -> PathBuf {
-        let p = self.dir.path().join(format!("{tag}-portmap"));
-        std::fs::write(
-            &p,
-            format!(
-                "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
-                self.ns.name(),
-                binary.display()
-            ),
-        )
-        .unwrap();
-        sh("chmod", &["+x", p.to_str().unwrap()]);
-        p
+        self.ns
+            .wrapper(&self.dir.path().join(format!("{tag}-portmap")), binary)
     }
 
     fn conf(&self, container: &Netns) -> Value {

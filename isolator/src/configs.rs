@@ -235,17 +235,12 @@ fn read_config(path: &Path, plugin_dirs: &[PathBuf]) -> std::result::Result<Netw
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rcni-iso-cfg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use rcni_test_support::TempDir;
 
     #[test]
     fn scan_rules_and_reload() {
-        let dir = tmp("scan");
+        let tmp = TempDir::named("rcni-iso-cfg-scan");
+        let dir = tmp.path().to_path_buf();
         let bin = vec![PathBuf::from("/bin")];
         std::fs::write(dir.join("a.conf"), r#"{"name":"n1","type":"true"}"#).unwrap();
         std::fs::write(dir.join("b.conf"), r#"{"name":"n1","type":"true"}"#).unwrap();
@@ -289,6 +284,5 @@ mod tests {
         // Renamed inside the file: the old name disappears.
         std::fs::write(dir.join("a.conf"), r#"{"name":"n7","type":"true"}"#).unwrap();
         assert_eq!(c.lookup("n1").unwrap().name(), "n1"); // b.conf now wins
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -148,11 +148,12 @@ pub fn mkdir_below(root: &Path, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcni_test_support::TempDir;
 
     #[test]
     fn mkdir_below_refuses_planted_symlinks() {
-        let base = std::env::temp_dir().join(format!("rcni-paths-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let dir = TempDir::named("rcni-paths");
+        let base = dir.path();
         let root = base.join("root");
         let outside = base.join("outside");
         std::fs::create_dir_all(&root).unwrap();
@@ -163,7 +164,6 @@ mod tests {
         mkdir_below(&root, &root.join("c2").join("net")).unwrap();
         assert!(root.join("c2").join("net").is_dir());
         assert!(mkdir_below(&root, &base.join("elsewhere")).is_err());
-        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
@@ -182,13 +182,13 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces() {
-        let dir = std::env::temp_dir().join(format!("rcni-iso-paths-{}", std::process::id()));
+        let tmp = TempDir::named("rcni-iso-paths");
+        let dir = tmp.join("d");
         mkdir_all(&dir).unwrap();
         let f = dir.join("x");
         write_atomic(&f, b"one").unwrap();
         write_atomic(&f, b"two").unwrap();
         assert_eq!(std::fs::read(&f).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

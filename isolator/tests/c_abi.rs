@@ -30,7 +30,7 @@ fn c_program_runs_a_container_on_a_loopback_network() {
         panic!("missing prerequisite: no gcc (scripts/test.sh installs what the tests need)");
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let loopback = manifest.join("../target/debug/loopback");
+    let loopback = target_bin_dir().join("loopback");
     if !loopback.exists() {
         panic!(
             "missing prerequisite: rcni loopback not built ({}) (scripts/test.sh installs what the tests need)",

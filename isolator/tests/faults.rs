@@ -116,21 +116,6 @@ fn network(env: &mut Env) {
     env.track_link("fisobr0");
 }
 
-#[track_caller]
-fn same(what: &str, before: &str, after: &str) {
-    if before != after {
-        let gone: Vec<&str> = before
-            .lines()
-            .filter(|l| !after.lines().any(|a| a == *l))
-            .collect();
-        let new: Vec<&str> = after
-            .lines()
-            .filter(|l| !before.lines().any(|b| b == *l))
-            .collect();
-        panic!("{what}: the host differs: gone {gone:#?}, left behind {new:#?}");
-    }
-}
-
 /// A first attach and detach, so the bridge and the data dir exist before
 /// the comparisons start; also proves the snapshot sees an attachment (its
 /// directory, its `ns` mount, its veth and its reservation).
@@ -173,7 +158,7 @@ fn abort_at_each_attach_checkpoint_then_detach_leaves_nothing() {
             "{step}: detach: {}",
             text(&out.stderr)
         );
-        same(&format!("abort at {step}, detach"), &before, &snapshot(&env));
+        assert_same_host(&format!("abort at {step}, detach"), &before, &snapshot(&env));
     }
 }
 
@@ -202,7 +187,7 @@ fn abort_at_each_detach_checkpoint_then_detach_again_leaves_nothing() {
             "{step}: detach again: {}",
             text(&out.stderr)
         );
-        same(
+        assert_same_host(
             &format!("abort at {step}, detach again"),
             &before,
             &snapshot(&env),

@@ -545,7 +545,7 @@ fn recovers_and_cleans_a_cpp_isolator_root() {
 
 /// A Go bridge + host-local network (cniVersion 0.2.0, as Mesos needs it).
 fn bridge_network(env: &mut Env, name: &str, subnet: &str) -> String {
-    let br = unique("rib");
+    let br = short_unique("rib");
     env.track_link(&br);
     env.config(
         &format!("{name}.conf"),
@@ -562,7 +562,7 @@ fn bridge_network(env: &mut Env, name: &str, subnet: &str) -> String {
 #[test]
 #[ignore = "needs root"]
 fn resource_statistics_through_a_go_bridge() {
-    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+    if go_plugin("bridge").is_none() {
         panic!("missing prerequisite: no /usr/lib/cni/bridge (scripts/test.sh installs what the tests need)");
     }
     let mut env = Env::new();
@@ -598,7 +598,7 @@ fn resource_statistics_through_a_go_bridge() {
 #[test]
 #[ignore = "needs root"]
 fn conflist_and_two_networks() {
-    if !std::path::Path::new("/usr/lib/cni/ptp").exists() {
+    if go_plugin("ptp").is_none() {
         panic!("missing prerequisite: no /usr/lib/cni/ptp (scripts/test.sh installs what the tests need)");
     }
     let mut env = Env::new();
@@ -659,10 +659,10 @@ fn serve_once_and_fetch(pid: i32, via: (&str, u16)) -> String {
     got
 }
 
-/// rcni's plugins in `target/debug`, symlinked into the env's plugin dir;
+/// rcni's plugins in the target dir, symlinked into the env's plugin dir;
 /// false (test skipped) when one is not built or python3 is missing.
 fn link_rcni_plugins(env: &Env, plugins: &[&str]) -> bool {
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let target = target_bin_dir();
     if plugins.iter().any(|p| !target.join(p).exists()) {
         panic!(
             "missing prerequisite: rcni {plugins:?} not all built in {} (scripts/test.sh installs what the tests need)",
@@ -692,9 +692,9 @@ fn mesos_cni_port_mapper_network_publishes_port_mappings() {
     if !link_rcni_plugins(&env, &["mesos-cni-port-mapper", "bridge", "host-local"]) {
         return;
     }
-    let br = unique("rip");
+    let br = short_unique("rip");
     env.track_link(&br);
-    let chain = format!("RCNI-PM-{}", std::process::id() % 100000);
+    let chain = short_unique("RCNI-PM-");
     env.config(
         "pm.conf",
         &format!(
@@ -742,7 +742,7 @@ fn mesos_cni_port_mapper_network_publishes_port_mappings() {
 #[ignore = "needs root"]
 fn rcni_plugins_conflist_with_port_mapping_leaves_the_real_host_alone() {
     let before = HostSnapshot::take();
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let target = target_bin_dir();
     let ours = ["bridge", "host-local", "portmap"];
     if ours.iter().any(|p| !target.join(p).exists()) {
         panic!(
@@ -759,7 +759,7 @@ fn rcni_plugins_conflist_with_port_mapping_leaves_the_real_host_alone() {
     for p in ours {
         std::os::unix::fs::symlink(target.join(p), env.plugins.join(p)).unwrap();
     }
-    let br = unique("rir");
+    let br = short_unique("rir");
     env.track_link(&br);
     env.config(
         "ours.conflist",

@@ -2,18 +2,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "nft_fixture.rs"]
-mod fixture;
+mod common;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use cni_net::Family;
 use cni_net::conntrack::{FlowFilter, IPPROTO_UDP};
 use cni_net::nft::{self, Batch, Chain, ChainType, Hook, NetfilterSocket, Rule, Table, ct_state, priority};
-use fixture::{Ns, veth};
+use common::{NetnsExt, TestNetns, veth};
 
 /// A `ct state new` rule makes the kernel track connections in the namespace.
-fn track_connections(ns: &Ns) {
+fn track_connections(ns: &TestNetns) {
     let f = nft::Family::Inet;
     let mut b = Batch::new();
     b.add_table(Table::new(f, "track"))
@@ -22,7 +21,7 @@ fn track_connections(ns: &Ns) {
     NetfilterSocket::new_in(&ns.open()).unwrap().apply(&b).unwrap();
 }
 
-fn send_udp(from: &Ns, bind: &str, to: SocketAddr) {
+fn send_udp(from: &TestNetns, bind: &str, to: SocketAddr) {
     from.open()
         .run(|| {
             let s = UdpSocket::bind(bind).unwrap();
@@ -31,9 +30,9 @@ fn send_udp(from: &Ns, bind: &str, to: SocketAddr) {
         .unwrap();
 }
 
-fn setup() -> (Ns, Ns) {
-    let client = Ns::new();
-    let server = Ns::new();
+fn setup() -> (TestNetns, TestNetns) {
+    let client = TestNetns::with_lo_up();
+    let server = TestNetns::with_lo_up();
     veth(&client, "c-s", "10.222.3.1/24", &server, "s-c", "10.222.3.2/24");
     client.exec(&["ip", "addr", "add", "fd00:de:3::1/64", "dev", "c-s", "nodad"]);
     server.exec(&["ip", "addr", "add", "fd00:de:3::2/64", "dev", "s-c", "nodad"]);

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use cni_net::detach;
-use common::TestNetns;
+use common::{NetnsExt, TestNetns};
 
 #[test]
 #[ignore = "needs root"]

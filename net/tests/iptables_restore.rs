@@ -3,12 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "nft_fixture.rs"]
-mod fixture;
+mod common;
 
 use cni_net::Family;
 use cni_net::iptables::{IptablesError, IptablesRunner, RestoreBatch};
-use fixture::Ns;
+use common::TestNetns;
 
 const COMMENT: &str = r#"name: "mynet" id: "c1""#;
 
@@ -59,7 +58,7 @@ fn masq_batch(
 #[test]
 #[ignore = "needs root"]
 fn bridge_ipmasq_chain_roundtrip_v4_and_v6() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let ipt = IptablesRunner::in_netns(ns.path());
     for (family, pod, subnet, mcast) in [
         (Family::V4, "10.222.0.5/32", "10.222.0.0/24", "224.0.0.0/4"),
@@ -116,7 +115,7 @@ fn bridge_ipmasq_chain_roundtrip_v4_and_v6() {
 #[test]
 #[ignore = "needs root"]
 fn failed_restore_applies_nothing_and_reports_the_tool_message() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let ipt = IptablesRunner::in_netns(ns.path());
     let mut b = RestoreBatch::new("nat");
     b.declare_chain("CNI-HOSTPORT-DNAT")
@@ -143,7 +142,7 @@ fn failed_restore_applies_nothing_and_reports_the_tool_message() {
 #[test]
 #[ignore = "needs root"]
 fn declare_chain_flushes_an_existing_chain_and_insert_goes_first() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let ipt = IptablesRunner::in_netns(ns.path());
     let mut b = RestoreBatch::new("filter");
     b.declare_chain("CNI-FW")

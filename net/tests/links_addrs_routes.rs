@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use cni_net::route::{MAIN_TABLE, Route};
 use cni_net::sysctl;
 use cni_net::{BridgeSpec, Error, Family, LinkKind, MacAddr, Socket};
-use common::TestNetns;
+use common::{NetnsExt, TestNetns};
 use nix::errno::Errno;
 
 /// A veth pair `a`/`b` inside one namespace, both up, so addresses and routes have a carrier.

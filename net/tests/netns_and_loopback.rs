@@ -7,7 +7,7 @@ mod common;
 use std::net::IpAddr;
 
 use cni_net::{Family, LinkKind, Netns, OperState, Socket, in_netns, netns};
-use common::TestNetns;
+use common::{NetnsExt, TestNetns};
 
 #[test]
 #[ignore = "needs root"]
@@ -26,7 +26,7 @@ fn run_enters_the_namespace_and_returns() {
 fn in_netns_by_path_and_back_after_panic() {
     let ns = TestNetns::new();
     let host = netns::current_id().unwrap();
-    let path = ns.path();
+    let path = ns.path().to_path_buf();
     let caught = std::panic::catch_unwind(|| {
         in_netns(&path, || panic!("boom inside")).ok();
     });

@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "nft_fixture.rs"]
-mod fixture;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -14,7 +13,7 @@ use cni_net::nft::{
     Batch, Chain, ChainType, Family, Field, Hook, KeyType, L4Proto, MapData, NetfilterSocket, Policy, Rule,
     Set, SetElement, Table, Value, Verdict, ct_state, priority,
 };
-use fixture::{Ns, normalize, veth};
+use common::{NetnsExt, TestNetns, normalize, veth};
 use ipnetwork::IpNetwork;
 
 const MASQ_TABLE: &str = "cni_plugins_masquerade";
@@ -29,10 +28,10 @@ fn net(s: &str) -> IpNetwork {
 
 /// A host between a container (10.222.1.2, default route via the host) and a client
 /// (10.222.2.2), forwarding.
-fn dnat_topology() -> (Ns, Ns, Ns) {
-    let host = Ns::new();
-    let container = Ns::new();
-    let client = Ns::new();
+fn dnat_topology() -> (TestNetns, TestNetns, TestNetns) {
+    let host = TestNetns::with_lo_up();
+    let container = TestNetns::with_lo_up();
+    let client = TestNetns::with_lo_up();
     veth(&host, "h-c", "10.222.1.1/24", &container, "c-h", "10.222.1.2/24");
     veth(&host, "h-x", "10.222.2.1/24", &client, "x-h", "10.222.2.2/24");
     container.exec(&["ip", "route", "add", "default", "via", "10.222.1.1"]);
@@ -42,7 +41,7 @@ fn dnat_topology() -> (Ns, Ns, Ns) {
 
 /// The client connects to the host's 10.222.2.1:8080 and reads `text`, which the container
 /// serves on 10.222.1.2:80; returns the peer address the container saw.
-fn exchange(container: &Ns, client: &Ns, text: &'static str) -> std::net::SocketAddr {
+fn exchange(container: &TestNetns, client: &TestNetns, text: &'static str) -> std::net::SocketAddr {
     let listener = container
         .open()
         .run(|| TcpListener::bind("10.222.1.2:80"))
@@ -107,7 +106,7 @@ fn masquerade_batch(pod: &str, subnet: &str, comment: &str) -> Batch {
 #[test]
 #[ignore = "needs root"]
 fn bridge_ipmasq_layout_lists_like_nft_writes_it() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     nft.apply(&masquerade_batch("10.222.0.5", "10.222.0.0/24", "c1-eth0"))
         .unwrap();
@@ -176,7 +175,7 @@ fn bridge_ipmasq_layout_lists_like_nft_writes_it() {
 #[test]
 #[ignore = "needs root"]
 fn portmap_dnat_layout_for_both_families() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let mut b = Batch::new();
     for (f, pod, host) in [
@@ -279,7 +278,7 @@ fn portmap_dnat_layout_for_both_families() {
 #[test]
 #[ignore = "needs root"]
 fn macspoofchk_bridge_chain() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let f = Family::Bridge;
     let mac = [0x0a, 0x58, 0x0a, 0xde, 0x00, 0x05];
@@ -351,7 +350,7 @@ fn macspoofchk_bridge_chain() {
 #[test]
 #[ignore = "needs root"]
 fn verdict_map_sets_marks_and_ct_state() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let f = Family::Inet;
     let mut b = Batch::new();
@@ -463,7 +462,7 @@ fn verdict_map_sets_marks_and_ct_state() {
 #[test]
 #[ignore = "needs root"]
 fn failed_batch_names_the_message_and_changes_nothing() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let f = Family::Ip;
     let mut b = Batch::new();
@@ -502,7 +501,7 @@ fn failed_batch_names_the_message_and_changes_nothing() {
 #[test]
 #[ignore = "needs root"]
 fn rule_positions_insert_before_and_after_handles() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let f = Family::Ip;
     let mut b = Batch::new();
@@ -538,7 +537,7 @@ fn rule_positions_insert_before_and_after_handles() {
 #[test]
 #[ignore = "needs root"]
 fn big_batch_of_many_rules_applies_at_once() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let f = Family::Ip;
     let mut b = Batch::new();
@@ -597,7 +596,7 @@ fn dnat_rule_forwards_a_tcp_connection() {
 #[test]
 #[ignore = "needs root"]
 fn anonymous_sets_and_verdict_maps_live_with_their_rule() {
-    let ns = Ns::new();
+    let ns = TestNetns::with_lo_up();
     let mut nft = NetfilterSocket::new_in(&ns.open()).unwrap();
     let f = Family::Inet;
     let v4 = |s: &str| SetElement::new([Value::Ip(ip(s))]);

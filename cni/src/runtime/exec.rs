@@ -812,6 +812,7 @@ pub fn is_cni_var(key: &OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcni_test_support::{TempDir, process_gone_or_zombie as gone_or_zombie, write_executable};
 
     fn os(k: &str, v: &str) -> (OsString, OsString) {
         (k.into(), v.into())
@@ -900,26 +901,17 @@ mod tests {
     }
 
     /// A throw-away plugin script; removed with its directory on drop.
-    struct Script(PathBuf);
+    struct Script(
+        PathBuf,
+        #[allow(dead_code, reason = "held to remove the directory on drop")] TempDir,
+    );
 
     impl Script {
         fn new(tag: &str, body: &str) -> Script {
-            use std::os::unix::fs::PermissionsExt;
-            let dir = std::env::temp_dir().join(format!("rcni-exec-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = TempDir::named(&format!("rcni-exec-{tag}"));
             let path = dir.join("plugin");
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-            Script(path)
-        }
-    }
-
-    impl Drop for Script {
-        fn drop(&mut self) {
-            if let Some(dir) = self.0.parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            write_executable(&path, &format!("#!/bin/sh\n{body}\n"));
+            Script(path, dir)
         }
     }
 
@@ -927,16 +919,6 @@ mod tests {
         Invocation::runtime(Command::Add, &RuntimeConf::new("c", None, "eth0"), &[], stdin)
             .with_timeout(timeout)
             .with_pass_stderr(false)
-    }
-
-    fn gone_or_zombie(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true)
     }
 
     // Large stdin read slowly while both output pipes fill far past their
@@ -966,7 +948,8 @@ mod tests {
     // dropped, and it is reaped.
     #[test]
     fn hung_plugin_is_killed_and_its_output_ignored() {
-        let pids = std::env::temp_dir().join(format!("rcni-exec-hang-pids-{}", std::process::id()));
+        let tmp = TempDir::named("rcni-exec-hang-pids");
+        let pids = tmp.join("pids");
         let p = Script::new(
             "hang",
             &format!("echo $$ > '{}'\necho early\nsleep 30\necho late", pids.display()),
@@ -986,14 +969,14 @@ mod tests {
             let pid: u32 = std::fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
             assert!(gone_or_zombie(pid) && !Path::new(&format!("/proc/{pid}")).exists());
         }
-        let _ = std::fs::remove_file(&pids);
     }
 
     // The plugin exits at once but leaves a process holding its stdout: the
     // deadline still applies, that process is killed, and the error says so.
     #[test]
     fn exited_plugin_whose_child_keeps_the_output_open() {
-        let pids = std::env::temp_dir().join(format!("rcni-exec-held-pids-{}", std::process::id()));
+        let tmp = TempDir::named("rcni-exec-held-pids");
+        let pids = tmp.join("pids");
         let p = Script::new(
             "held",
             &format!("sleep 30 &\necho $! > '{}'\necho '{{}}'", pids.display()),
@@ -1011,7 +994,6 @@ mod tests {
             }
             assert!(gone_or_zombie(pid), "the plugin's child was killed");
         }
-        let _ = std::fs::remove_file(&pids);
     }
 
     // Exit codes and stderr come through, and a plugin that reads no stdin

@@ -452,6 +452,7 @@ impl Runtime {
 mod tests {
     use super::*;
     use crate::error::Code;
+    use rcni_test_support::TempDir;
     use std::ffi::OsString;
     use std::path::Path;
     use std::sync::Mutex;
@@ -538,24 +539,6 @@ mod tests {
         Ok(serde_json::to_vec(&r).unwrap())
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("rcni-list-unit-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     const LIST: &str = r#"{"cniVersion":"1.0.0","name":"net1","plugins":[
         {"type":"bridge","bridge":"cni0","ipam":{"type":"host-local"}},
         {"type":"portmap","capabilities":{"portMappings":true,"bandwidth":false}},
@@ -565,10 +548,10 @@ mod tests {
         answer: impl Fn(&Call) -> Result<Vec<u8>> + Send + Sync + 'static,
     ) -> (Arc<FakeExec>, Runtime, TempDir) {
         let fake = FakeExec::new(answer);
-        let dir = TempDir::new();
+        let dir = TempDir::named("rcni-list-unit");
         let rt = Runtime::new(vec!["/opt/cni/bin".into()])
             .with_exec(fake.clone())
-            .with_cache_dir(&dir.0);
+            .with_cache_dir(dir.path());
         (fake, rt, dir)
     }
 

@@ -135,18 +135,14 @@ mod tests {
     use cni::args::CniArgs;
     use std::collections::BTreeMap;
 
-    struct TempDir(std::path::PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use rcni_test_support::TempDir;
+    use std::path::Path;
 
-    fn config(dir: &TempDir, requested: &[IpAddr]) -> IpamConfig {
+    fn config(dir: &Path, requested: &[IpAddr]) -> IpamConfig {
         let ips: Vec<String> = requested.iter().map(IpAddr::to_string).collect();
         let json = serde_json::json!({
             "cniVersion": "1.0.0", "name": "prop",
-            "ipam": {"type": "host-local", "dataDir": dir.0,
+            "ipam": {"type": "host-local", "dataDir": dir,
                 "ranges": [
                     [{"subnet": "10.0.0.0/27", "rangeStart": "10.0.0.4", "rangeEnd": "10.0.0.12", "gateway": "10.0.0.6"},
                      {"subnet": "10.0.1.0/29"}],
@@ -164,8 +160,9 @@ mod tests {
     /// the files always equal the model.
     #[test]
     fn allocations_follow_the_round_robin_model() {
-        let dir = TempDir(std::env::temp_dir().join(format!("rcni-hl-alloc-prop-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
+        let tmp = TempDir::named("rcni-hl-alloc-prop");
+        // Absent until the first ADD makes it.
+        let dir = tmp.join("data");
         let plain = config(&dir, &[]);
         let mut model: BTreeMap<IpAddr, String> = BTreeMap::new();
         let mut last: Vec<Option<IpAddr>> = vec![None; plain.range_sets.len()];
@@ -179,7 +176,7 @@ mod tests {
         for step in 0..600 {
             let id = format!("c{}", rand(40));
             let who = Attachment::new(&id, "eth0");
-            let mut res = Reservations::open(&dir.0, "prop", true).unwrap().unwrap();
+            let mut res = Reservations::open(&dir, "prop", true).unwrap().unwrap();
             if rand(3) == 0 {
                 res.release_held_by(&who.content()).unwrap();
                 model.retain(|_, owner| *owner != id);
@@ -239,7 +236,7 @@ mod tests {
                     panic!("step {step}: got {got:?}, model expected failure at {failed_at:?}")
                 }
             }
-            let on_disk: BTreeMap<IpAddr, String> = std::fs::read_dir(dir.0.join("prop"))
+            let on_disk: BTreeMap<IpAddr, String> = std::fs::read_dir(dir.join("prop"))
                 .unwrap()
                 .filter_map(|e| {
                     let e = e.unwrap();

@@ -374,21 +374,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TempDir(std::path::PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!("rcni-hl-index-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use rcni_test_support::TempDir;
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
@@ -396,10 +382,10 @@ mod tests {
 
     #[test]
     fn insert_lookup_remove_and_grow() {
-        let d = TempDir::new("grow");
-        let mut idx = Index::create(&d.0, &[]).unwrap();
+        let d = TempDir::named("rcni-hl-index-grow");
+        let mut idx = Index::create(d.path(), &[]).unwrap();
         for n in 0..2000u32 {
-            idx.insert(&d.0, key_of(&format!("c{}\r\neth0", n / 2)), ip(n))
+            idx.insert(d.path(), key_of(&format!("c{}\r\neth0", n / 2)), ip(n))
                 .unwrap();
         }
         assert_eq!(idx.live(), 2000);
@@ -416,29 +402,32 @@ mod tests {
         assert!(idx.lookup(key_of("c7\r\neth0")).unwrap().is_empty());
         assert_eq!(idx.entries().unwrap().len(), 1998);
         // Tombstones are reused.
-        idx.insert(&d.0, key_of("x"), ip(9999)).unwrap();
+        idx.insert(d.path(), key_of("x"), ip(9999)).unwrap();
         assert_eq!(idx.lookup(key_of("x")).unwrap()[0].ip, ip(9999));
     }
 
     #[test]
     fn only_a_sealed_index_with_the_same_stamp_is_current() {
-        let d = TempDir::new("seal");
-        let mut idx = Index::create(&d.0, &[(key_of("a\r\neth0"), ip(1))]).unwrap();
+        let d = TempDir::named("rcni-hl-index-seal");
+        let mut idx = Index::create(d.path(), &[(key_of("a\r\neth0"), ip(1))]).unwrap();
         let stamp = Stamp {
             dev: 1,
             ino: 2,
             sec: 3,
             nsec: 4,
         };
-        assert!(Index::open_if_current(&d.0, &stamp).is_none(), "created dirty");
+        assert!(
+            Index::open_if_current(d.path(), &stamp).is_none(),
+            "created dirty"
+        );
         idx.seal(stamp).unwrap();
-        let idx = Index::open_if_current(&d.0, &stamp).unwrap();
+        let idx = Index::open_if_current(d.path(), &stamp).unwrap();
         assert_eq!(idx.lookup(key_of("a\r\neth0")).unwrap()[0].ip, ip(1));
         let other = Stamp { nsec: 5, ..stamp };
-        assert!(Index::open_if_current(&d.0, &other).is_none());
+        assert!(Index::open_if_current(d.path(), &other).is_none());
         let mut idx = idx;
         idx.mark_dirty().unwrap();
-        assert!(Index::open_if_current(&d.0, &stamp).is_none());
+        assert!(Index::open_if_current(d.path(), &stamp).is_none());
     }
 
     /// A sealed, current index moved away and replaced by a symlink to it:
@@ -446,25 +435,25 @@ mod tests {
     /// it with a rename, which replaces the link itself.
     #[test]
     fn a_planted_symlink_is_never_opened() {
-        let d = TempDir::new("symlink");
+        let d = TempDir::named("rcni-hl-index-symlink");
         let stamp = Stamp {
             dev: 1,
             ino: 2,
             sec: 3,
             nsec: 4,
         };
-        let mut idx = Index::create(&d.0, &[(key_of("a\r\neth0"), ip(1))]).unwrap();
+        let mut idx = Index::create(d.path(), &[(key_of("a\r\neth0"), ip(1))]).unwrap();
         idx.seal(stamp).unwrap();
         drop(idx);
-        let elsewhere = d.0.join("elsewhere");
-        fs::rename(d.0.join(INDEX_FILE), &elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, d.0.join(INDEX_FILE)).unwrap();
-        assert!(Index::open_if_current(&d.0, &stamp).is_none());
+        let elsewhere = d.join("elsewhere");
+        fs::rename(d.join(INDEX_FILE), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.join(INDEX_FILE)).unwrap();
+        assert!(Index::open_if_current(d.path(), &stamp).is_none());
         let before = fs::read(&elsewhere).unwrap();
-        Index::create(&d.0, &[(key_of("b\r\neth0"), ip(2))]).unwrap();
+        Index::create(d.path(), &[(key_of("b\r\neth0"), ip(2))]).unwrap();
         assert_eq!(fs::read(&elsewhere).unwrap(), before, "written through the link");
         assert!(
-            !fs::symlink_metadata(d.0.join(INDEX_FILE))
+            !fs::symlink_metadata(d.join(INDEX_FILE))
                 .unwrap()
                 .file_type()
                 .is_symlink()
@@ -473,9 +462,9 @@ mod tests {
 
     #[test]
     fn ipv6_slots_round_trip() {
-        let d = TempDir::new("v6");
+        let d = TempDir::named("rcni-hl-index-v6");
         let v6: IpAddr = "2001:db8::42".parse().unwrap();
-        let idx = Index::create(&d.0, &[(7, v6), (7 + 256, ip(3))]).unwrap();
+        let idx = Index::create(d.path(), &[(7, v6), (7 + 256, ip(3))]).unwrap();
         let got: Vec<IpAddr> = idx.lookup(7).unwrap().iter().map(|e| e.ip).collect();
         assert_eq!(got, [v6]);
         assert_eq!(idx.entries().unwrap().len(), 2);

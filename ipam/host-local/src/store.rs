@@ -376,21 +376,7 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!("rcni-hl-store-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use rcni_test_support::TempDir;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -402,14 +388,14 @@ mod tests {
     #[test]
     fn planted_symlinks_are_never_followed() {
         use std::os::unix::fs::symlink;
-        let d = TempDir::new("symlinks");
-        let outside = d.0.join("outside");
+        let d = TempDir::named("rcni-hl-store-symlinks");
+        let outside = d.join("outside");
         fs::create_dir_all(&outside).unwrap();
         let victim = outside.join("victim");
         fs::write(&victim, "precious").unwrap();
 
         // The network directory is a symlink out of the data dir.
-        let data = d.0.join("data");
+        let data = d.join("data");
         fs::create_dir_all(&data).unwrap();
         symlink(&outside, data.join("linked")).unwrap();
         let e = Store::open(&data, "linked", true)
@@ -441,8 +427,8 @@ mod tests {
     /// tick, still changes the stamp.
     #[test]
     fn any_change_after_a_seal_changes_the_stamp() {
-        let d = TempDir::new("seal");
-        let store = Store::open(&d.0, "net", true).unwrap().unwrap();
+        let d = TempDir::named("rcni-hl-store-seal");
+        let store = Store::open(d.path(), "net", true).unwrap().unwrap();
         for i in 0..200 {
             let sealed = store.seal().unwrap();
             assert_eq!(store.stamp().unwrap(), sealed);
@@ -458,8 +444,8 @@ mod tests {
 
     #[test]
     fn reservations_are_exclusive_and_whole_with_either_temporary_file() {
-        let d = TempDir::new("reserve");
-        let mut store = Store::open(&d.0, "net", true).unwrap().unwrap();
+        let d = TempDir::named("rcni-hl-store-reserve");
+        let mut store = Store::open(d.path(), "net", true).unwrap().unwrap();
         store.prepare_reservation(b"a\r\neth0").unwrap();
         assert!(store.try_reserve(ip("10.0.0.2")).unwrap());
         store.discard_reservation().unwrap();
@@ -489,8 +475,8 @@ mod tests {
 
     #[test]
     fn last_reserved_is_rewritten_in_place() {
-        let d = TempDir::new("last");
-        let store = Store::open(&d.0, "net", true).unwrap().unwrap();
+        let d = TempDir::named("rcni-hl-store-last");
+        let store = Store::open(d.path(), "net", true).unwrap().unwrap();
         assert_eq!(store.last_reserved(0), None);
         store.set_last_reserved(0, ip("2001:db8::1234")).unwrap();
         store.set_last_reserved(0, ip("10.0.0.9")).unwrap();
@@ -503,8 +489,8 @@ mod tests {
 
     #[test]
     fn a_missing_store_is_not_created_unless_asked() {
-        let d = TempDir::new("missing");
-        assert!(Store::open(&d.0, "net", false).unwrap().is_none());
-        assert!(!d.0.join("net").exists());
+        let d = TempDir::named("rcni-hl-store-missing");
+        assert!(Store::open(d.path(), "net", false).unwrap().is_none());
+        assert!(!d.join("net").exists());
     }
 }

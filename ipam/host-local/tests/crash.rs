@@ -44,7 +44,7 @@ fn killed_at_each_step_of_add_and_del_leaves_a_consistent_store() {
         let r = Call::new(OURS, "ADD", "victim")
             .env("RCNI_HOST_LOCAL_CRASH_AT", point)
             .run(&c);
-        assert!(!r.success, "{point}: the hook must have fired");
+        assert!(!r.success(), "{point}: the hook must have fired");
         assert_consistent(&dir);
         // The next calls see the truth: a new container gets fresh addresses...
         let b = addresses(&Call::new(OURS, "ADD", "b").run(&c).ok());
@@ -62,7 +62,7 @@ fn killed_at_each_step_of_add_and_del_leaves_a_consistent_store() {
         }
         // ...CHECK agrees with the files, and DEL frees whatever the victim got.
         let check = Call::new(OURS, "CHECK", "victim").run(&c);
-        assert_eq!(check.success, !held.is_empty(), "{point}");
+        assert_eq!(check.success(), !held.is_empty(), "{point}");
         for id in ["a", "b", "victim"] {
             Call::new(OURS, "DEL", id).run(&c).ok();
         }
@@ -83,7 +83,7 @@ fn killed_at_each_step_of_add_and_del_leaves_a_consistent_store() {
         let r = Call::new(OURS, "DEL", "victim")
             .env("RCNI_HOST_LOCAL_CRASH_AT", point)
             .run(&c);
-        assert!(!r.success, "{point}");
+        assert!(!r.success(), "{point}");
         assert_consistent(&dir);
         // The DEL is repeated by the runtime and finishes the job.
         Call::new(OURS, "DEL", "victim").run(&c).ok();

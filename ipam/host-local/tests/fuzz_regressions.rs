@@ -8,25 +8,8 @@
 
 use host_local::index::{Index, key_of};
 use host_local::store::{INDEX_FILE, Stamp};
+use rcni_test_support::TempDir;
 use std::net::IpAddr;
-use std::path::PathBuf;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("rcni-hl-fuzzreg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const STAMP: Stamp = Stamp {
     dev: 0xfd01,
@@ -54,13 +37,13 @@ fn index_file(slots: u64, live: u64, deleted: u64, table_len: Option<usize>) -> 
 
 /// Opens `file` as the index and, if accepted, uses it the way the plugin does.
 fn open_and_use(tag: &str, file: &[u8]) -> Option<u64> {
-    let d = TempDir::new(tag);
-    std::fs::write(d.0.join(INDEX_FILE), file).unwrap();
-    let mut idx = Index::open_if_current(&d.0, &STAMP)?;
+    let d = TempDir::named(&format!("rcni-hl-fuzzreg-{tag}"));
+    std::fs::write(d.join(INDEX_FILE), file).unwrap();
+    let mut idx = Index::open_if_current(d.path(), &STAMP)?;
     let _ = idx.entries();
     let _ = idx.lookup(key_of("c\r\neth0"));
     let ip: IpAddr = "10.0.0.7".parse().unwrap();
-    if idx.insert(&d.0, key_of("c\r\neth0"), ip).is_ok() {
+    if idx.insert(d.path(), key_of("c\r\neth0"), ip).is_ok() {
         let hits = idx.lookup(key_of("c\r\neth0")).unwrap();
         let mine = hits.iter().find(|e| e.ip == ip).copied().unwrap();
         idx.remove(&mine).unwrap();
@@ -104,14 +87,14 @@ fn a_slot_count_whose_table_size_wraps_is_refused() {
 /// build, a count of 2^64 - 1 in a release one.
 #[test]
 fn reusing_a_tombstone_the_header_does_not_count_works() {
-    let d = TempDir::new("tombstone");
+    let d = TempDir::named("rcni-hl-fuzzreg-tombstone");
     let mut file = index_file(512, 3, 0, None);
     file[64 + 8] = 2; // slot 0: a tombstone
-    std::fs::write(d.0.join(INDEX_FILE), &file).unwrap();
-    let mut idx = Index::open_if_current(&d.0, &STAMP).unwrap();
+    std::fs::write(d.join(INDEX_FILE), &file).unwrap();
+    let mut idx = Index::open_if_current(d.path(), &STAMP).unwrap();
     let key = 0x3b00_0000_0000_0000; // probes from slot 0
     let ip: IpAddr = "10.0.0.7".parse().unwrap();
-    idx.insert(&d.0, key, ip).unwrap();
+    idx.insert(d.path(), key, ip).unwrap();
     let hits = idx.lookup(key).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!((hits[0].slot, hits[0].ip), (0, ip));

@@ -410,7 +410,7 @@ fn bad_input_gives_the_right_code() {
     missing_resolv["ipam"]["resolvConf"] = json!("/nonexistent/resolv.conf");
     assert_eq!(Call::new(OURS, "ADD", "dummy").run(&missing_resolv).err().0, 5);
     // Nothing escaped the data dir, and nothing was reserved.
-    assert!(!dir.0.parent().unwrap().join("escape").exists());
+    assert!(!dir.0.path().parent().unwrap().join("escape").exists());
     assert!(dir.reservations("mynet").is_empty());
     let mut two_v4 = conf(
         "0.2.0",
@@ -433,12 +433,18 @@ fn bad_input_gives_the_right_code() {
 #[test]
 #[ignore = "needs root"]
 fn works_in_a_real_network_namespace() {
-    let ns = Netns::new().expect("create a network namespace");
+    let ns = Netns::new();
     let dir = DataDir::new("netns");
     let c = conf("1.0.0", "mynet", &dir, json!({"subnet": "10.1.2.0/24"}));
-    let r = Call::new(OURS, "ADD", "dummy").netns(ns.path()).run(&c).ok();
+    let r = Call::new(OURS, "ADD", "dummy")
+        .netns(ns.path().display().to_string())
+        .run(&c)
+        .ok();
     assert_eq!(addresses(&r), ["10.1.2.2/24"]);
-    Call::new(OURS, "CHECK", "dummy").netns(ns.path()).run(&c).ok();
+    Call::new(OURS, "CHECK", "dummy")
+        .netns(ns.path().display().to_string())
+        .run(&c)
+        .ok();
     // The plugin's own namespace is refused without CNI_NETNS_OVERRIDE.
     let (code, _) = Call::new(OURS, "ADD", "other")
         .netns("/proc/self/ns/net".into())
@@ -565,8 +571,8 @@ fn does_not_output_an_error_message_upon_initial_subnet_creation() {
     let dir = DataDir::new("quiet");
     let c = conf("1.0.0", "mynet", &dir, json!({"subnet": "10.1.2.0/24"}));
     let r = Call::new(OURS, "ADD", "testing").run(&c);
-    assert!(r.success, "{}", r.stdout);
+    assert!(r.success(), "{}", r.stdout);
     assert!(r.stderr.is_empty(), "stderr: {}", r.stderr);
     let r = Call::new(OURS, "DEL", "testing").run(&c);
-    assert!(r.success && r.stderr.is_empty(), "stderr: {}", r.stderr);
+    assert!(r.success() && r.stderr.is_empty(), "stderr: {}", r.stderr);
 }

@@ -19,7 +19,7 @@ fn dual(dir: &DataDir) -> Value {
     )
 }
 
-fn parallel(calls: Vec<(&'static str, &'static str, String)>, c: &Value) -> Vec<(String, Reply)> {
+fn parallel(calls: Vec<(&'static str, &'static str, String)>, c: &Value) -> Vec<(String, Outcome)> {
     let handles: Vec<_> = calls
         .into_iter()
         .map(|(bin, verb, id)| {
@@ -71,7 +71,7 @@ fn sixteen_go_and_sixteen_rcni_adds_in_parallel_then_dels_by_the_other_leave_not
             calls.push((GO, "DEL", format!("rs-{round}-{i}")));
         }
         for (id, r) in parallel(calls, &c) {
-            assert!(r.success, "DEL {id}: {}", r.stdout);
+            assert!(r.success(), "DEL {id}: {}", r.stdout);
         }
         let left = dir.reservations("mixed");
         assert!(left.is_empty(), "round {round}: left behind {left:?}");

@@ -17,29 +17,17 @@
 
 use cni_isolator::{ContainerConfig, ContainerId, ContainerInfo, Isolator, NetworkInfo, Options};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// `<prefix><pid>x<n>`, short enough for interface names.
-pub fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}x{n}", std::process::id() % 100000)
-}
-
-pub fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// The shared fixtures these tests use, for `use common::*` (not every test
+/// file uses every one).
+#[allow(unused_imports)]
+pub use rcni_test_support::{
+    HostSnapshot, TempDir, assert_same_host, go_plugin, sh, short_unique, target_bin_dir,
+};
 
 /// A throw-away network namespace that the calling thread stays in until
 /// drop (with `lo` up, like a host's). Only the thread moves: other threads
@@ -57,12 +45,9 @@ impl HostNetns {
     pub fn enter() -> HostNetns {
         // A short-lived thread unshares (namespaces are per thread) and
         // hands back a descriptor of its new namespace.
-        let fd: OwnedFd = std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        let fd: OwnedFd = rcni_test_support::in_new_netns(|| {
             OwnedFd::from(std::fs::File::open(cni_net::netns::THREAD_SELF_NETNS).unwrap())
-        })
-        .join()
-        .unwrap();
+        });
         let ns = cni_net::Netns::from_fd(fd, "throw-away host netns");
         let mut sock = ns.socket().unwrap();
         let lo = sock.link_by_name("lo").unwrap();
@@ -89,40 +74,6 @@ impl Drop for HostNetns {
     }
 }
 
-/// What the real host's network looks like, to prove a test left it alone.
-/// Read it from a thread in the real host netns (before [`Env::new`], after
-/// the `Env` is dropped).
-#[derive(Debug, PartialEq, Eq)]
-pub struct HostSnapshot {
-    pub ip_forward: String,
-    pub links: Vec<String>,
-    pub nft_tables: Vec<String>,
-    pub nft_ruleset: String,
-}
-
-impl HostSnapshot {
-    pub fn take() -> HostSnapshot {
-        let links = sh("ip", &["-o", "link", "show"])
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap_or(n).to_string())
-            .collect();
-        let nft = |args: &[&str]| {
-            Command::new("nft")
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        HostSnapshot {
-            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
-            links,
-            nft_tables: nft(&["list", "tables"]).lines().map(str::to_string).collect(),
-            nft_ruleset: nft(&["list", "ruleset"]),
-        }
-    }
-}
-
 /// One test's world.
 pub struct Env {
     pub base: PathBuf,
@@ -132,6 +83,8 @@ pub struct Env {
     pub log: PathBuf,
     links: Vec<String>,
     children: Vec<Child>,
+    /// Holds `base`; removed after `drop` has unmounted what is under it.
+    dir: TempDir,
     /// Dropped last, after the processes in it are gone.
     pub host: HostNetns,
 }
@@ -139,9 +92,11 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         let host = HostNetns::enter();
-        let base = std::env::temp_dir().join(unique("rcni-iso-"));
+        let dir = TempDir::named("rcni-iso");
+        let base = dir.path().to_path_buf();
         let env = Env {
             host,
+            dir,
             conf: base.join("conf"),
             plugins: base.join("plugins"),
             runtime: base.join("runtime"),
@@ -192,9 +147,7 @@ impl Env {
 
     /// A plugin with an arbitrary shell body.
     pub fn script(&self, name: &str, body: &str) {
-        let p = self.plugins.join(name);
-        std::fs::write(&p, body).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        rcni_test_support::write_executable(&self.plugins.join(name), body);
     }
 
     /// Writes a config file.
@@ -303,7 +256,7 @@ impl Drop for Env {
         for l in &self.links {
             let _ = Command::new("ip").args(["link", "del", l]).output();
         }
-        let _ = std::fs::remove_dir_all(&self.base);
+        // `dir` removes `base` next, then `host` is left.
     }
 }
 

@@ -63,31 +63,19 @@ impl Started {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
-
     use cni::version::Version;
+    use rcni_test_support::{TempDir, write_executable};
 
     use super::*;
 
     /// A throw-away CNI_PATH holding one shell-script plugin named `fake-ipam`.
-    struct FakePath(PathBuf);
+    struct FakePath(TempDir);
 
     impl FakePath {
         fn new(tag: &str, script: &str) -> FakePath {
-            let dir = std::env::temp_dir().join(format!("rcni-bridge-ipam-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let plugin = dir.join("fake-ipam");
-            std::fs::write(&plugin, format!("#!/bin/sh\n{script}\n")).unwrap();
-            std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let dir = TempDir::named(&format!("rcni-bridge-ipam-{tag}"));
+            write_executable(&dir.join("fake-ipam"), &format!("#!/bin/sh\n{script}\n"));
             FakePath(dir)
-        }
-    }
-
-    impl Drop for FakePath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
@@ -99,7 +87,7 @@ mod tests {
             netns_state: None,
             ifname: "eth0".into(),
             raw_args: String::new(),
-            path: vec![path.0.clone()],
+            path: vec![path.0.path().to_path_buf()],
             config: serde_json::from_slice(&stdin).unwrap(),
             stdin,
             version: Version::parse("1.0.0").unwrap(),

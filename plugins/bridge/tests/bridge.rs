@@ -5,21 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_arguments)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 
-use rcni_integration_tests::{GO_PLUGIN_DIR, Netns, Outcome, TempDir, go_plugin, target_bin_dir};
+use rcni_test_support::{
+    GO_PLUGIN_DIR, Invocation, Netns, Outcome, TempDir, go_plugin, next_id, sh, short_unique, target_bin_dir,
+};
 use serde_json::{Value, json};
-
-static BRIDGES: AtomicUsize = AtomicUsize::new(0);
 
 /// A bridge name unique in this process, short enough for `<bridge>.<vlan>` (the bridges live
 /// in per-test host namespaces anyway).
 fn bridge_name() -> String {
-    let n = BRIDGES.fetch_add(1, Ordering::Relaxed);
-    format!("rcnibr{n}")
+    format!("rcnibr{}", next_id())
 }
 
 /// The worlds here use Go's host-local; without it a test says so and returns.
@@ -55,33 +52,10 @@ fn run(
     cni_path: &str,
     config: &Value,
 ) -> Outcome {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", host.name()]).arg(plugin);
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", cni_path);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(config).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Outcome {
-        status: out.status.code().unwrap_or(-1),
-        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Invocation::new(command, cid, netns, ifname, config)
+        .with_path(cni_path)
+        .with_env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .run_in(host, plugin)
 }
 
 /// A test world: host netns, a host-local data dir, a bridge name.
@@ -93,8 +67,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let host = Netns::new();
-        sh_ok("ip", &["-n", host.name(), "link", "set", "lo", "up"]);
+        let host = Netns::with_lo_up();
         World {
             host,
             data: TempDir::new(),
@@ -143,31 +116,21 @@ impl World {
     }
 
     fn nft(&self) -> String {
-        sh_ok(
+        sh(
             "ip",
             &["netns", "exec", self.host.name(), "nft", "list", "ruleset"],
         )
     }
 
     fn iptables_nat(&self) -> String {
-        sh_ok(
+        sh(
             "ip",
             &["netns", "exec", self.host.name(), "iptables-save", "-t", "nat"],
-        ) + &sh_ok(
+        ) + &sh(
             "ip",
             &["netns", "exec", self.host.name(), "ip6tables-save", "-t", "nat"],
         )
     }
-}
-
-fn sh_ok(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn ping(from: &Netns, to: &str) {
@@ -375,11 +338,11 @@ fn failing_add_after_ipam_undoes_everything() {
     let w = World::new();
     // The bridge already carries a different IPv4 address: the gateway cannot be set, after
     // IPAM allocated and the container was configured.
-    sh_ok(
+    sh(
         "ip",
         &["-n", w.host.name(), "link", "add", &w.bridge, "type", "bridge"],
     );
-    sh_ok(
+    sh(
         "ip",
         &[
             "-n",
@@ -623,7 +586,7 @@ fn l2_only_vlan_trunk_promisc_and_disabled_container_interface() {
     );
     if vlan_filtering {
         let port = r.json["interfaces"][1]["name"].as_str().unwrap().to_string();
-        let vlans = sh_ok(
+        let vlans = sh(
             "ip",
             &[
                 "netns",
@@ -722,7 +685,7 @@ fn mac_from_runtime_config_and_hairpin_and_isolation() {
     r.assert_ok();
     assert_eq!(r.json["interfaces"][2]["mac"], "0a:22:22:00:00:01");
     let port = r.json["interfaces"][1]["name"].as_str().unwrap().to_string();
-    let info = sh_ok(
+    let info = sh(
         "ip",
         &[
             "netns",
@@ -802,8 +765,8 @@ fn flannel_style_two_hosts() {
         return;
     }
     let (a, b) = (World::new(), World::new());
-    let link = format!("rcl{}", std::process::id() % 100000);
-    sh_ok(
+    let link = short_unique("rcl");
+    sh(
         "ip",
         &[
             "-n",
@@ -821,10 +784,10 @@ fn flannel_style_two_hosts() {
         ],
     );
     for (w, ip) in [(&a, "10.222.250.1/24"), (&b, "10.222.250.2/24")] {
-        sh_ok("ip", &["-n", w.host.name(), "addr", "add", ip, "dev", &link]);
-        sh_ok("ip", &["-n", w.host.name(), "link", "set", &link, "up"]);
+        sh("ip", &["-n", w.host.name(), "addr", "add", ip, "dev", &link]);
+        sh("ip", &["-n", w.host.name(), "link", "set", &link, "up"]);
     }
-    sh_ok(
+    sh(
         "ip",
         &[
             "-n",
@@ -836,7 +799,7 @@ fn flannel_style_two_hosts() {
             "10.222.250.2",
         ],
     );
-    sh_ok(
+    sh(
         "ip",
         &[
             "-n",
@@ -887,7 +850,7 @@ fn flannel_style_two_hosts() {
 
 /// Handles of the rules of `inet cni_plugins_masquerade postrouting` in `host`.
 fn postrouting_handles(host: &Netns) -> Vec<u64> {
-    let out = sh_ok(
+    let out = sh(
         "ip",
         &[
             "netns",
@@ -956,7 +919,7 @@ fn masquerade_base_chain_is_written_only_when_missing_or_different() {
     );
 
     // Someone flushed the base chain: the next ADD writes it again.
-    sh_ok(
+    sh(
         "ip",
         &[
             "netns",
@@ -1024,7 +987,7 @@ fn masquerade_base_chain_is_written_only_when_missing_or_different() {
 
 /// Runs `sh -c script` inside `ns` and returns its stdout.
 fn in_ns(ns: &Netns, script: &str) -> String {
-    sh_ok("ip", &["netns", "exec", ns.name(), "sh", "-c", script])
+    sh("ip", &["netns", "exec", ns.name(), "sh", "-c", script])
 }
 
 #[test]

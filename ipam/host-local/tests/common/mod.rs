@@ -3,37 +3,35 @@
 
 #![allow(dead_code)]
 
+use rcni_test_support::{Invocation, TempDir, go_plugin};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
+
+/// The shared fixtures these tests use, for `use common::*` (not every test
+/// file uses every one).
+#[allow(unused_imports)]
+pub use rcni_test_support::{Netns, Outcome};
 
 pub const OURS: &str = env!("CARGO_BIN_EXE_host-local");
-/// Debian's Go host-local 1.1.1 (spec up to 1.0.0), when installed.
+/// Debian's Go host-local 1.1.1 (spec up to 1.0.0), when installed: `go_plugin("host-local")`.
 pub const GO: &str = "/usr/lib/cni/host-local";
 
 pub fn go_available() -> bool {
-    Path::new(GO).exists()
+    go_plugin("host-local").is_some()
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// A unique data dir, removed in Drop.
-pub struct DataDir(pub PathBuf);
+pub struct DataDir(pub TempDir);
 
 impl DataDir {
     pub fn new(tag: &str) -> DataDir {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("rcni-hl-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        DataDir(p)
+        DataDir(TempDir::named(&format!("rcni-hl-{tag}")))
     }
 
     pub fn path(&self) -> &str {
-        self.0.to_str().unwrap()
+        self.0.path().to_str().unwrap()
     }
 
     /// The store of network `net`.
@@ -70,39 +68,9 @@ impl DataDir {
     }
 }
 
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A network namespace made with `ip netns add`, deleted in Drop.
-pub struct Netns(pub String);
-
-impl Netns {
-    pub fn new() -> Option<Netns> {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("rcni-hl-{}-{n}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        ok.then_some(Netns(name))
-    }
-
-    pub fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// One plugin call.
+/// One plugin call, as a runtime makes it, with these tests' defaults: ifname `eth0`, the
+/// test's own namespace (with CNI_NETNS_OVERRIDE) unless one is given, no container ID or
+/// ifname for GC and STATUS, a CNI_PATH where nothing is found.
 pub struct Call<'a> {
     pub bin: &'a str,
     pub command: &'a str,
@@ -146,93 +114,36 @@ impl<'a> Call<'a> {
         self
     }
 
-    pub fn command(&self, conf: &Value) -> Command {
-        let mut c = Command::new(self.bin);
-        c.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", self.command)
-            .env("CNI_PATH", "/nonexistent")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if !matches!(self.command, "GC" | "STATUS") {
-            c.env("CNI_CONTAINERID", self.container_id)
-                .env("CNI_IFNAME", self.ifname);
-        }
-        match &self.netns {
-            Some(p) => {
-                c.env("CNI_NETNS", p);
-            }
-            None => {
-                c.env("CNI_NETNS", "/proc/self/ns/net")
-                    .env("CNI_NETNS_OVERRIDE", "1");
-            }
-        }
-        if let Some(a) = self.cni_args {
-            c.env("CNI_ARGS", a);
+    /// The invocation, with `conf` on stdin.
+    pub fn invocation(&self, conf: &Value) -> Invocation {
+        let per_attachment = !matches!(self.command, "GC" | "STATUS");
+        let mut inv = Invocation {
+            command: Some(self.command.into()),
+            container_id: per_attachment.then(|| self.container_id.into()),
+            ifname: per_attachment.then(|| self.ifname.into()),
+            netns: Some(self.netns.clone().unwrap_or_else(|| "/proc/self/ns/net".into())),
+            args: self.cni_args.map(Into::into),
+            path: Some("/nonexistent".into()),
+            env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+            stdin: conf.to_string().into_bytes(),
+        };
+        if self.netns.is_none() {
+            inv.env.push(("CNI_NETNS_OVERRIDE".into(), "1".into()));
         }
         for (k, v) in &self.env {
-            c.env(k, v);
+            inv.env.push((k.to_string(), v.clone()));
         }
-        let _ = conf;
-        c
+        inv
     }
 
-    /// Runs and returns (exit status code, parsed stdout or Null).
-    pub fn run(&self, conf: &Value) -> Reply {
-        let mut child = self.command(conf).spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Reply::from(out)
-    }
-}
-
-#[derive(Debug)]
-pub struct Reply {
-    pub success: bool,
-    pub signaled: bool,
-    pub json: Value,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<Output> for Reply {
-    fn from(out: Output) -> Reply {
-        use std::os::unix::process::ExitStatusExt;
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        Reply {
-            success: out.status.success(),
-            signaled: out.status.signal().is_some(),
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        }
-    }
-}
-
-impl Reply {
-    /// Asserts success and returns the result.
-    pub fn ok(self) -> Value {
-        assert!(
-            self.success,
-            "expected success, got {} / {}",
-            self.stdout, self.stderr
-        );
-        self.json
+    /// The command, stdio piped; the caller writes `conf` to stdin.
+    pub fn command(&self, conf: &Value) -> Command {
+        self.invocation(conf).to_command(Path::new(self.bin))
     }
 
-    /// Asserts failure and returns (code, msg).
-    pub fn err(self) -> (u64, String) {
-        assert!(!self.success, "expected failure, got {}", self.stdout);
-        let code = self.json["code"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no error JSON: {} / {}", self.stdout, self.stderr));
-        (code, self.json["msg"].as_str().unwrap_or("").to_string())
+    /// Runs and returns the exit status and parsed stdout.
+    pub fn run(&self, conf: &Value) -> Outcome {
+        self.invocation(conf).run(Path::new(self.bin))
     }
 }
 

@@ -418,8 +418,7 @@ fn elements_of(sock: &mut NetfilterSocket, tag: &str) -> Vec<(String, Vec<u8>)> 
 #[test]
 #[ignore = "needs root"]
 fn del_deletes_the_rest_when_an_element_went_away_behind_its_back() {
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    rcni_test_support::in_new_netns(|| {
         let c = conf("");
         let att = Attachment::new("pm", "c1");
         let tag = attachment_tag(&att);
@@ -452,9 +451,7 @@ fn del_deletes_the_rest_when_an_element_went_away_behind_its_back() {
         .unwrap();
         assert!(!first, "the interfering deletion did not run");
         assert_eq!(elements_of(&mut other, &tag), Vec::new());
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// A DEL by key (the config's port mappings) whose NAT element an operator already
@@ -462,8 +459,7 @@ fn del_deletes_the_rest_when_an_element_went_away_behind_its_back() {
 #[test]
 #[ignore = "needs root"]
 fn del_by_key_removes_the_masquerade_ranges_of_a_deleted_nat_element() {
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    rcni_test_support::in_new_netns(|| {
         let c = conf("");
         let att = Attachment::new("pm", "c1");
         let tag = attachment_tag(&att);
@@ -482,7 +478,5 @@ fn del_by_key_removes_the_masquerade_ranges_of_a_deleted_nat_element() {
         other.apply(&b).unwrap();
         nft.del_mappings(&c, &att).unwrap();
         assert_eq!(elements_of(&mut other, &tag), Vec::new());
-    })
-    .join()
-    .unwrap();
+    });
 }
