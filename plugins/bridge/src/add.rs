@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use cni::plugin::{CmdArgs, Command};
 use cni::result::Dns;
 use cni::{CniResult, Code, Error, Result};
-use cni_net::Context;
-use cni_net::detach::Sockets;
-use cni_net::{Link, Netns, OperState, Socket};
+use cni_net::{Context, Link, OperState};
 
 use crate::config::BridgeConf;
+use crate::kernel::{Kernel, Netlink};
+use crate::shared::Attachment;
 use crate::undo::Undo;
-use crate::{bridge_link, ipam, l3, masquerade, result, spoofcheck, veth, vlan};
+use crate::{bridge_link, ipam, l3, result, spoofcheck, veth, vlan};
 
 /// How long the host port may take to become operationally up (Go: 2.55 s in total).
 const PORT_UP_TIMEOUT: Duration = Duration::from_millis(2550);
@@ -30,7 +30,7 @@ const PORT_UP_TIMEOUT: Duration = Duration::from_millis(2550);
 const INTERFACE_FREE_IPAM: [&str; 2] = ["host-local", "static"];
 
 /// Runs ADD; on failure everything done so far is undone, IPAM DEL included.
-pub fn add(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<CniResult> {
+pub fn add<K: Kernel>(cmd: &CmdArgs, kernel: &mut K) -> Result<CniResult> {
     let conf = BridgeConf::load(cmd)?;
     conf.check_for_add()?;
     // The IPAM exec is the longest step of an ADD: it starts before anything else, and its
@@ -39,22 +39,22 @@ pub fn add(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<CniResult> {
         .ipam_type
         .as_deref()
         .filter(|t| INTERFACE_FREE_IPAM.contains(t))
-        .map(|ipam_type| ipam::start_add(ipam_type, cmd));
-    let mut host = match Socket::new() {
+        .map(|ipam_type| kernel.ipam_start_add(ipam_type, cmd));
+    let mut host = match kernel.host_socket() {
         Ok(host) => host,
         Err(e) => {
-            release_early_ipam(early_ipam, &conf, cmd);
+            release_early_ipam(kernel, early_ipam, &conf, cmd);
             return Err(e).context(|| "cannot open a netlink socket".to_string());
         }
     };
     let mut undo = Undo::new();
-    match attach(cmd, &conf, &mut host, sockets, &mut undo, early_ipam) {
+    match attach(cmd, &conf, &mut host, kernel, &mut undo, early_ipam) {
         Ok(result) => {
             undo.commit();
             Ok(result)
         }
         Err(e) => {
-            undo.rollback(&mut host, sockets);
+            undo.rollback(&mut host, kernel);
             Err(e)
         }
     }
@@ -62,36 +62,41 @@ pub fn add(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<CniResult> {
 
 /// Waits for an IPAM ADD started by [`add`] that is no longer wanted and releases what it
 /// allocated.
-fn release_early_ipam(early_ipam: Option<Result<ipam::Started>>, conf: &BridgeConf, cmd: &CmdArgs) {
-    let finished = early_ipam.map(|started| started.and_then(ipam::Started::finish));
+fn release_early_ipam<K: Kernel>(
+    kernel: &mut K,
+    early_ipam: Option<Result<K::IpamAdd>>,
+    conf: &BridgeConf,
+    cmd: &CmdArgs,
+) {
+    let finished = early_ipam.map(|started| started.and_then(|s| kernel.ipam_finish(s)));
     if let (Some(Ok(_)), Some(ipam_type)) = (finished, &conf.ipam_type) {
-        let _ = ipam::run(Command::Del, ipam_type, cmd);
+        let _ = kernel.ipam_run(Command::Del, ipam_type, cmd);
     }
 }
 
 /// What the link layer of an ADD made: the bridge, the veth pair, the namespaces and a socket
 /// inside the container namespace.
-struct Links {
+struct Links<K: Kernel> {
     sandbox: String,
     bridge: Link,
-    netns: Netns,
-    inner: Socket,
+    netns: K::Netns,
+    inner: K::Socket,
     pair: veth::Pair,
 }
 
 /// The ADD after the config checks, with the IPAM ADD that [`add`] may have started: the
 /// link layer is made while that plugin runs.
-fn attach(
+fn attach<K: Kernel>(
     cmd: &CmdArgs,
     conf: &BridgeConf,
-    host: &mut Socket,
-    sockets: &mut Sockets,
-    undo: &mut Undo,
-    early_ipam: Option<Result<ipam::Started>>,
+    host: &mut K::Socket,
+    kernel: &mut K,
+    undo: &mut Undo<K>,
+    early_ipam: Option<Result<K::IpamAdd>>,
 ) -> Result<CniResult> {
-    let (links, masq) = make_links_and_prepare_masq(cmd, conf, host, sockets, undo);
+    let (links, masq) = make_links_and_prepare_masq(cmd, conf, host, kernel, undo);
     // Also when the links failed: an address the plugin allocated must be released.
-    let allocation = early_ipam.map(|started| started.and_then(ipam::Started::finish));
+    let allocation = early_ipam.map(|started| started.and_then(|s| kernel.ipam_finish(s)));
     let allocation = match (allocation, &conf.ipam_type) {
         (Some(allocation), Some(ipam_type)) => {
             if allocation.is_ok() {
@@ -105,7 +110,7 @@ fn attach(
     let allocation = match (allocation, &conf.ipam_type) {
         (Some(allocation), _) => Some(allocation?),
         (None, Some(ipam_type)) => {
-            let result = ipam::add(ipam_type, cmd)?;
+            let result = kernel.ipam_add(ipam_type, cmd)?;
             push_ipam_undo(undo, ipam_type, cmd);
             Some(result)
         }
@@ -127,8 +132,10 @@ fn attach(
         ipam::require_ips(&ipam_result)?;
         let gws = l3::calc_gateways(&mut ipam_result, conf);
         l3::configure_container(
+            kernel,
             inner,
             netns,
+            sandbox,
             &cmd.ifname,
             pair.inner.index,
             &ipam_result,
@@ -142,8 +149,8 @@ fn attach(
                     let link = match &vlan_gateway {
                         Some(link) => link.clone(),
                         None => {
-                            let (link, _) =
-                                bridge_link::ensure_vlan_gateway(host, bridge, conf).map_err(|e| {
+                            let (link, _) = bridge_link::ensure_vlan_gateway(kernel, host, bridge, conf)
+                                .map_err(|e| {
                                     Error::caused_by(Code::INTERNAL, "failed to create vlan interface", e)
                                 })?;
                             extra_interfaces.push(result::interface(&link, None));
@@ -164,17 +171,15 @@ fn attach(
                 }
             }
             cni::fault::point("bridge.add.gateway");
-            l3::enable_forwarding(&gws)?;
+            l3::enable_forwarding(kernel, &gws)?;
         }
         if let Some(masq) = masq {
             let (att, prepared) = masq?;
             let ips: Vec<_> = ipam_result.ips.iter().map(|ip| ip.address).collect();
             // Registered first: the iptables backend applies one family at a time.
             let installed = att.clone();
-            undo.push("masquerade rules", move |_, s| {
-                masquerade::teardown(s, &installed)
-            });
-            masquerade::install(sockets, prepared, &att, &ips)?;
+            undo.push("masquerade rules", move |_, k| k.masq_teardown(&installed));
+            kernel.masq_install(prepared, &att, &ips)?;
             cni::fault::point("bridge.add.masquerade");
         }
     } else if !conf.disable_container_interface {
@@ -208,45 +213,55 @@ fn attach(
     ))
 }
 
-type MasqPrepared = Result<(masquerade::Attachment, masquerade::Prepared)>;
+type MasqPrepared<K> = Result<(Attachment, <K as Kernel>::MasqPrepared)>;
 
 /// [`make_links`], then, when it worked and masquerading is on, what the masquerade setup needs
 /// to know before the addresses are there.
-fn make_links_and_prepare_masq(
+fn make_links_and_prepare_masq<K: Kernel>(
     cmd: &CmdArgs,
     conf: &BridgeConf,
-    host: &mut Socket,
-    sockets: &mut Sockets,
-    undo: &mut Undo,
-) -> (Result<Links>, Option<MasqPrepared>) {
-    let links = make_links(cmd, conf, host, sockets, undo);
+    host: &mut K::Socket,
+    kernel: &mut K,
+    undo: &mut Undo<K>,
+) -> (Result<Links<K>>, Option<MasqPrepared<K>>) {
+    let links = make_links(cmd, conf, host, kernel, undo);
     let masq = (links.is_ok() && conf.ip_masq && conf.is_layer3()).then(|| {
-        let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
+        let att = Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
         conf.masq_backend()
-            .and_then(|backend| masquerade::prepare(sockets, masquerade::backend(backend), &att))
+            .and_then(|backend| kernel.masq_prepare(backend, &att))
             .map(|prepared| (att, prepared))
     });
     (links, masq)
 }
 
 /// The bridge, the veth pair with its host end on the bridge, and the spoof-check rules.
-fn make_links(
+fn make_links<K: Kernel>(
     cmd: &CmdArgs,
     conf: &BridgeConf,
-    host: &mut Socket,
-    sockets: &mut Sockets,
-    undo: &mut Undo,
-) -> Result<Links> {
+    host: &mut K::Socket,
+    kernel: &mut K,
+    undo: &mut Undo<K>,
+) -> Result<Links<K>> {
     let netns_path = cmd
         .netns
         .as_ref()
         .ok_or_else(|| Error::invalid_environment("required env variables [CNI_NETNS] missing"))?;
     let sandbox = netns_path.to_string_lossy().into_owned();
-    let bridge = bridge_link::ensure(host, conf)?;
+    let bridge = bridge_link::ensure(kernel, host, conf)?;
     cni::fault::point("bridge.add.bridge");
 
-    let netns = Netns::open(netns_path).context(|| format!("failed to open netns {sandbox:?}"))?;
-    let host_end = veth::create(host, Some(&netns), &cmd.ifname, conf.mtu, conf.mac, &bridge)?;
+    let netns = kernel
+        .open_netns(netns_path)
+        .context(|| format!("failed to open netns {sandbox:?}"))?;
+    let host_end = veth::create(
+        kernel,
+        host,
+        Some(&netns),
+        &cmd.ifname,
+        conf.mtu,
+        conf.mac,
+        &bridge,
+    )?;
     let host_name = host_end.name.clone();
     undo.push(format!("veth {host_name}"), move |h, _| {
         h.delete_link_by_name(&host_name)
@@ -254,7 +269,7 @@ fn make_links(
             .context(|| format!("failed to delete {host_name:?}"))
     });
     cni::fault::point("bridge.add.veth");
-    let mut inner = enter_container(&netns, &sandbox, &cmd.ifname, conf)?;
+    let mut inner = enter_container(kernel, &netns, &sandbox, &cmd.ifname, conf)?;
     let inner_end = inner
         .link_by_name(&cmd.ifname)
         .context(|| format!("failed to lookup {:?}", cmd.ifname))?;
@@ -268,8 +283,8 @@ fn make_links(
     if conf.mac_spoof_chk {
         let id = spoofcheck::ref_id(&cmd.container_id, &cmd.ifname);
         let mac = pair.inner.mac.map(|m| m.to_string()).unwrap_or_default();
-        spoofcheck::setup(sockets, &pair.host.name, &mac, &id)?;
-        undo.push("mac spoof check rules", move |_, s| spoofcheck::teardown(s, &id));
+        kernel.spoofcheck_setup(&pair.host.name, &mac, &id)?;
+        undo.push("mac spoof check rules", move |_, k| k.spoofcheck_teardown(&id));
         cni::fault::point("bridge.add.spoofcheck");
     }
     Ok(Links {
@@ -284,29 +299,33 @@ fn make_links(
 /// One visit of the container namespace, once its end of the pair is there: the socket that
 /// configures the container side from then on and, in layer-3 mode, the interface's sysctls
 /// that must be set before it has addresses ([`l3::container_sysctls`]).
-fn enter_container(netns: &Netns, sandbox: &str, ifname: &str, conf: &BridgeConf) -> Result<Socket> {
-    let socket = netns
-        .run(|| {
-            let socket = Socket::new();
-            if socket.is_ok() && conf.is_layer3() {
-                l3::container_sysctls(ifname, conf.enable_dad);
+fn enter_container<K: Kernel>(
+    kernel: &mut K,
+    netns: &K::Netns,
+    sandbox: &str,
+    ifname: &str,
+    conf: &BridgeConf,
+) -> Result<K::Socket> {
+    let socket = kernel
+        .enter_container(netns, |sysctls| {
+            if conf.is_layer3() {
+                l3::container_sysctls(sysctls, ifname, conf.enable_dad);
             }
-            socket
         })
         .context(|| format!("failed to enter netns {sandbox}"))?;
     socket.context(|| format!("cannot open a netlink socket in netns {sandbox:?}"))
 }
 
-fn push_ipam_undo(undo: &mut Undo, ipam_type: &str, cmd: &CmdArgs) {
+fn push_ipam_undo<K: Kernel>(undo: &mut Undo<K>, ipam_type: &str, cmd: &CmdArgs) {
     let (ipam_type, ipam_cmd) = (ipam_type.to_string(), cmd.clone());
-    undo.push("IPAM allocation", move |_, _| {
-        ipam::run(Command::Del, &ipam_type, &ipam_cmd)
+    undo.push("IPAM allocation", move |_, k| {
+        k.ipam_run(Command::Del, &ipam_type, &ipam_cmd)
     });
 }
 
 /// Sets hairpin, isolation and VLANs on the new port (already enslaved by [`veth::create`]). A
 /// new port starts with hairpin and isolation off, so only "on" is sent.
-fn attach_port(host: &mut Socket, port: &Link, conf: &BridgeConf) -> Result<()> {
+fn attach_port(host: &mut impl Netlink, port: &Link, conf: &BridgeConf) -> Result<()> {
     if conf.hairpin_mode {
         host.set_bridge_port_hairpin(port.index, true)
             .context(|| format!("failed to setup hairpin mode for {}", port.name))?;
@@ -321,7 +340,7 @@ fn attach_port(host: &mut Socket, port: &Link, conf: &BridgeConf) -> Result<()> 
 /// Waits until the host port is operationally up. Go checks after 0, 50, 500, 1000 and 1000 ms;
 /// this polls in short, growing steps within the same 2.55 s, since the state usually changes
 /// within a millisecond.
-fn wait_port_up(host: &mut Socket, port: &Link) -> Result<Link> {
+fn wait_port_up(host: &mut impl Netlink, port: &Link) -> Result<Link> {
     let deadline = Instant::now() + PORT_UP_TIMEOUT;
     let mut pause = Duration::from_micros(200);
     loop {

@@ -4,16 +4,17 @@
 use cni::{Code, Error, Result};
 use cni_net::Context;
 use cni_net::link::BridgeSpec;
-use cni_net::sysctl::{self, conf_key};
-use cni_net::{Family, Link, LinkKind, Socket};
+use cni_net::sysctl::conf_key;
+use cni_net::{Family, Link, LinkKind};
 use ipnetwork::IpNetwork;
 
 use crate::config::BridgeConf;
+use crate::kernel::{Kernel, Netlink};
 use crate::{veth, vlan};
 
 /// Creates the bridge (with the MTU, and vlan filtering when VLANs are configured) or adopts an
 /// existing one, sets promiscuous mode if asked, `accept_ra=0`, and up.
-pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
+pub fn ensure<K: Kernel>(kernel: &mut K, host: &mut K::Socket, conf: &BridgeConf) -> Result<Link> {
     let spec = BridgeSpec {
         name: conf.bridge.clone(),
         mtu: conf.mtu,
@@ -42,7 +43,7 @@ pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
             .context(|| format!("could not set promiscuous mode on {:?}", conf.bridge))?;
     }
     if let Ok(key) = conf_key(Family::V6, &conf.bridge, "accept_ra") {
-        let _ = sysctl::write(&key, "0");
+        let _ = kernel.write_sysctl(&key, "0");
     }
     if !link.up {
         host.set_link_up(link.index).context(failed)?;
@@ -51,7 +52,7 @@ pub fn ensure(host: &mut Socket, conf: &BridgeConf) -> Result<Link> {
 }
 
 /// Looks the bridge up, failing when the name is not a bridge.
-pub fn by_name(host: &mut Socket, name: &str) -> Result<Link> {
+pub fn by_name(host: &mut impl Netlink, name: &str) -> Result<Link> {
     let link = host
         .link_by_name(name)
         .context(|| format!("could not lookup {name:?}"))?;
@@ -67,7 +68,7 @@ pub fn by_name(host: &mut Socket, name: &str) -> Result<Link> {
 /// A different IPv4 address, or an overlapping IPv6 one, is replaced with `force`, else an error.
 /// Afterwards the link's MAC is set to itself, which pins it: a bridge otherwise takes the
 /// lowest MAC of its ports, and changes it as ports come and go.
-pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force: bool) -> Result<()> {
+pub fn ensure_address(host: &mut impl Netlink, link: &Link, gateway: IpNetwork, force: bool) -> Result<()> {
     let family = Family::of(gateway.ip());
     let addrs = host
         .addresses(Some(link.index), Some(family))
@@ -103,7 +104,12 @@ pub fn ensure_address(host: &mut Socket, link: &Link, gateway: IpNetwork, force:
 /// The VLAN gateway interface `<bridge>.<vlan>`: one end of a host-side veth pair whose other end
 /// is a port of the bridge in the VLAN. Created (up) if missing. Returns it and whether it was
 /// created now.
-pub fn ensure_vlan_gateway(host: &mut Socket, bridge: &Link, conf: &BridgeConf) -> Result<(Link, bool)> {
+pub fn ensure_vlan_gateway<K: Kernel>(
+    kernel: &mut K,
+    host: &mut K::Socket,
+    bridge: &Link,
+    conf: &BridgeConf,
+) -> Result<(Link, bool)> {
     let name = format!("{}.{}", bridge.name, conf.vlan);
     if let Some(link) = host
         .find_link_by_name(&name)
@@ -112,7 +118,7 @@ pub fn ensure_vlan_gateway(host: &mut Socket, bridge: &Link, conf: &BridgeConf) 
         return Ok((link, false));
     }
     let mtu = (bridge.mtu != 0).then_some(bridge.mtu);
-    let port = veth::create(host, None, &name, mtu, None, bridge).map_err(|e| {
+    let port = veth::create(kernel, host, None, &name, mtu, None, bridge).map_err(|e| {
         Error::caused_by(
             Code::INTERNAL,
             format!("failed to create vlan gateway {name:?}"),

@@ -8,24 +8,26 @@ use cni::plugin::{CmdArgs, Command};
 use cni::result::Interface;
 use cni::{Error, Result};
 use cni_net::Context;
-use cni_net::detach::Sockets;
 use cni_net::route::MAIN_TABLE;
-use cni_net::{Family, Link, LinkKind, Netns, Socket};
+use cni_net::{Family, Link, LinkKind};
 
 use crate::config::BridgeConf;
-use crate::{ipam, masquerade};
+use crate::kernel::{Kernel, Netlink};
+use crate::shared::Attachment;
 
 /// Runs CHECK.
-pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
+pub fn check<K: Kernel>(cmd: &CmdArgs, kernel: &mut K) -> Result<()> {
     let conf = BridgeConf::load(cmd)?;
     let netns_path = cmd
         .netns
         .as_ref()
         .ok_or_else(|| Error::invalid_environment("required env variables [CNI_NETNS] missing"))?;
     let sandbox = netns_path.to_string_lossy().into_owned();
-    let netns = Netns::open(netns_path).context(|| format!("failed to open netns {sandbox:?}"))?;
+    let netns = kernel
+        .open_netns(netns_path)
+        .context(|| format!("failed to open netns {sandbox:?}"))?;
     if let Some(ipam_type) = &conf.ipam_type {
-        ipam::run(Command::Check, ipam_type, cmd)?;
+        kernel.ipam_run(Command::Check, ipam_type, cmd)?;
     }
     let prev = cmd
         .prev_result()?
@@ -37,7 +39,9 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
         .iter()
         .find(|i| i.name == cmd.ifname && i.sandbox.as_deref() == Some(sandbox.as_str()));
 
-    let mut host = Socket::new().context(|| "cannot open a netlink socket".to_string())?;
+    let mut host = kernel
+        .host_socket()
+        .context(|| "cannot open a netlink socket".to_string())?;
     let bridge = match br_if {
         Some(i) => check_bridge(&mut host, i, &conf)?,
         None => {
@@ -52,8 +56,8 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
             "Sandbox in prevResult doesn't match configured netns: {sandbox}"
         )));
     };
-    let mut inner = netns
-        .socket()
+    let mut inner = kernel
+        .container_socket(&netns)
         .context(|| format!("cannot open a netlink socket in netns {sandbox:?}"))?;
     let container = check_container(&mut inner, cont_if)?;
 
@@ -106,8 +110,8 @@ pub fn check(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
             })
             .map(|ip| ip.address)
             .collect();
-        let att = masquerade::Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
-        masquerade::verify(sockets, masquerade::backend(conf.masq_backend()?), &att, &ips)?;
+        let att = Attachment::new(&conf.network, &cmd.container_id, &cmd.ifname);
+        kernel.masq_verify(conf.masq_backend()?, &att, &ips)?;
     }
     Ok(())
 }
@@ -125,7 +129,7 @@ fn check_mac(intf: &Interface, link: &Link, msg: impl FnOnce() -> String) -> Res
     }
 }
 
-fn check_bridge(host: &mut Socket, intf: &Interface, conf: &BridgeConf) -> Result<Link> {
+fn check_bridge(host: &mut impl Netlink, intf: &Interface, conf: &BridgeConf) -> Result<Link> {
     if intf.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(Error::internal(format!(
             "Interface {} should not be in sandbox",
@@ -161,7 +165,7 @@ fn check_bridge(host: &mut Socket, intf: &Interface, conf: &BridgeConf) -> Resul
     Ok(link)
 }
 
-fn check_container(inner: &mut Socket, intf: &Interface) -> Result<Link> {
+fn check_container(inner: &mut impl Netlink, intf: &Interface) -> Result<Link> {
     let link = inner
         .find_link_by_name(&intf.name)
         .context(|| format!("Interface name {} not found", intf.name))?
@@ -184,7 +188,7 @@ fn check_container(inner: &mut Socket, intf: &Interface) -> Result<Link> {
 }
 
 fn check_addresses_and_routes(
-    inner: &mut Socket,
+    inner: &mut impl Netlink,
     ifname: &str,
     index: u32,
     prev: &cni::CniResult,

@@ -8,11 +8,12 @@ use cni::result::Route as ResultRoute;
 use cni::{CniResult, Error, Result};
 use cni_net::Context;
 use cni_net::route::Route;
-use cni_net::sysctl::{self, conf_key};
-use cni_net::{Family, Netns, Scope, Socket};
+use cni_net::sysctl::conf_key;
+use cni_net::{Family, Scope};
 use ipnetwork::IpNetwork;
 
 use crate::config::BridgeConf;
+use crate::kernel::{Kernel, Netlink, Sysctl};
 
 /// Index of the container interface in the result (`[bridge, host veth, container]`).
 pub const CONTAINER_INTERFACE: usize = 2;
@@ -84,11 +85,11 @@ pub fn calc_gateways(result: &mut CniResult, conf: &BridgeConf) -> Gateways {
 
 /// The container interface's sysctls that do not depend on its addresses, set before there are
 /// any (so while IPAM runs): DAD off unless `enable_dad` (then enhanced DAD), ARP notifications.
-/// The calling thread must be in the container's namespace. Failures are ignored, as in Go.
-pub fn container_sysctls(ifname: &str, enable_dad: bool) {
-    let set = |family, setting: &str, value: &str| {
+/// `sysctls` are the container namespace's. Failures are ignored, as in Go.
+pub fn container_sysctls(sysctls: &mut dyn Sysctl, ifname: &str, enable_dad: bool) {
+    let mut set = |family, setting: &str, value: &str| {
         if let Ok(key) = conf_key(family, ifname, setting) {
-            let _ = sysctl::write(&key, value);
+            let _ = sysctls.write_sysctl(&key, value);
         }
     };
     if enable_dad {
@@ -103,19 +104,22 @@ pub fn container_sysctls(ifname: &str, enable_dad: bool) {
 /// Configures the container interface (`index` in `netns`, through `inner`, a socket opened
 /// there), after [`container_sysctls`]: IPv6 enabled when needed, addresses, link up, the DAD
 /// settle wait only when DAD is on and there is an IPv6 gateway, then routes (a route without
-/// gateway takes its family's gateway).
-pub fn configure_container(
-    inner: &mut Socket,
-    netns: &Netns,
+/// gateway takes its family's gateway). `sandbox` is the path `netns` was opened at.
+#[allow(clippy::too_many_arguments)]
+pub fn configure_container<K: Kernel>(
+    kernel: &mut K,
+    inner: &mut K::Socket,
+    netns: &K::Netns,
+    sandbox: &str,
     ifname: &str,
     index: u32,
     result: &CniResult,
     enable_dad: bool,
 ) -> Result<()> {
     if result.ips.iter().any(|ip| !ip.is_ipv4()) {
-        netns
-            .run(|| enable_ipv6(ifname))
-            .context(|| format!("failed to enter netns {}", netns.path().display()))??;
+        kernel
+            .in_netns(netns, |sysctls| enable_ipv6(sysctls, ifname))
+            .context(|| format!("failed to enter netns {sandbox}"))??;
     }
 
     let mut v4gw = None;
@@ -158,26 +162,28 @@ pub fn configure_container(
 }
 
 /// IPv6 on for `lo` and the interface (written only when off), addresses kept when it goes down.
-fn enable_ipv6(ifname: &str) -> Result<()> {
+fn enable_ipv6(sysctls: &mut dyn Sysctl, ifname: &str) -> Result<()> {
     for dev in ["lo", ifname] {
         let Ok(key) = conf_key(Family::V6, dev, "disable_ipv6") else {
             continue;
         };
-        match sysctl::read(&key) {
+        match sysctls.read_sysctl(&key) {
             Ok(v) if v == "0" => {}
-            Ok(v) => sysctl::write(&key, "0")
+            Ok(v) => sysctls
+                .write_sysctl(&key, "0")
                 .context(|| format!("failed to enable IPv6 for interface {dev:?} ({key}={v})"))?,
             Err(e) => eprintln!("bridge: failed to read sysctl {key:?}: {e}"),
         }
     }
     let key = conf_key(Family::V6, ifname, "keep_addr_on_down")
         .context(|| format!("invalid interface name {ifname:?}"))?;
-    sysctl::write(&key, "1")
+    sysctls
+        .write_sysctl(&key, "1")
         .context(|| format!("failed to enable keep_addr_on_down for interface {ifname:?}"))
 }
 
 /// Waits until no IPv6 address of the link is tentative (DAD done); a failed DAD is an error.
-fn settle_addresses(inner: &mut Socket, ifname: &str, index: u32) -> Result<()> {
+fn settle_addresses(inner: &mut impl Netlink, ifname: &str, index: u32) -> Result<()> {
     let deadline = Instant::now() + DAD_SETTLE_TIMEOUT;
     loop {
         let addrs = inner
@@ -204,7 +210,7 @@ fn settle_addresses(inner: &mut Socket, ifname: &str, index: u32) -> Result<()> 
 
 /// Turns on forwarding for the families that have a gateway on the bridge (written only when
 /// not already on).
-pub fn enable_forwarding(gws: &Gateways) -> Result<()> {
+pub fn enable_forwarding(sysctls: &mut impl Sysctl, gws: &Gateways) -> Result<()> {
     let mut keys = Vec::new();
     if !gws.v4.is_empty() {
         keys.push("net/ipv4/ip_forward");
@@ -213,10 +219,12 @@ pub fn enable_forwarding(gws: &Gateways) -> Result<()> {
         keys.push("net/ipv6/conf/all/forwarding");
     }
     for key in keys {
-        if sysctl::read(key).is_ok_and(|v| v == "1") {
+        if sysctls.read_sysctl(key).is_ok_and(|v| v == "1") {
             continue;
         }
-        sysctl::write(key, "1").context(|| "failed to enable forwarding".to_string())?;
+        sysctls
+            .write_sysctl(key, "1")
+            .context(|| "failed to enable forwarding".to_string())?;
     }
     Ok(())
 }

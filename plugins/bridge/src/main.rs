@@ -7,8 +7,11 @@ mod bridge_link;
 mod check;
 mod config;
 mod del;
+#[cfg(test)]
+mod fake;
 mod gc;
 mod ipam;
+mod kernel;
 mod l3;
 mod masquerade;
 mod masquerade_iptables;
@@ -22,6 +25,7 @@ mod vlan;
 use cni::plugin::{CmdArgs, Command, Plugin};
 use cni::{CniResult, Result};
 use cni_net::detach::Sockets;
+use kernel::Real;
 
 struct Bridge;
 
@@ -30,21 +34,21 @@ impl Plugin for Bridge {
     // and GC go to a detached child once the work is done; CHECK changes nothing, so closing
     // in place costs it nothing that another command's release would not.
     fn add(&self, cmd: &CmdArgs) -> Result<CniResult> {
-        let mut sockets = Sockets::detached();
-        let out = add::add(cmd, &mut sockets);
-        sockets.release();
+        let mut kernel = Real::new(Sockets::detached());
+        let out = add::add(cmd, &mut kernel);
+        kernel.release();
         out
     }
 
     fn del(&self, cmd: &CmdArgs) -> Result<()> {
-        let mut sockets = Sockets::detached();
-        let out = del::del(cmd, &mut sockets);
-        sockets.release();
+        let mut kernel = Real::new(Sockets::detached());
+        let out = del::del(cmd, &mut kernel);
+        kernel.release();
         out
     }
 
     fn check(&self, cmd: &CmdArgs) -> Result<()> {
-        check::check(cmd, &mut Sockets::in_place())
+        check::check(cmd, &mut Real::new(Sockets::in_place()))
     }
 
     fn gc(&self, cmd: &CmdArgs) -> Result<()> {

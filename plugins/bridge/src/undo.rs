@@ -2,37 +2,36 @@
 //! a failing ADD runs the list in reverse, so nothing is left half-applied.
 
 use cni::Result;
-use cni_net::Socket;
-use cni_net::detach::Sockets;
 
-type Step = Box<dyn FnOnce(&mut Socket, &mut Sockets) -> Result<()> + Send>;
+use crate::kernel::Kernel;
+
+type Step<K> = Box<dyn FnOnce(&mut <K as Kernel>::Socket, &mut K) -> Result<()> + Send>;
 
 /// Undo steps in the order their changes were made. Each step gets the host-namespace route
-/// socket and the command's other sockets.
-#[derive(Default)]
-pub struct Undo {
-    steps: Vec<(String, Step)>,
+/// socket and the [`Kernel`] (with the command's other sockets).
+pub struct Undo<K: Kernel> {
+    steps: Vec<(String, Step<K>)>,
 }
 
-impl Undo {
+impl<K: Kernel> Undo<K> {
     /// An empty list.
     pub fn new() -> Self {
-        Undo::default()
+        Undo { steps: Vec::new() }
     }
 
     /// Registers how to undo the change just made.
     pub fn push(
         &mut self,
         what: impl Into<String>,
-        step: impl FnOnce(&mut Socket, &mut Sockets) -> Result<()> + Send + 'static,
+        step: impl FnOnce(&mut K::Socket, &mut K) -> Result<()> + Send + 'static,
     ) {
         self.steps.push((what.into(), Box::new(step)));
     }
 
     /// Undoes everything, newest first. Failures are logged on stderr and do not stop the rest.
-    pub fn rollback(self, host: &mut Socket, sockets: &mut Sockets) {
+    pub fn rollback(self, host: &mut K::Socket, kernel: &mut K) {
         for (what, step) in self.steps.into_iter().rev() {
-            if let Err(e) = step(host, sockets) {
+            if let Err(e) = step(host, kernel) {
                 eprintln!("bridge: cannot undo {what} after a failed ADD: {e}");
             }
         }
@@ -49,11 +48,12 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::fake::Fake;
 
     #[test]
     fn rollback_runs_newest_first_and_past_failures() {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let mut undo = Undo::new();
+        let mut undo = Undo::<Fake>::new();
         for n in 0..3 {
             let log = log.clone();
             undo.push(format!("step {n}"), move |_, _| {
@@ -64,9 +64,9 @@ mod tests {
                 Ok(())
             });
         }
-        // A socket is needed to call the steps; opening one needs no privilege.
-        let mut host = Socket::new().unwrap();
-        undo.rollback(&mut host, &mut Sockets::in_place());
+        let mut kernel = Fake::new();
+        let mut host = kernel.host_socket().unwrap();
+        undo.rollback(&mut host, &mut kernel);
         assert_eq!(*log.lock().unwrap(), vec![2, 1, 0]);
     }
 }

@@ -2,13 +2,13 @@
 //! 8 hex characters, enslaved to the bridge and up, the other end named CNI_IFNAME placed
 //! directly in the container namespace.
 
-use std::os::fd::AsFd;
-
 use cni::{Error, Result};
 use cni_net::Context;
 use cni_net::link::VethPort;
-use cni_net::sysctl::{self, conf_key};
-use cni_net::{Family, Link, MacAddr, Netns, Socket};
+use cni_net::sysctl::conf_key;
+use cni_net::{Family, Link, MacAddr};
+
+use crate::kernel::{Kernel, Netlink};
 
 /// How many random host-end names are tried before giving up (Go's number).
 const NAME_TRIES: usize = 10;
@@ -46,9 +46,10 @@ pub struct Pair {
 /// One `RTM_NEWLINK` replaces Go's creation from inside the container plus a lookup,
 /// `LinkSetUp` and `LinkSetMaster` of the host end: the kernel applies up and then the master
 /// as Go does, and removes both ends when either fails.
-pub fn create(
-    host: &mut Socket,
-    inner_ns: Option<&Netns>,
+pub fn create<K: Kernel>(
+    kernel: &mut K,
+    host: &mut K::Socket,
+    inner_ns: Option<&K::Netns>,
     ifname: &str,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
@@ -62,14 +63,14 @@ pub fn create(
             master: Some(bridge.index),
             up: true,
             peer_name: ifname,
-            peer_netns: inner_ns.map(AsFd::as_fd),
+            peer_netns: None,
             peer_mac: mac,
             mtu,
         };
-        match host.create_veth_port(&port) {
+        match kernel.create_veth_port(host, &port, inner_ns) {
             Ok(link) => {
                 if let Ok(key) = conf_key(Family::V6, &link.name, "accept_ra") {
-                    let _ = sysctl::write(&key, "0");
+                    let _ = kernel.write_sysctl(&key, "0");
                 }
                 return Ok(link);
             }

@@ -3,12 +3,14 @@
 
 use cni::Result;
 use cni_net::Context;
+use cni_net::Link;
 use cni_net::bridge_vlan::PortVlan;
-use cni_net::{Link, Socket};
+
+use crate::kernel::Netlink;
 
 /// Applies Go's VLAN rules to the new port `port`.
 pub fn configure_port(
-    host: &mut Socket,
+    host: &mut impl Netlink,
     port: &Link,
     vlan: u16,
     trunk: &[u16],
