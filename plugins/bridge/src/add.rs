@@ -361,3 +361,344 @@ fn wait_port_up(host: &mut impl Netlink, port: &Link) -> Result<Link> {
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
+
+/// ADD against the recording fake ([`crate::fake`]): which requests, in which order, and what
+/// the undo takes back when one fails. No root, no kernel.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use cni::plugin::Command;
+    use cni_net::LinkKind;
+    use serde_json::json;
+
+    use super::*;
+    use crate::fake::{Fake, HOST, NETNS, cmd, ipam_result};
+
+    /// `line` as recorded in the container namespace.
+    fn ctr(line: &str) -> String {
+        format!("{NETNS}: {line}")
+    }
+
+    fn host(line: &str) -> String {
+        format!("{HOST}: {line}")
+    }
+
+    fn run(fake: &Fake, conf: serde_json::Value) -> Result<CniResult> {
+        add(&cmd(Command::Add, conf), &mut fake.clone())
+    }
+
+    /// The position of the first call equal to `line`.
+    fn at(calls: &[String], line: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c == line)
+            .unwrap_or_else(|| panic!("no call {line:?} in {calls:#?}"))
+    }
+
+    #[test]
+    fn fake_add_l2_makes_bridge_veth_and_port_in_gos_order() {
+        let fake = Fake::new();
+        let result = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "mtu": 1400, "hairpinMode": true, "vlan": 7}),
+        )
+        .unwrap();
+        let calls = fake.take_calls();
+        let want = [
+            host("open socket"),
+            host("find link br-t"),
+            host("ensure bridge br-t mtu Some(1400) vlan_filtering Some(true)"),
+            host("write net/ipv6/conf/br-t/accept_ra = 0"),
+            host("set #1 up"),
+            host(&format!("open netns {NETNS}")),
+            host(&format!(
+                "create veth veth* master Some(1) up true peer eth0 in {NETNS} mac None mtu Some(1400)"
+            )),
+            host("write net/ipv6/conf/veth*/accept_ra = 0"),
+            ctr("enter"),
+            ctr("open socket"),
+            ctr("link eth0"),
+            host("set port #2 hairpin true"),
+            host("vlans of #2"),
+            host("delete vlan 1 from #2"),
+            host("add vlan 7 pvid true untagged true to #2"),
+            ctr("set #3 up"),
+            host("link #2"),
+            host("link br-t"),
+        ];
+        assert_eq!(calls, want);
+        let names: Vec<_> = result.interfaces.iter().map(|i| i.name.clone()).collect();
+        assert_eq!(names[0], "br-t");
+        assert!(names[1].starts_with("veth") && names[1].len() == 12, "{names:?}");
+        assert_eq!(names[2], "eth0");
+        assert_eq!(result.interfaces[2].sandbox.as_deref(), Some(NETNS));
+        assert_eq!(result.interfaces[0].mtu, Some(1400));
+        assert!(result.ips.is_empty() && result.routes.is_empty());
+    }
+
+    #[test]
+    fn fake_add_with_ipam_configures_addresses_gateways_routes_and_forwarding() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.5.7/24", "fd00:222:5::7/64"]));
+        let result = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "isDefaultGateway": true,
+                   "ipam": {"type": "host-local"}}),
+        )
+        .unwrap();
+        let calls = fake.take_calls();
+
+        // The IPAM plugin starts before anything else and is read once the links exist.
+        assert_eq!(calls[0], "ipam: start ADD host-local");
+        let finish = at(&calls, "ipam: finish ADD");
+        assert!(at(&calls, &ctr("link eth0")) < finish);
+        // Layer-3 sysctls in the container before it has addresses.
+        let dad = at(&calls, &ctr("write net/ipv6/conf/eth0/accept_dad = 0"));
+        assert!(dad < at(&calls, &ctr("write net/ipv4/conf/eth0/arp_notify = 1")));
+        assert!(dad < finish);
+        // Container: IPv6 on, addresses, up, then the default routes via the gateways.
+        let container: Vec<_> = calls[finish + 1..]
+            .iter()
+            .filter_map(|c| c.strip_prefix(&format!("{NETNS}: ")))
+            .collect();
+        assert_eq!(
+            container,
+            [
+                "enter",
+                "read net/ipv6/conf/lo/disable_ipv6",
+                "read net/ipv6/conf/eth0/disable_ipv6",
+                "write net/ipv6/conf/eth0/keep_addr_on_down = 1",
+                "add address 10.222.5.7/24 to #3",
+                "add address fd00:222:5::7/64 to #3",
+                "set #3 up",
+                "append route 0.0.0.0/0 via Some(\"10.222.5.1\") dev #Some(3) table None",
+                "append route ::/0 via Some(\"fd00:222:5::1\") dev #Some(3) table None",
+            ]
+        );
+        // Host: the gateway addresses on the bridge (MAC pinned after each), then forwarding.
+        let gw4 = at(&calls, &host("add address 10.222.5.1/24 to #1 if missing"));
+        let gw6 = at(&calls, &host("add address fd00:222:5::1/64 to #1 if missing"));
+        let fwd = at(&calls, &host("write net/ipv4/ip_forward = 1"));
+        assert!(
+            at(
+                &calls,
+                &ctr("append route ::/0 via Some(\"fd00:222:5::1\") dev #Some(3) table None")
+            ) < gw4
+        );
+        assert!(gw4 < gw6 && gw6 < fwd);
+        assert_eq!(calls[gw4 + 1], host("set #1 mac 02:00:00:00:00:01"));
+        assert!(fwd < at(&calls, &host("write net/ipv6/conf/all/forwarding = 1")));
+        assert!(!calls.iter().any(|c| c.starts_with("nft:")), "{calls:#?}");
+
+        // The result: IPAM's addresses on the container interface with the computed gateways,
+        // one default route per family.
+        let ips: Vec<_> = result
+            .ips
+            .iter()
+            .map(|ip| {
+                (
+                    ip.address.to_string(),
+                    ip.gateway.unwrap().to_string(),
+                    ip.interface,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                ("10.222.5.7/24".into(), "10.222.5.1".into(), Some(2)),
+                ("fd00:222:5::7/64".into(), "fd00:222:5::1".into(), Some(2)),
+            ]
+        );
+        let routes: Vec<_> = result
+            .routes
+            .iter()
+            .map(|r| format!("{} {}", r.dst, r.gw.unwrap()))
+            .collect();
+        assert_eq!(routes, ["0.0.0.0/0 10.222.5.1", "::/0 fd00:222:5::1"]);
+        let state = fake.state();
+        let bridge = state.links.iter().find(|l| l.link.name == "br-t").unwrap();
+        let addrs: Vec<_> = bridge.addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(addrs, ["10.222.5.1/24", "fd00:222:5::1/64"]);
+    }
+
+    #[test]
+    fn fake_add_veth_failure_after_the_bridge_leaves_no_attachment_and_releases_ipam() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.6.7/24"]));
+        fake.fail_on("create veth");
+        let err = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "isGateway": true, "ipMasq": true,
+                   "macspoofchk": true, "ipam": {"type": "host-local"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.msg, "failed to make veth pair");
+        assert_eq!(err.code, cni::Code::INTERNAL);
+        let calls = fake.take_calls();
+        let failed = calls.iter().position(|c| c.contains("create veth")).unwrap();
+        // The IPAM allocation is waited for and released; nothing else is attempted.
+        assert_eq!(
+            calls[failed + 1..],
+            ["ipam: finish ADD".to_string(), "ipam: DEL host-local".to_string()]
+        );
+        // The bridge stays (shared by the network); nothing of the attachment is left.
+        assert_eq!(fake.link_names(HOST), ["br-t"]);
+        assert!(fake.link_names(NETNS).is_empty());
+        assert!(fake.state().rules.is_empty());
+    }
+
+    #[test]
+    fn fake_add_failure_after_the_port_undoes_newest_first() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.7.7/24"]));
+        fake.fail_on("masq install");
+        let err = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "isGateway": true, "ipMasq": true,
+                   "ipMasqBackend": "nftables", "macspoofchk": true,
+                   "ipam": {"type": "host-local"}}),
+        )
+        .unwrap_err();
+        assert!(err.msg.contains("injected failure of nft: masq install"), "{err}");
+        let calls = fake.take_calls();
+        let failed = at(&calls, "nft: masq install ctr1 10.222.7.7/24");
+        assert_eq!(
+            calls[failed + 1..],
+            [
+                "nft: masq teardown ctr1".to_string(),
+                "ipam: DEL host-local".to_string(),
+                "nft: spoofcheck teardown ctr1-eth0".to_string(),
+                host("delete link veth*"),
+            ]
+        );
+        assert!(calls.contains(&"nft: masq prepare Some(Nftables) ctr1".to_string()));
+        // The veth is gone with both ends, its rules too; the bridge and its gateway stay.
+        assert_eq!(fake.link_names(HOST), ["br-t"]);
+        assert!(fake.link_names(NETNS).is_empty());
+        assert!(fake.state().rules.is_empty());
+    }
+
+    #[test]
+    fn fake_add_failed_container_address_deletes_the_veth_and_releases_ipam() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.8.7/24"]));
+        fake.fail_on("add address 10.222.8.7/24");
+        let err = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "ipam": {"type": "static"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.msg, "failed to add IP addr 10.222.8.7/24 to \"eth0\"");
+        let calls = fake.take_calls();
+        assert_eq!(calls[0], "ipam: start ADD static");
+        assert_eq!(
+            calls[calls.len() - 2..],
+            ["ipam: DEL static".to_string(), host("delete link veth*")]
+        );
+        assert_eq!(fake.link_names(HOST), ["br-t"]);
+        assert!(fake.link_names(NETNS).is_empty());
+    }
+
+    #[test]
+    fn fake_add_runs_other_ipam_after_the_veth_exists() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.9.7/24"]));
+        run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "ipam": {"type": "dhcp"}}),
+        )
+        .unwrap();
+        let calls = fake.take_calls();
+        assert!(!calls.iter().any(|c| c.contains("start ADD")));
+        assert!(at(&calls, &ctr("link eth0")) < at(&calls, "ipam: ADD dhcp"));
+        assert!(at(&calls, "ipam: ADD dhcp") < at(&calls, &ctr("add address 10.222.9.7/24 to #3")));
+    }
+
+    #[test]
+    fn fake_add_refuses_a_name_that_is_not_a_bridge_and_creates_nothing() {
+        let fake = Fake::new();
+        fake.with_host_link("br-t", LinkKind::Device, 1500);
+        fake.with_ipam_result(ipam_result(&["10.222.10.7/24"]));
+        let err = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "ipam": {"type": "host-local"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.msg, "failed to create bridge \"br-t\"");
+        assert_eq!(err.details, "\"br-t\" already exists but is not a bridge");
+        let calls = fake.take_calls();
+        assert_eq!(
+            calls,
+            [
+                "ipam: start ADD host-local".to_string(),
+                host("open socket"),
+                host("find link br-t"),
+                "ipam: finish ADD".to_string(),
+                "ipam: DEL host-local".to_string(),
+            ]
+        );
+        assert_eq!(fake.link_names(HOST), ["br-t"]);
+    }
+
+    #[test]
+    fn fake_add_adopts_an_existing_bridge_with_its_own_mtu() {
+        let fake = Fake::new();
+        let bridge = fake.with_host_link("br-t", LinkKind::Bridge, 9000);
+        let result = run(&fake, json!({"name": "n", "bridge": "br-t", "mtu": 1400})).unwrap();
+        let calls = fake.take_calls();
+        assert!(!calls.iter().any(|c| c.contains("ensure bridge")), "{calls:#?}");
+        // Down before: brought up; the veth gets the configured MTU, the bridge keeps its own.
+        assert!(calls.contains(&host(&format!("set #{} up", bridge.index))));
+        assert_eq!(result.interfaces[0].mtu, Some(9000));
+        assert_eq!(result.interfaces[1].mtu, Some(1400));
+    }
+
+    #[test]
+    fn fake_add_without_a_host_socket_releases_the_early_ipam_allocation() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.11.7/24"]));
+        fake.fail_on("host: open socket");
+        let err = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "ipam": {"type": "host-local"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.msg, "cannot open a netlink socket");
+        assert_eq!(
+            fake.take_calls(),
+            [
+                "ipam: start ADD host-local".to_string(),
+                host("open socket"),
+                "ipam: finish ADD".to_string(),
+                "ipam: DEL host-local".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn fake_add_in_vlan_gateway_mode_makes_the_gateway_interface_once() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.12.7/24", "fd00:222:12::7/64"]));
+        let result = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "isGateway": true, "vlan": 12,
+                   "ipam": {"type": "host-local"}}),
+        )
+        .unwrap();
+        let calls = fake.take_calls();
+        let creations = calls.iter().filter(|c| c.contains("create veth")).count();
+        assert_eq!(creations, 2, "{calls:#?}");
+        assert!(calls.contains(&host(
+            "create veth veth* master Some(1) up true peer br-t.12 in host mac None mtu Some(1500)"
+        )));
+        let names: Vec<_> = result.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names.len(), 4);
+        assert_eq!(names[3], "br-t.12");
+        let state = fake.state();
+        let gateway = state.links.iter().find(|l| l.link.name == "br-t.12").unwrap();
+        let addrs: Vec<_> = gateway.addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(addrs, ["10.222.12.1/24", "fd00:222:12::1/64"]);
+    }
+}
