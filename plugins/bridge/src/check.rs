@@ -230,3 +230,144 @@ fn check_addresses_and_routes(
     }
     Ok(())
 }
+
+/// CHECK against the recording fake ([`crate::fake`]), on what an ADD made there. No root,
+/// no kernel.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use cni::plugin::Command;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::fake::{Fake, HOST, NETNS, cmd, ipam_result};
+
+    fn conf() -> Value {
+        json!({"name": "n", "bridge": "br-t", "isDefaultGateway": true, "ipMasq": true,
+               "ipam": {"type": "host-local"}})
+    }
+
+    /// A fake after an ADD of [`conf`], and the CHECK arguments with its result.
+    fn added() -> (Fake, CmdArgs) {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.30.7/24", "fd00:222:30::7/64"]));
+        let result = crate::add::add(&cmd(Command::Add, conf()), &mut fake.clone()).unwrap();
+        fake.take_calls();
+        let mut conf = conf();
+        conf["prevResult"] = result.to_value("1.0.0").unwrap();
+        (fake, cmd(Command::Check, conf))
+    }
+
+    #[test]
+    fn fake_check_after_add_passes_in_gos_order() {
+        let (fake, args) = added();
+        check(&args, &mut fake.clone()).unwrap();
+        let calls = fake.take_calls();
+        assert_eq!(calls[0], format!("{HOST}: open netns {NETNS}"));
+        assert_eq!(calls[1], "ipam: CHECK host-local");
+        assert_eq!(calls[2], format!("{HOST}: open socket"));
+        assert_eq!(calls[3], format!("{HOST}: find link br-t"));
+        assert_eq!(calls[4], format!("{HOST}: is #1 promisc"));
+        assert_eq!(calls[5], format!("{NETNS}: open socket"));
+        assert_eq!(calls[6], format!("{NETNS}: find link eth0"));
+        assert_eq!(calls[7], format!("{HOST}: find link veth*"));
+        assert_eq!(
+            calls.last().unwrap(),
+            "nft: masq verify None ctr1 10.222.30.7/24,fd00:222:30::7/64"
+        );
+    }
+
+    #[test]
+    fn fake_check_reports_a_missing_host_veth() {
+        let (fake, args) = added();
+        let veth = fake
+            .state()
+            .links
+            .iter()
+            .find(|l| l.place == HOST && l.link.name.starts_with("veth"))
+            .unwrap()
+            .link
+            .name
+            .clone();
+        fake.state_mut().links.retain(|l| l.link.name != veth);
+        let err = check(&args, &mut fake.clone()).unwrap_err();
+        assert_eq!(err.msg, format!("Interface name {veth} not found"));
+    }
+
+    #[test]
+    fn fake_check_reports_a_veth_on_another_bridge() {
+        let (fake, args) = added();
+        for l in fake.state_mut().links.iter_mut() {
+            if l.place == HOST && l.link.kind == LinkKind::Veth {
+                l.link.master = Some(99);
+            }
+        }
+        let err = check(&args, &mut fake.clone()).unwrap_err();
+        assert_eq!(err.msg, "CNI veth created for bridge br-t was not found");
+    }
+
+    #[test]
+    fn fake_check_reports_what_is_missing() {
+        type Breakage = fn(&Fake);
+        let cases: [(&str, Breakage, &str); 4] = [
+            (
+                "bridge not a bridge",
+                |f| {
+                    for l in f.state_mut().links.iter_mut() {
+                        if l.link.name == "br-t" {
+                            l.link.kind = LinkKind::Device;
+                        }
+                    }
+                },
+                "Interface br-t does not have link type of bridge",
+            ),
+            (
+                "promiscuous bridge",
+                |f| {
+                    for l in f.state_mut().links.iter_mut() {
+                        if l.link.name == "br-t" {
+                            l.promisc = true;
+                        }
+                    }
+                },
+                "Bridge interface br-t configured Promisc Mode false doesn't match current state: true ",
+            ),
+            (
+                "address gone",
+                |f| {
+                    for l in f.state_mut().links.iter_mut() {
+                        l.addrs.retain(|a| a.to_string() != "fd00:222:30::7/64");
+                    }
+                },
+                "Failed to match addr fd00:222:30::7/64 on interface eth0",
+            ),
+            (
+                "route gone",
+                |f| f.state_mut().routes.retain(|(_, r)| r.dst.is_ipv6()),
+                "Expected Route 0.0.0.0/0 not found in routing table",
+            ),
+        ];
+        for (what, break_it, msg) in cases {
+            let (fake, args) = added();
+            break_it(&fake);
+            let err = check(&args, &mut fake.clone()).unwrap_err();
+            assert_eq!(err.msg, msg, "{what}");
+        }
+    }
+
+    #[test]
+    fn fake_check_reports_missing_masquerade_rules_and_a_failing_ipam_check() {
+        let (fake, args) = added();
+        fake.state_mut().rules.clear();
+        let err = check(&args, &mut fake.clone()).unwrap_err();
+        assert_eq!(err.msg, "masquerading: rules missing");
+
+        let (fake, args) = added();
+        fake.fail_on("ipam: CHECK");
+        let err = check(&args, &mut fake.clone()).unwrap_err();
+        assert!(err.msg.contains("injected failure of ipam: CHECK"), "{err}");
+        // Nothing of the kernel is asked before IPAM CHECK but the netns open.
+        assert_eq!(fake.take_calls().len(), 2);
+    }
+}

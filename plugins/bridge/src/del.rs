@@ -79,3 +79,112 @@ fn finish_removal(removal: LinkRemoval, ifname: &str) -> std::result::Result<Res
             .context(|| format!("failed to delete {ifname:?}"))
     })
 }
+
+/// DEL against the recording fake ([`crate::fake`]). No root, no kernel.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use cni::netns::NetnsState;
+    use cni::plugin::Command;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::fake::{Fake, HOST, NETNS, cmd, ipam_result};
+
+    fn conf() -> Value {
+        json!({"name": "n", "bridge": "br-t", "isGateway": true, "ipMasq": true,
+               "macspoofchk": true, "ipam": {"type": "host-local"}})
+    }
+
+    /// A fake after a successful ADD of [`conf`].
+    fn added() -> Fake {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.20.7/24"]));
+        crate::add::add(&cmd(Command::Add, conf()), &mut fake.clone()).unwrap();
+        fake.take_calls();
+        fake
+    }
+
+    #[test]
+    fn fake_del_removes_the_link_allocation_and_rules() {
+        let fake = added();
+        del(&cmd(Command::Del, conf()), &mut fake.clone()).unwrap();
+        assert_eq!(
+            fake.take_calls(),
+            [
+                format!("{HOST}: open netns {NETNS}"),
+                format!("{NETNS}: delete link eth0 (unlisted)"),
+                "ipam: DEL host-local".to_string(),
+                "nft: spoofcheck teardown ctr1-eth0".to_string(),
+                "nft: masq teardown ctr1".to_string(),
+            ]
+        );
+        // Both ends of the veth are gone; the bridge stays.
+        assert_eq!(fake.link_names(HOST), ["br-t"]);
+        assert!(fake.link_names(NETNS).is_empty());
+        assert!(fake.state().rules.is_empty());
+    }
+
+    #[test]
+    fn fake_del_with_a_missing_netns_still_removes_allocation_and_rules() {
+        for state in [
+            NetnsState::Missing,
+            NetnsState::NotNamespace,
+            NetnsState::Namespace,
+        ] {
+            let fake = added();
+            // Gone between the runtime's inspection and the open: the same as missing.
+            fake.without_netns(NETNS);
+            let mut args = cmd(Command::Del, conf());
+            args.netns_state = Some(state);
+            del(&args, &mut fake.clone()).unwrap();
+            let calls = fake.take_calls();
+            assert_eq!(
+                calls.iter().filter(|c| !c.starts_with(HOST)).collect::<Vec<_>>(),
+                [
+                    "ipam: DEL host-local",
+                    "nft: spoofcheck teardown ctr1-eth0",
+                    "nft: masq teardown ctr1",
+                ],
+                "{state:?}"
+            );
+            assert!(fake.state().rules.is_empty(), "{state:?}");
+        }
+    }
+
+    #[test]
+    fn fake_del_goes_on_past_failures_and_reports_them_all() {
+        let fake = added();
+        fake.fail_on("ipam: DEL").fail_on("delete link eth0");
+        let err = del(&cmd(Command::Del, conf()), &mut fake.clone()).unwrap_err();
+        // The link's error first, then the others in its details.
+        assert_eq!(err.msg, "failed to delete \"eth0\"");
+        assert!(
+            err.details.contains("injected failure of ipam: DEL host-local"),
+            "{err:?}"
+        );
+        let calls = fake.take_calls();
+        assert!(calls.contains(&"nft: spoofcheck teardown ctr1-eth0".to_string()));
+        assert!(calls.contains(&"nft: masq teardown ctr1".to_string()));
+        assert!(fake.state().rules.is_empty());
+    }
+
+    #[test]
+    fn fake_del_without_ipam_or_rules_only_removes_the_link() {
+        let fake = Fake::new();
+        let conf = json!({"name": "n", "bridge": "br-t"});
+        crate::add::add(&cmd(Command::Add, conf.clone()), &mut fake.clone()).unwrap();
+        fake.take_calls();
+        del(&cmd(Command::Del, conf.clone()), &mut fake.clone()).unwrap();
+        assert_eq!(
+            fake.take_calls(),
+            [
+                format!("{HOST}: open netns {NETNS}"),
+                format!("{NETNS}: delete link eth0 (unlisted)"),
+            ]
+        );
+        // A second DEL finds nothing and is fine.
+        del(&cmd(Command::Del, conf), &mut fake.clone()).unwrap();
+    }
+}
