@@ -455,9 +455,18 @@ check_net_task() {
   echo "$out" | grep -qx "HOSTNAME=$cid" || fail "$name: hostname is not the container id $cid: $(echo "$out" | grep HOSTNAME=)"
   echo "$out" | grep -qE "^${ip}[[:space:]]+${cid}\$" || fail "$name: /etc/hosts has no '$ip $cid' line: $(echo "$out" | sed -n '/^--hosts/,/^--resolv/p' | tr '\n' '|')"
   echo "$out" | grep -qx "nameserver $ns" || fail "$name: /etc/resolv.conf lacks 'nameserver $ns': $(echo "$out" | sed -n '/^--resolv/,$p' | tr '\n' '|')"
+  # /etc/resolv.conf is a plain bind of the isolator's file, as the built-in's:
+  # its mount takes the flags of the mount it comes from, none added.
+  local got want f
+  got=$(echo "$out" | sed -n 's/^RESOLV_MOUNT=//p')
+  want=$(findmnt -no VFS-OPTIONS -T "$rt/isolators/network/cni")
+  for f in nosuid nodev noexec; do
+    case ",$got," in *",$f,"*) case ",$want," in *",$f,"*) ;; *) fail "$name: /etc/resolv.conf is mounted '$got', with $f that its source's mount ('$want') lacks" ;; esac ;; esac
+  done
+  [ -n "$got" ] || fail "$name: /etc/resolv.conf is not a mount of its own in the task"
 }
 # What a networked task prints.
-net_cmd='ip -o -4 addr show; echo HOSTNAME=$(hostname); echo --hosts; cat /etc/hosts; echo --resolv; cat /etc/resolv.conf; echo --end'
+net_cmd='ip -o -4 addr show; echo HOSTNAME=$(hostname); echo --hosts; cat /etc/hosts; echo --resolv; cat /etc/resolv.conf; echo --end; awk '"'"'$5 == "/etc/resolv.conf" {print "RESOLV_MOUNT=" $6}'"'"' /proc/self/mountinfo'
 
 # ---------------------------------------------------------------- configs
 bridge_conf() { # NAME VERSION BRIDGE PREFIX
@@ -689,6 +698,15 @@ s6() {
   echo "$msg" | grep -q 'e2e-rm' || fail "s6-rm2: the message does not name the network: $msg"
   assert_clean s6-rm2
   mv "$work/e2e-rm.conf.removed" "$conf/e2e-rm.conf"
+  # A network whose plugin binary is missing: the task fails and says which
+  # plugin (the built-in isolator names it too).
+  jq -n '{cniVersion: "1.0.0", name: "e2e-noplug", type: "rcni-e2e-missing"}' >"$conf/e2e-noplug.conf"
+  run_task s6-noplug --name=s6-noplug --networks=e2e-noplug --resources='cpus:0.1;mem:64' --command='true'
+  want_final s6-noplug TASK_FAILED
+  msg=$(messages s6-noplug | tr '\n' ' ')
+  echo "$msg" | grep -q 'rcni-e2e-missing' || fail "s6-noplug: the message does not name the missing plugin: $msg"
+  rm -f "$conf/e2e-noplug.conf"
+  assert_clean s6-noplug
 }
 
 s7() {
