@@ -131,14 +131,29 @@ impl Drop for Sockets {
 /// next plugin's ADD) would queue behind that grace period. Once our own grace periods are
 /// over, the destroy work queued by our commits has run on its own and the release is quick.
 pub fn hand_over(fds: Vec<OwnedFd>) {
+    hand_over_after(fds, None);
+}
+
+/// [`hand_over`], with the child waiting, after it has closed every other descriptor, until
+/// `gate` reads end-of-file (its writers are all closed) before its grace periods. For a
+/// caller that must know the child's state without timing it, as the tests do: while the
+/// gate's write end is open, the child is alive, holds `fds` and nothing else.
+pub fn hand_over_gated(fds: Vec<OwnedFd>, gate: OwnedFd) {
+    hand_over_after(fds, Some(gate));
+}
+
+fn hand_over_after(fds: Vec<OwnedFd>, gate: Option<OwnedFd>) {
     let mut keep: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    keep.extend(gate.as_ref().map(|g| g.as_raw_fd()));
     keep.sort_unstable();
     spawn_child(Job {
         keep,
-        work: Work::Release,
+        work: Work::Release {
+            gate: gate.as_ref().map(|g| g.as_raw_fd()),
+        },
     });
     // Our copies go; with a child they were not the last ones (without one, the wait is ours).
-    drop(fds);
+    drop((fds, gate));
 }
 
 /// What a detached child does.
@@ -149,8 +164,9 @@ struct Job {
 }
 
 enum Work {
-    /// Wait out the grace periods, then exit, releasing `keep`.
-    Release,
+    /// Wait for end-of-file on `gate` when there is one, then out the grace periods, then
+    /// exit, releasing `keep`.
+    Release { gate: Option<RawFd> },
     /// Send `request` on `sock`, then report the errno of the kernel's ACK on `status`.
     DeleteLink {
         sock: RawFd,
@@ -192,7 +208,12 @@ unsafe fn run_job(job: &Job) {
     unsafe {
         close_all_except(&job.keep);
         match &job.work {
-            Work::Release => wait_grace_periods(),
+            Work::Release { gate } => {
+                if let Some(gate) = *gate {
+                    wait_for_eof(gate);
+                }
+                wait_grace_periods()
+            }
             Work::DeleteLink {
                 sock,
                 status,
@@ -220,6 +241,22 @@ unsafe fn wait_grace_periods() {
             };
             // SAFETY: `pause` lives across the call; no remainder is asked for.
             unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+            return;
+        }
+    }
+}
+
+/// Reads `fd` until end-of-file or an error other than `EINTR`.
+///
+/// # Safety
+/// As [`run_job`]; `fd` is a descriptor the child kept.
+unsafe fn wait_for_eof(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: `buf` is writable for its whole length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: reading errno is async-signal-safe.
+        if n == 0 || (n < 0 && unsafe { *libc::__errno_location() } != libc::EINTR) {
             return;
         }
     }

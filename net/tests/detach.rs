@@ -70,24 +70,26 @@ fn eof_at(mut r: std::fs::File) -> std::sync::mpsc::Receiver<Instant> {
 #[test]
 fn hand_over_keeps_only_the_given_descriptors_and_exits() {
     // A descriptor not handed over: the child closes its copy at once, so once the test
-    // closes its own, the reader sees EOF while the child still waits its grace periods.
+    // closes its own, the reader sees EOF while the child is still alive.
     let (other_r, other_w) = pipe();
-    // A descriptor handed over: its write end lives on in the child until the child exits,
-    // after at least one RCU grace period.
+    // A descriptor handed over: its write end lives on in the child until the child exits.
     let (kept_r, kept_w) = pipe();
+    // The gate holds the child (alive, holding `kept_w`) until the test closes `gate_w`: no
+    // timing decides what is checked.
+    let (gate_r, gate_w) = pipe();
     let (other_eof, kept_eof) = (eof_at(other_r), eof_at(kept_r));
-    detach::hand_over(vec![kept_w]);
+    detach::hand_over_gated(vec![kept_w], OwnedFd::from(gate_r));
     drop(other_w);
-    let limit = Duration::from_secs(5);
-    let other = other_eof
+    let limit = Duration::from_secs(30);
+    other_eof
         .recv_timeout(limit)
-        .expect("EOF of the descriptor not handed over");
-    let kept = kept_eof
-        .recv_timeout(limit)
-        .expect("EOF of the handed-over descriptor: the child exits");
-    // Had the child kept every descriptor, both EOFs would come together when it exits.
+        .expect("the child closed the descriptor it was not given");
     assert!(
-        kept.saturating_duration_since(other) > Duration::from_millis(1),
-        "the child closed what it was not given before its grace-period wait"
+        kept_eof.try_recv().is_err(),
+        "the handed-over descriptor was closed while the child was held alive"
     );
+    drop(gate_w);
+    kept_eof
+        .recv_timeout(limit)
+        .expect("EOF of the handed-over descriptor: the child exits once the gate opens");
 }
