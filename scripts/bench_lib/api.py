@@ -110,6 +110,9 @@ class Column:
         self.dir = dirs.get(kind, "")
         self.tmpdir = tmpdir  # private scratch dir for this column, removed at the end
         self.state: dict = {}  # anything prepare() wants to keep for the runs / cleanup()
+        # The busy host's foreign state for the column's host namespace (None: an empty host;
+        # the floor column never needs it).
+        self.foreign = harness.foreign if kind != "floor" else None
         self._h = harness
 
     def exec(self, e: Exec) -> ExecResult:

@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from . import binaries, netns, report
+from .foreign import Foreign
 from .proc import have_gnu_time
 from .runner import Harness
 
@@ -44,6 +45,12 @@ def parse(argv):
     p.add_argument("--no-build", action="store_true", help="never build, even if binaries are missing")
     p.add_argument("--list", action="store_true", help="list registered scenarios and exit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--busy", action="store_true",
+                   help="each column's throw-away host namespace first gets a busy host's foreign "
+                        "state: 1,000 iptables nat rules of another owner, 20 other nftables "
+                        "tables, 100,000 conntrack entries (bench_lib/foreign.py)")
+    p.add_argument("--busy-conntrack", type=int, default=100_000, metavar="N",
+                   help="conntrack entries for --busy (default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -134,8 +141,10 @@ def main(argv=None) -> int:
     rss_note = None
     if rss and not have_gnu_time():
         rss, rss_note = False, "GNU time (/usr/bin/time, Debian package `time`) not found"
+    foreign = Foreign(conntrack=a.busy_conntrack) if a.busy else None
     h = Harness({"rcni": rcni_dir, "go": go_dir}, tmproot, warmup=a.warmup, rss_runs=a.rss_runs,
-                runs_override=a.runs, progress=not a.quiet and sys.stderr.isatty(), rss=rss)
+                runs_override=a.runs, progress=not a.quiet and sys.stderr.isatty(), rss=rss,
+                foreign=foreign)
 
     def cleanup():
         h.netns.remove_all()
@@ -184,6 +193,7 @@ def main(argv=None) -> int:
             "rss_runs": a.rss_runs if rss else 0,
             "timing": "perf_counter_ns around os.posix_spawn + os.wait4; stdin pipe, stdout/stderr memfd",
             "elapsed_s": round(time.monotonic() - t0, 1),
+            "host": foreign.describe() if foreign else "empty throw-away host namespaces",
         },
         "floor_rss_kb": floor_rss,
         "scenarios": results,

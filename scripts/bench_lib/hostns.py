@@ -55,7 +55,9 @@ def remove_stale() -> None:
 
 
 class HostNetns:
-    def __init__(self, tag: str):
+    def __init__(self, tag: str, foreign=None):
+        """`foreign` (a bench_lib.foreign.Foreign, from `col.foreign`): a busy host's
+        foreign state to put in first (`scripts/bench --busy`)."""
         remove_stale()
         self.name = "%s%d-%s" % (PREFIX, os.getpid(), tag)
         self.path = os.path.join(NETNS_DIR, self.name)
@@ -63,6 +65,8 @@ class HostNetns:
         _ip("netns", "add", self.name)
         _live[self.name] = self
         _ip("-n", self.name, "link", "set", "lo", "up")
+        if foreign is not None:
+            foreign.populate(self)
 
     def sh(self, *argv: str, check: bool = True, input: bytes | None = None):
         """Runs a command inside the namespace (untimed helper)."""

@@ -67,6 +67,7 @@ def human(doc: dict) -> str:
         "rcni bench  %s  kernel %s  %d cpus  python %s" % (m["date"], m["kernel"], m["cpus"], m["python"]),
         "rcni: %s" % (m["rcni_dir"] or "-"),
         "go:   %s%s" % (m["go_dir"] or "-", ("  (%s)" % m["go_version"]) if m.get("go_version") else ""),
+        "host: %s" % m.get("host", "-"),
         "times in ms per timed step (spawn..wait4); floor = /bin/true with the same env+stdin, same runs",
         "",
     ]

@@ -72,7 +72,8 @@ def _per_exec(per: list, labels: Optional[list]) -> Optional[list]:
 
 class Harness:
     def __init__(self, dirs: dict, tmproot: str, warmup: int = 3, rss_runs: int = 5, verify_runs: int = 2,
-                 runs_override: Optional[int] = None, progress: bool = True, rss: bool = True):
+                 runs_override: Optional[int] = None, progress: bool = True, rss: bool = True,
+                 foreign=None):
         self.dirs = dirs  # {"rcni": dir or None, "go": dir or None}
         self.tmproot = tmproot
         self.warmup = warmup
@@ -86,6 +87,7 @@ class Harness:
         self._labels: dict = {}  # column kind -> ["plugin COMMAND", ...] of its timed step
         self._gnu_time = proc.have_gnu_time() if rss else False
         self.floor_rss_kb: Optional[int] = None
+        self.foreign = foreign  # bench_lib.foreign.Foreign for --busy, else None
 
     # -- helpers used by scenario code -------------------------------------------------
     def sh(self, argv: list, check: bool = True, input: Optional[bytes] = None):

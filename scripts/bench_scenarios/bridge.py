@@ -40,7 +40,7 @@ def _prepare(col):
     data = os.path.join(col.tmpdir, "data")
     os.makedirs(data, mode=0o755)
     col.state["data_dir"] = data
-    col.state["host"] = HostNetns("br-%s" % col.kind)
+    col.state["host"] = HostNetns("br-%s" % col.kind, foreign=col.foreign)
 
 
 def _cleanup(col):

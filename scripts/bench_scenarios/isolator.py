@@ -68,7 +68,7 @@ def _prepare(col):
                             "dataDir": os.path.join(col.tmpdir, "ipam")}}, f)
     col.state["conf"] = conf
     col.state["root"] = os.path.join(col.tmpdir, "run", "isolators", "network", "cni")
-    col.state["host"] = HostNetns("iso-%s" % col.kind)
+    col.state["host"] = HostNetns("iso-%s" % col.kind, foreign=col.foreign)
 
 
 def _cleanup(col):

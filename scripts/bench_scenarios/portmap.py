@@ -66,7 +66,7 @@ def _pm_conf(prev: dict, ports: list, backend: str | None) -> dict:
 
 def _host(tag: str):
     def prepare(col):
-        h = HostNetns("%s-%s" % (tag, col.kind))
+        h = HostNetns("%s-%s" % (tag, col.kind), foreign=col.foreign)
         col.state["host"] = h
         h.sh("ip", "link", "add", "pmd0", "type", "bridge")  # no dummy module here
         h.sh("ip", "addr", "add", "10.222.208.1/20", "dev", "pmd0")
