@@ -21,21 +21,34 @@ fn track_connections(ns: &TestNetns) {
     NetfilterSocket::new_in(&ns.open()).unwrap().apply(&b).unwrap();
 }
 
-fn send_udp(from: &TestNetns, bind: &str, to: SocketAddr) {
+/// Sends one datagram from `from` to `to` in `server` and returns once `server` has received
+/// it: by then the server's conntrack entry exists (made on the way in, before delivery), so
+/// no timing decides what the dump that follows sees (neighbour discovery may hold the first
+/// packet back for a while).
+fn send_udp(from: &TestNetns, bind: &str, to: SocketAddr, server: &TestNetns) {
+    let listener = server.open().run(|| UdpSocket::bind(to).unwrap()).unwrap();
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     from.open()
         .run(|| {
             let s = UdpSocket::bind(bind).unwrap();
             s.send_to(b"ping", to).unwrap();
         })
         .unwrap();
+    let mut buf = [0u8; 8];
+    let (n, _) = listener
+        .recv_from(&mut buf)
+        .expect("the datagram reached the server");
+    assert_eq!(&buf[..n], b"ping");
 }
 
 fn setup() -> (TestNetns, TestNetns) {
     let client = TestNetns::with_lo_up();
     let server = TestNetns::with_lo_up();
     veth(&client, "c-s", "10.222.3.1/24", &server, "s-c", "10.222.3.2/24");
-    client.exec(&["ip", "addr", "add", "fd00:de:3::1/64", "dev", "c-s", "nodad"]);
-    server.exec(&["ip", "addr", "add", "fd00:de:3::2/64", "dev", "s-c", "nodad"]);
+    client.exec(&["ip", "addr", "add", "fd00:222:3::1/64", "dev", "c-s", "nodad"]);
+    server.exec(&["ip", "addr", "add", "fd00:222:3::2/64", "dev", "s-c", "nodad"]);
     track_connections(&server);
     (client, server)
 }
@@ -45,8 +58,8 @@ fn setup() -> (TestNetns, TestNetns) {
 fn delete_udp_flows_by_port_and_address_v4() {
     let (client, server) = setup();
     let dst: IpAddr = "10.222.3.2".parse().unwrap();
-    send_udp(&client, "10.222.3.1:0", SocketAddr::new(dst, 5353));
-    send_udp(&client, "10.222.3.1:0", SocketAddr::new(dst, 6000));
+    send_udp(&client, "10.222.3.1:0", SocketAddr::new(dst, 5353), &server);
+    send_udp(&client, "10.222.3.1:0", SocketAddr::new(dst, 6000), &server);
 
     let mut nf = NetfilterSocket::new_in(&server.open()).unwrap();
     let flows = nf.conntrack_flows(Family::V4).unwrap();
@@ -87,10 +100,16 @@ fn delete_udp_flows_v6_leaves_v4_alone() {
     let (client, server) = setup();
     send_udp(
         &client,
-        "[fd00:de:3::1]:0",
-        "[fd00:de:3::2]:5353".parse().unwrap(),
+        "[fd00:222:3::1]:0",
+        "[fd00:222:3::2]:5353".parse().unwrap(),
+        &server,
     );
-    send_udp(&client, "10.222.3.1:0", "10.222.3.2:5353".parse().unwrap());
+    send_udp(
+        &client,
+        "10.222.3.1:0",
+        "10.222.3.2:5353".parse().unwrap(),
+        &server,
+    );
 
     let mut nf = NetfilterSocket::new_in(&server.open()).unwrap();
     let v6 = nf.conntrack_flows(Family::V6).unwrap();
