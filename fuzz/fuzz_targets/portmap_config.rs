@@ -5,11 +5,11 @@ use libfuzzer_sys::fuzz_target;
 struct WithNft;
 
 impl portmap::config::HostFirewalls for WithNft {
-    fn has_nftables(&self) -> bool {
+    fn has_nftables(&mut self) -> bool {
         true
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = portmap::config::PortMapConf::parse(data, &WithNft);
+    let _ = portmap::config::PortMapConf::parse(data, &mut WithNft);
 });
