@@ -20,7 +20,7 @@ use cni::ResultExt;
 use cni::{Error, Result};
 use cni_net::Context;
 use cni_net::detach::Sockets;
-use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, priority};
+use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, ct_state, priority};
 use ipnetwork::IpNetwork;
 
 use crate::masquerade_iptables;
@@ -33,6 +33,9 @@ pub const TABLE: &str = "cni_plugins_masquerade";
 pub const CHECKS_CHAIN: &str = "masq_checks";
 /// The base chain.
 pub const POSTROUTING: &str = "postrouting";
+/// rcni's chain in Go's table that keeps the namespace's connection tracking on (see
+/// [`pin_rule`]); no hook, nothing jumps to it, so no packet ever runs it.
+pub const CONNTRACK_PIN_CHAIN: &str = "rcni_conntrack_pin";
 
 /// The backend the config names, else Go's default ([`default_backend`]), decided here
 /// where it is used rather than when the config is parsed.
@@ -52,25 +55,36 @@ pub fn default_backend() -> MasqBackend {
 /// The first half of a setup, which needs no address yet and so runs while IPAM does: what
 /// is already installed.
 pub enum Prepared {
-    /// nftables: whether the table and base chain must be (re)written, and the handles of
-    /// rules the attachment has from an earlier ADD.
-    Nftables { with_base: bool, stale: Vec<u64> },
+    /// nftables: whether the table and base chain must be (re)written, whether the
+    /// conntrack pin must be written, and the handles of rules the attachment has from an
+    /// earlier ADD.
+    Nftables {
+        with_base: bool,
+        with_pin: bool,
+        stale: Vec<u64>,
+    },
     /// iptables: all of it happens in [`install`].
     Iptables,
 }
 
-/// Reads what the attachment's setup depends on (two dumps on nftables, nothing on iptables).
+/// Reads what the attachment's setup depends on (three small dumps on nftables, nothing on
+/// iptables).
 pub fn prepare(sockets: &mut Sockets, backend: MasqBackend, att: &Attachment) -> Result<Prepared> {
     match backend {
         MasqBackend::Iptables => Ok(Prepared::Iptables),
         MasqBackend::Nftables => {
             let nft = nft_socket(sockets)?;
             let with_base = !base_is_current(nft)?;
+            let with_pin = with_base || !pin_is_current(nft)?;
             let stale = rules_with_prefix(nft, &att.nft_hash())?
                 .into_iter()
                 .map(|(h, _)| h)
                 .collect();
-            Ok(Prepared::Nftables { with_base, stale })
+            Ok(Prepared::Nftables {
+                with_base,
+                with_pin,
+                stale,
+            })
         }
     }
 }
@@ -80,8 +94,12 @@ pub fn prepare(sockets: &mut Sockets, backend: MasqBackend, att: &Attachment) ->
 pub fn install(sockets: &mut Sockets, prepared: Prepared, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
     match prepared {
         Prepared::Iptables => masquerade_iptables::setup(sockets, att, ips),
-        Prepared::Nftables { with_base, stale } => {
-            let batch = setup_batch(att, ips, &stale, with_base)?;
+        Prepared::Nftables {
+            with_base,
+            with_pin,
+            stale,
+        } => {
+            let batch = setup_batch(att, ips, &stale, with_base, with_pin)?;
             nft_socket(sockets)?
                 .apply(&batch)
                 .context(|| "failed to set up masquerading with nftables".to_string())
@@ -103,14 +121,21 @@ fn postrouting_rules() -> Result<Vec<Rule>> {
 }
 
 /// The batch for one attachment: with `with_base`, (re)creates the table and both chains and
-/// rewrites `postrouting` (what Go does on every ADD); then replaces the attachment's `stale`
-/// rules (handles) and adds one rule per address to `masq_checks`.
+/// rewrites `postrouting` (what Go does on every ADD); with `with_pin`, (re)writes the
+/// conntrack pin ([`pin_rule`]); then replaces the attachment's `stale` rules (handles) and
+/// adds one rule per address to `masq_checks`.
 ///
 /// Without `with_base` the batch holds only rule additions (and deletions of stale rules), so
 /// the kernel has nothing to free after an RCU grace period: touching an existing chain is an
 /// update whose transaction is freed by a deferred work, and closing the socket waits for that
 /// work (5-7 ms measured).
-pub fn setup_batch(att: &Attachment, ips: &[IpNetwork], stale: &[u64], with_base: bool) -> Result<Batch> {
+pub fn setup_batch(
+    att: &Attachment,
+    ips: &[IpNetwork],
+    stale: &[u64],
+    with_base: bool,
+    with_pin: bool,
+) -> Result<Batch> {
     let f = Family::Inet;
     let mut batch = Batch::new();
     if with_base {
@@ -132,6 +157,15 @@ pub fn setup_batch(att: &Attachment, ips: &[IpNetwork], stale: &[u64], with_base
             batch.add_rule(rule);
         }
     }
+    if with_pin {
+        batch
+            .add_chain(
+                Chain::new(f, TABLE, CONNTRACK_PIN_CHAIN)
+                    .comment("rcni: keeps connection tracking on between containers (never evaluated)"),
+            )
+            .flush_chain(f, TABLE, CONNTRACK_PIN_CHAIN)
+            .add_rule(pin_rule());
+    }
     for handle in stale {
         batch.delete_rule(f, TABLE, CHECKS_CHAIN, *handle);
     }
@@ -152,6 +186,31 @@ fn address_rule(ip: IpNetwork, comment: &str) -> Result<Rule> {
         .daddr_ne(subnet)
         .masquerade()
         .comment(comment.to_string()))
+}
+
+/// The one rule of [`CONNTRACK_PIN_CHAIN`]: a `ct state` match, whose expression holds a
+/// reference on the namespace's connection tracking for IPv4 and IPv6 for as long as it
+/// exists.
+///
+/// Why: each `masquerade` rule in this (inet) table holds such a reference too, and when the
+/// count goes from 0 to 1 the kernel walks the whole conntrack table (`nf_ct_netns_do_get`
+/// fixing up TCP window tracking, `nf_ct_iterate_cleanup`). Without the pin, every ADD after
+/// the last masqueraded container of the host went paid that walk: 90-100 ms with 100,000
+/// conntrack entries (`scripts/bench --busy`, bridge-masq-add), against 4 ms on an empty host.
+/// With it the walk happens once, when the pin is first written. The price: conntrack stays
+/// registered in the host namespace for both families while the table exists, as it is
+/// anyway while any masqueraded container is attached.
+fn pin_rule() -> Rule {
+    Rule::new(Family::Inet, TABLE, CONNTRACK_PIN_CHAIN).ct_state(ct_state::ESTABLISHED)
+}
+
+/// Whether the pin chain holds its one rule.
+fn pin_is_current(nft: &mut NetfilterSocket) -> Result<bool> {
+    match nft.rules(Family::Inet, TABLE, CONNTRACK_PIN_CHAIN) {
+        Ok(rules) => Ok(rules.len() == 1),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e).context(|| format!("cannot list the rules of inet {TABLE} {CONNTRACK_PIN_CHAIN}")),
+    }
 }
 
 /// Whether `postrouting` exists and holds exactly our rules (compared by their expression
@@ -317,8 +376,8 @@ mod tests {
             "10.222.0.5/24".parse().unwrap(),
             "fd00:222::5/64".parse().unwrap(),
         ];
-        for with_base in [true, false] {
-            let batch = setup_batch(&att, &ips, &[7], with_base).unwrap();
+        for (with_base, with_pin) in [(true, true), (false, true), (false, false)] {
+            let batch = setup_batch(&att, &ips, &[7], with_base, with_pin).unwrap();
             batch.encode(1).unwrap();
         }
     }

@@ -983,6 +983,10 @@ fn masquerade_base_chain_is_written_only_when_missing_or_different() {
     assert!(!nft.contains("id: cidb"), "{nft}");
     assert!(w.host_veths().is_empty());
     assert!(w.reservations().is_empty());
+    // The conntrack pin stays with the table, one rule, written once (not per ADD): without
+    // it the next ADD would make the kernel walk the whole conntrack table again.
+    assert!(nft.contains("chain rcni_conntrack_pin"), "{nft}");
+    assert_eq!(nft.matches("ct state established").count(), 1, "{nft}");
 }
 
 /// Runs `sh -c script` inside `ns` and returns its stdout.
