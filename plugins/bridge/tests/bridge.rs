@@ -20,12 +20,13 @@ fn bridge_name() -> String {
 }
 
 /// The worlds here use Go's host-local; without it a test says so and returns.
-fn go_plugins_missing() -> bool {
-    if go_plugin("host-local").is_none() {
-        eprintln!("SKIPPED: Go plugins not installed in {GO_PLUGIN_DIR}");
-        return true;
-    }
-    false
+/// Go's plugins are a prerequisite of these tests (scripts/test.sh installs them): without
+/// them a test fails and says so, never passes without having run.
+fn require_go_plugins() {
+    assert!(
+        go_plugin("host-local").is_some(),
+        "Go plugins not installed in {GO_PLUGIN_DIR} (apt-get install containernetworking-plugins)"
+    );
 }
 
 fn ours() -> PathBuf {
@@ -176,9 +177,7 @@ fn dual() -> Value {
 #[test]
 #[ignore = "needs root"]
 fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     for (label, ranges) in [("v4", v4()), ("v6", v6()), ("dual", dual())] {
         let w = World::new();
         let conf = w.conf("1.0.0", ranges, json!({"isDefaultGateway": true}));
@@ -282,9 +281,7 @@ fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
 #[test]
 #[ignore = "needs root"]
 fn results_at_every_spec_version() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     for (i, version) in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"]
         .iter()
@@ -332,9 +329,7 @@ fn results_at_every_spec_version() {
 #[test]
 #[ignore = "needs root"]
 fn failing_add_after_ipam_undoes_everything() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     // The bridge already carries a different IPv4 address: the gateway cannot be set, after
     // IPAM allocated and the container was configured.
@@ -400,9 +395,7 @@ fn failing_add_after_ipam_undoes_everything() {
 #[test]
 #[ignore = "needs root"]
 fn del_without_netns_releases_address_and_rules() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     for backend in ["nftables", "iptables"] {
         let w = World::new();
         let conf = w.conf(
@@ -453,9 +446,7 @@ fn del_without_netns_releases_address_and_rules() {
 #[test]
 #[ignore = "needs root"]
 fn go_del_removes_ours_and_ours_removes_gos() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     // Go 1.1.1 masquerades with iptables only.
     for (adder, deleter) in [(ours(), go("bridge")), (go("bridge"), ours())] {
         let w = World::new();
@@ -489,9 +480,7 @@ fn go_del_removes_ours_and_ours_removes_gos() {
 #[test]
 #[ignore = "needs root"]
 fn our_bridge_over_go_static_and_go_bridge_over_our_host_local() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     let c = Netns::new();
     let p = c.path().to_str().unwrap();
@@ -540,9 +529,7 @@ fn our_bridge_over_go_static_and_go_bridge_over_our_host_local() {
 #[test]
 #[ignore = "needs root"]
 fn l2_only_vlan_trunk_promisc_and_disabled_container_interface() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     let c = Netns::new();
     let p = c.path().to_str().unwrap();
@@ -669,9 +656,7 @@ fn l2_only_vlan_trunk_promisc_and_disabled_container_interface() {
 #[test]
 #[ignore = "needs root"]
 fn mac_from_runtime_config_and_hairpin_and_isolation() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     let c = Netns::new();
     let p = c.path().to_str().unwrap();
@@ -709,9 +694,7 @@ fn mac_from_runtime_config_and_hairpin_and_isolation() {
 #[test]
 #[ignore = "needs root"]
 fn gc_removes_masquerade_rules_of_attachments_not_valid() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     let conf = w.conf(
         "1.0.0",
@@ -761,9 +744,7 @@ fn gc_removes_masquerade_rules_of_attachments_not_valid() {
 #[test]
 #[ignore = "needs root"]
 fn flannel_style_two_hosts() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let (a, b) = (World::new(), World::new());
     let link = short_unique("rcl");
     sh(
@@ -877,9 +858,7 @@ fn postrouting_handles(host: &Netns) -> Vec<u64> {
 #[test]
 #[ignore = "needs root"]
 fn masquerade_base_chain_is_written_only_when_missing_or_different() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     let conf = w.conf(
         "1.0.0",
@@ -997,9 +976,7 @@ fn in_ns(ns: &Netns, script: &str) -> String {
 #[test]
 #[ignore = "needs root"]
 fn check_fails_when_masquerade_rules_are_missing() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     for backend in ["nftables", "iptables"] {
         let w = World::new();
         let conf = w.conf("1.0.0", dual(), json!({"ipMasq": true, "ipMasqBackend": backend}));
@@ -1147,14 +1124,12 @@ fn run_chain(
 #[test]
 #[ignore = "needs root"]
 fn go_tuning_bandwidth_and_firewall_chained_after_our_bridge() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     for name in ["tuning", "bandwidth", "firewall"] {
-        if go_plugin(name).is_none() {
-            eprintln!("SKIPPED: Go {name} not installed in {GO_PLUGIN_DIR}");
-            return;
-        }
+        assert!(
+            go_plugin(name).is_some(),
+            "Go {name} not installed in {GO_PLUGIN_DIR} (apt-get install containernetworking-plugins)"
+        );
     }
     let w = World::new();
     // Debian's Go meta plugins speak up to spec 1.0.0.
@@ -1231,10 +1206,11 @@ fn go_tuning_bandwidth_and_firewall_chained_after_our_bridge() {
 #[ignore = "needs root"]
 fn our_bridge_over_our_host_local_at_every_spec_version() {
     let host_local = target_bin_dir().join("host-local");
-    if !host_local.exists() {
-        eprintln!("SKIPPED: {} is not built", host_local.display());
-        return;
-    }
+    assert!(
+        host_local.exists(),
+        "{} is not built (cargo build --workspace)",
+        host_local.display()
+    );
     let ours_only = target_bin_dir().display().to_string();
     let w = World::new();
     for (i, version) in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -1296,9 +1272,7 @@ fn our_bridge_over_our_host_local_at_every_spec_version() {
 #[test]
 #[ignore = "needs root"]
 fn macspoofchk_for_two_containers_that_ping_then_del_leaves_only_the_base_chain() {
-    if go_plugins_missing() {
-        return;
-    }
+    require_go_plugins();
     let w = World::new();
     let conf = w.conf("1.0.0", v4(), json!({"macspoofchk": true}));
     let (c1, c2) = (Netns::new(), Netns::new());
