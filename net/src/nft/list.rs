@@ -106,6 +106,19 @@ impl NetfilterSocket {
         }
     }
 
+    /// The rules of every chain of `table`, in one dump (the kernel filters it by table), each
+    /// chain's in order.
+    pub fn table_rules(&mut self, family: Family, table: &str) -> Result<Vec<RuleInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_RULE_TABLE
+        let replies = self.dump(nft_type(NFT_MSG_GETRULE), family.nfproto(), &a.buf)?;
+        Ok(replies
+            .iter()
+            .filter_map(parse_rule)
+            .filter(|r| r.family == family && r.table == table)
+            .collect())
+    }
+
     /// The rules of `chain` in `table`, in chain order. A missing table or chain lists as
     /// empty, so DEL needs no existence check first.
     pub fn rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {

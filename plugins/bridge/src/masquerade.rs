@@ -20,7 +20,9 @@ use cni::ResultExt;
 use cni::{Error, Result};
 use cni_net::Context;
 use cni_net::detach::Sockets;
-use cni_net::nft::{Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, Table, ct_state, priority};
+use cni_net::nft::{
+    Batch, Chain, ChainType, Family, Hook, NetfilterSocket, Rule, RuleInfo, Table, ct_state, priority,
+};
 use ipnetwork::IpNetwork;
 
 use crate::masquerade_iptables;
@@ -67,18 +69,25 @@ pub enum Prepared {
     Iptables,
 }
 
-/// Reads what the attachment's setup depends on (three small dumps on nftables, nothing on
-/// iptables).
+/// Reads what the attachment's setup depends on (one dump of the table's rules on nftables,
+/// nothing on iptables).
 pub fn prepare(sockets: &mut Sockets, backend: MasqBackend, att: &Attachment) -> Result<Prepared> {
     match backend {
         MasqBackend::Iptables => Ok(Prepared::Iptables),
         MasqBackend::Nftables => {
             let nft = nft_socket(sockets)?;
-            let with_base = !base_is_current(nft)?;
-            let with_pin = with_base || !pin_is_current(nft)?;
-            let stale = rules_with_prefix(nft, &att.nft_hash())?
-                .into_iter()
-                .map(|(h, _)| h)
+            let rules = match nft.table_rules(Family::Inet, TABLE) {
+                Ok(rules) => rules,
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(e).context(|| format!("cannot list the rules of inet {TABLE}")),
+            };
+            let in_chain = |chain: &'static str| rules.iter().filter(move |r| r.chain == chain);
+            let with_base = !base_matches(in_chain(POSTROUTING))?;
+            let with_pin = with_base || in_chain(CONNTRACK_PIN_CHAIN).count() != 1;
+            let prefix = att.nft_hash();
+            let stale = in_chain(CHECKS_CHAIN)
+                .filter(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix)))
+                .map(|r| r.handle)
                 .collect();
             Ok(Prepared::Nftables {
                 with_base,
@@ -204,25 +213,21 @@ fn pin_rule() -> Rule {
     Rule::new(Family::Inet, TABLE, CONNTRACK_PIN_CHAIN).ct_state(ct_state::ESTABLISHED)
 }
 
-/// Whether the pin chain holds its one rule.
-fn pin_is_current(nft: &mut NetfilterSocket) -> Result<bool> {
-    match nft.rules(Family::Inet, TABLE, CONNTRACK_PIN_CHAIN) {
-        Ok(rules) => Ok(rules.len() == 1),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e).context(|| format!("cannot list the rules of inet {TABLE} {CONNTRACK_PIN_CHAIN}")),
-    }
-}
-
 /// Whether `postrouting` exists and holds exactly our rules (compared by their expression
 /// sequences): then the table and `masq_checks` exist too (the `goto` pins the chain), and
 /// nothing but the attachment's rules needs sending.
 fn base_is_current(nft: &mut NetfilterSocket) -> Result<bool> {
-    let have = match nft.rules(Family::Inet, TABLE, POSTROUTING) {
-        Ok(rules) => rules,
-        Err(e) if e.is_not_found() => return Ok(false),
-        Err(e) => return Err(e).context(|| format!("cannot list the rules of inet {TABLE} {POSTROUTING}")),
-    };
+    match nft.rules(Family::Inet, TABLE, POSTROUTING) {
+        Ok(rules) => base_matches(rules.iter()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e).context(|| format!("cannot list the rules of inet {TABLE} {POSTROUTING}")),
+    }
+}
+
+/// Whether `have`, the rules of `postrouting` in order, are exactly ours.
+fn base_matches<'a>(have: impl Iterator<Item = &'a RuleInfo>) -> Result<bool> {
     let want = postrouting_rules()?;
+    let have: Vec<&RuleInfo> = have.collect();
     Ok(have.len() == want.len()
         && have.iter().zip(&want).all(|(h, w)| {
             h.comment.is_none()
