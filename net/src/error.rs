@@ -170,8 +170,12 @@ impl Error {
 impl From<Error> for cni::Error {
     fn from(e: Error) -> Self {
         let code = e.cni_code();
-        let msg = e.to_string();
-        cni::Error::caused_by(code, msg, e)
+        let mut out = cni::Error::caused_by(code, e.to_string(), e);
+        // The message is the error's own text: details keep only its causes, not a copy.
+        if let Some(causes) = out.details.strip_prefix(out.msg.as_str()) {
+            out.details = causes.trim_start_matches(": ").to_string();
+        }
+        out
     }
 }
 
@@ -211,6 +215,7 @@ mod tests {
         let gone: cni::Error = Error::kernel(libc::ENODEV, Some("no such device".into())).into();
         assert_eq!(gone.code, cni::Code::INTERNAL);
         assert!(gone.msg.contains("No such device"), "{gone}");
+        assert!(!gone.details.contains("No such device"), "text said once: {gone}");
         assert!(gone.find_source::<Error>().is_some_and(Error::is_not_found));
         let busy = Err::<(), _>(Error::kernel(libc::EAGAIN, None)).context(|| "failed to x".into());
         let busy = busy.unwrap_err();
