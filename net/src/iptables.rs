@@ -84,6 +84,9 @@ pub enum IptablesError {
     /// A chain name or rule argument cannot be written into a restore batch.
     #[error("invalid iptables argument: {0}")]
     Invalid(String),
+    /// Reading or changing the table in-process (iptables-nft's nf_tables table) failed.
+    #[error("nf_tables")]
+    Nft(#[source] crate::Error),
 }
 
 /// Runs the iptables tools, on the host or inside a network namespace (through
@@ -136,7 +139,7 @@ impl IptablesRunner {
             Some(i) => tables.swap_remove(i),
             None => SavedTable {
                 name: table.to_string(),
-                chains: Vec::new(),
+                ..SavedTable::default()
             },
         })
     }
@@ -167,6 +170,67 @@ impl IptablesRunner {
             match self.restore(family, &batch) {
                 Err(e) if attempt < UPDATE_ATTEMPTS && e.is_concurrent_change() => attempt += 1,
                 other => return other.map_err(UpdateError::Iptables),
+            }
+        }
+    }
+
+    /// [`IptablesRunner::update`], done in-process when `nft` is given, the runner is in the
+    /// caller's namespace and the host's iptables is iptables-nft (see
+    /// [`crate::iptables_nft`]): only the part of the table `scope` names is read (the
+    /// whole table when `build` asks beyond it), and the batch goes in as one nf_tables
+    /// transaction on `nft`. A batch outside what is written in-process goes to
+    /// `iptables-restore` as before.
+    pub fn update_with<E>(
+        &self,
+        nft: Option<&mut crate::nft::NetfilterSocket>,
+        family: Family,
+        table: &str,
+        scope: &crate::iptables_nft::Scope,
+        mut build: impl FnMut(&SavedTable) -> Result<Option<RestoreBatch>, E>,
+    ) -> Result<(), UpdateError<E>> {
+        use crate::iptables_nft::{self as xt, PlanError};
+        let in_process =
+            self.netns.is_none() && table == "nat" && self.available(family) && xt::is_xtables_nft(family);
+        let Some(nft) = nft.filter(|_| in_process) else {
+            return self.update(family, table, build);
+        };
+        let lock = update_lock().map_err(UpdateError::Iptables)?;
+        let nft_err = |e| UpdateError::Iptables(IptablesError::Nft(e));
+        let mut full = scope.all;
+        let mut attempt = 1;
+        loop {
+            let whole = xt::Scope::all();
+            let saved = xt::read(nft, family, table, if full { &whole } else { scope }).map_err(nft_err)?;
+            let built = build(&saved).map_err(UpdateError::Build)?;
+            if saved.missed() {
+                // Planned from a reading that lacked what `build` asked about.
+                full = true;
+                continue;
+            }
+            let Some(batch) = built else {
+                return Ok(());
+            };
+            let plan = match xt::plan(family, &saved, &batch) {
+                Ok(plan) => plan,
+                Err(PlanError::Unsupported(_) | PlanError::Invalid(_)) => {
+                    drop(lock);
+                    return self.update(family, table, build);
+                }
+                Err(PlanError::NotRead(_) | PlanError::NoSuchRule(..)) if !full => {
+                    full = true;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(UpdateError::Iptables(IptablesError::Invalid(e.to_string())));
+                }
+            };
+            match nft.apply(&plan) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < UPDATE_ATTEMPTS && concurrent_change(&e) => {
+                    attempt += 1;
+                    full = true;
+                }
+                Err(e) => return Err(nft_err(e)),
             }
         }
     }
@@ -208,6 +272,17 @@ impl IptablesRunner {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// Whether an nf_tables batch failed because another writer changed the table after our
+/// reading: a chain we create exists, a rule or chain we delete is gone, a chain we delete
+/// gained a rule or a jump.
+fn concurrent_change(e: &crate::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.errno(),
+        Some(Errno::EEXIST | Errno::ENOENT | Errno::EBUSY | Errno::ENOTEMPTY | Errno::ERESTART)
+    )
 }
 
 /// The lock file that serializes [`IptablesRunner::update`]s of rcni's plugins.
@@ -328,11 +403,17 @@ pub fn find_binary(program: &str) -> Result<PathBuf, IptablesError> {
         .ok_or_else(|| IptablesError::NotFound(program.to_string()))
 }
 
-/// A table as `iptables-save` printed it.
+/// A table as `iptables-save` printed it, or as it was read in-process from nf_tables
+/// (iptables-nft's tables, see [`crate::iptables_nft`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SavedTable {
     pub name: String,
     pub chains: Vec<SavedChain>,
+    /// Set when the table was read in-process: the family its rules are compared in (rules
+    /// are compared by their expressions, not their text).
+    pub(crate) nft_family: Option<Family>,
+    /// Set when only part of the table was read: what is known (see [`SavedTable::missed`]).
+    pub(crate) partial: Option<crate::iptables_nft::Known>,
 }
 
 /// A chain and its rules, in order.
@@ -342,11 +423,19 @@ pub struct SavedChain {
     /// `ACCEPT`/`DROP` for a built-in chain, None (`-`) for a user chain.
     pub policy: Option<String>,
     pub rules: Vec<SavedRule>,
+    /// The kernel's use count, when read in-process: the chain's rules plus the rules
+    /// that jump or go to it (see [`SavedTable::references`]).
+    pub use_count: Option<u32>,
 }
 
 /// One `-A CHAIN ...` line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SavedRule {
+    /// The nf_tables handle, when read in-process: what deleting the rule refers to.
+    pub handle: Option<u64>,
+    /// The decoded expressions, when read in-process (`None` there: a rule of another
+    /// writer this model cannot read, never equal to one of ours).
+    pub exprs: Option<Vec<crate::nft::Expr>>,
     pub chain: String,
     /// The rule text after `-A CHAIN `, as saved (quoted as the tool quotes it).
     pub spec: String,
@@ -359,22 +448,60 @@ pub struct SavedRule {
 }
 
 impl SavedTable {
+    /// The chain and its rules.
     pub fn chain(&self, name: &str) -> Option<&SavedChain> {
+        if let Some(known) = &self.partial {
+            known.need_rules(name);
+        }
+        self.find(name)
+    }
+
+    fn find(&self, name: &str) -> Option<&SavedChain> {
         self.chains.iter().find(|c| c.name == name)
     }
 
     pub fn has_chain(&self, name: &str) -> bool {
-        self.chain(name).is_some()
+        if let Some(known) = &self.partial {
+            known.need_chain(name);
+        }
+        self.find(name).is_some()
+    }
+
+    /// True when a caller asked about a chain the partial reading did not cover; the
+    /// reading is then repeated in full before anything planned from it is applied.
+    pub fn missed(&self) -> bool {
+        self.partial.as_ref().is_some_and(|k| k.missed())
     }
 
     /// Every rule of every chain.
     pub fn rules(&self) -> impl Iterator<Item = &SavedRule> {
+        if let Some(known) = &self.partial {
+            known.need_all();
+        }
         self.chains.iter().flat_map(|c| c.rules.iter())
     }
 
     /// Rules (any chain) whose target is `chain`.
     pub fn rules_jumping_to<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a SavedRule> + 'a {
-        self.rules().filter(move |r| r.target.as_deref() == Some(chain))
+        if let Some(known) = &self.partial {
+            known.need_jumps(chain);
+        }
+        self.chains
+            .iter()
+            .flat_map(|c| c.rules.iter())
+            .filter(move |r| r.target.as_deref() == Some(chain))
+    }
+
+    /// How many rules jump or go to `chain` (0 when it does not exist). Read in-process, the
+    /// kernel's count answers without listing the chains the jumps are in.
+    pub fn references(&self, chain: &str) -> usize {
+        match self.chain(chain) {
+            None => 0,
+            Some(c) => match c.use_count {
+                Some(used) => (used as usize).saturating_sub(c.rules.len()),
+                None => self.rules_jumping_to(chain).count(),
+            },
+        }
     }
 
     /// Rules (any chain) whose comment is exactly `comment`.
@@ -383,13 +510,24 @@ impl SavedTable {
             .filter(move |r| r.comment.as_deref() == Some(comment))
     }
 
-    /// True when `chain` has a rule with exactly these arguments.
+    /// True when `chain` has a rule with exactly these arguments (read in-process: a rule
+    /// with the expressions iptables-nft writes for them).
     pub fn has_rule<S: AsRef<str>>(&self, chain: &str, args: &[S]) -> bool {
-        self.chain(chain).is_some_and(|c| {
-            c.rules
-                .iter()
-                .any(|r| r.args.len() == args.len() && r.args.iter().zip(args).all(|(a, b)| a == b.as_ref()))
-        })
+        self.find_rule(chain, args).is_some()
+    }
+
+    /// The first rule of `chain` with exactly these arguments (see [`SavedTable::has_rule`]).
+    pub fn find_rule<S: AsRef<str>>(&self, chain: &str, args: &[S]) -> Option<&SavedRule> {
+        let c = self.chain(chain)?;
+        match self.nft_family {
+            None => c.rules.iter().find(|r| {
+                r.args.len() == args.len() && r.args.iter().zip(args).all(|(a, b)| a == b.as_ref())
+            }),
+            Some(family) => {
+                let want = crate::iptables_nft::translate(family, args).ok()?;
+                c.rules.iter().find(|r| r.exprs.as_ref() == Some(&want.exprs))
+            }
+        }
     }
 }
 
@@ -405,7 +543,7 @@ pub fn parse_save(text: &str) -> Result<Vec<SavedTable>, IptablesError> {
         if let Some(name) = line.strip_prefix('*') {
             tables.push(SavedTable {
                 name: name.to_string(),
-                chains: Vec::new(),
+                ..SavedTable::default()
             });
             continue;
         }
@@ -419,12 +557,15 @@ pub fn parse_save(text: &str) -> Result<Vec<SavedTable>, IptablesError> {
                     name,
                     policy,
                     rules: Vec::new(),
+                    use_count: None,
                 });
             }
         } else if let Some(rest) = line.strip_prefix("-A ") {
             let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
             let args = split_args(spec).ok_or_else(bad)?;
             let rule = SavedRule {
+                handle: None,
+                exprs: None,
                 chain: chain.to_string(),
                 spec: spec.to_string(),
                 comment: value_after(&args, "--comment"),
@@ -437,6 +578,7 @@ pub fn parse_save(text: &str) -> Result<Vec<SavedTable>, IptablesError> {
                     name: chain.to_string(),
                     policy: None,
                     rules: vec![rule],
+                    use_count: None,
                 }),
             }
         } else {
@@ -535,7 +677,29 @@ pub struct RestoreBatch {
     declares: Vec<String>,
     /// Command lines (`-N`, `-A`, `-I`, `-D`, `-F`, `-X`).
     lines: Vec<String>,
+    /// The same changes, structured, in the order they apply (declarations first), for the
+    /// in-process writer ([`crate::iptables_nft`]).
+    ops: Vec<BatchOp>,
     invalid: Option<String>,
+}
+
+/// One change of a [`RestoreBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    /// `:CHAIN - [0:0]`: create the chain, or flush it when it exists.
+    Declare(String),
+    /// `-N CHAIN`.
+    NewChain(String),
+    /// `-A CHAIN ARGS`.
+    Append(String, Vec<String>),
+    /// `-I CHAIN POS ARGS`.
+    Insert(String, u32, Vec<String>),
+    /// `-D CHAIN ARGS`; the handle when the rule was read in-process.
+    Delete(String, Vec<String>, Option<u64>),
+    /// `-F CHAIN`.
+    Flush(String),
+    /// `-X CHAIN`.
+    DeleteChain(String),
 }
 
 impl RestoreBatch {
@@ -545,8 +709,46 @@ impl RestoreBatch {
             table: table.into(),
             declares: Vec::new(),
             lines: Vec::new(),
+            ops: Vec::new(),
             invalid: None,
         }
+    }
+
+    /// The table the batch changes.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The changes in the order they apply.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// Why the batch cannot be applied, when a name in it is invalid.
+    pub fn invalid(&self) -> Option<&str> {
+        self.invalid.as_deref()
+    }
+
+    fn op(&mut self, op: BatchOp) {
+        if self.invalid.is_some() {
+            return;
+        }
+        match op {
+            // Declarations apply before every command line, as in the rendered text.
+            BatchOp::Declare(_) => {
+                let at = self
+                    .ops
+                    .iter()
+                    .take_while(|o| matches!(o, BatchOp::Declare(_)))
+                    .count();
+                self.ops.insert(at, op);
+            }
+            other => self.ops.push(other),
+        }
+    }
+
+    fn strings<S: AsRef<str>>(args: &[S]) -> Vec<String> {
+        args.iter().map(|a| a.as_ref().to_string()).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -591,12 +793,14 @@ impl RestoreBatch {
         if state.has_chain(chain) || planned {
             return self;
         }
+        self.op(BatchOp::NewChain(chain.to_string()));
         self.command::<&str>("-N", chain, None, &[])
     }
 
     /// `:CHAIN - [0:0]`: creates `chain`, or empties it when it exists.
     pub fn declare_chain(&mut self, chain: &str) -> &mut Self {
         if self.chain_ok(chain) {
+            self.op(BatchOp::Declare(chain.to_string()));
             self.declares.push(format!(":{chain} - [0:0]"));
         }
         self
@@ -605,6 +809,7 @@ impl RestoreBatch {
     /// `-A CHAIN ARGS...`: appends a rule; arguments are quoted as needed.
     pub fn append<S: AsRef<str>>(&mut self, chain: &str, args: impl IntoIterator<Item = S>) -> &mut Self {
         let args: Vec<S> = args.into_iter().collect();
+        self.op(BatchOp::Append(chain.to_string(), Self::strings(&args)));
         self.command("-A", chain, None, &args)
     }
 
@@ -620,6 +825,7 @@ impl RestoreBatch {
         if state.has_rule(chain, &args) {
             return self;
         }
+        self.op(BatchOp::Append(chain.to_string(), Self::strings(&args)));
         self.command("-A", chain, None, &args)
     }
 
@@ -631,6 +837,11 @@ impl RestoreBatch {
         args: impl IntoIterator<Item = S>,
     ) -> &mut Self {
         let args: Vec<S> = args.into_iter().collect();
+        self.op(BatchOp::Insert(
+            chain.to_string(),
+            position.max(1),
+            Self::strings(&args),
+        ));
         self.command("-I", chain, Some(&position.max(1).to_string()), &args)
     }
 
@@ -638,22 +849,31 @@ impl RestoreBatch {
     /// there is none).
     pub fn delete<S: AsRef<str>>(&mut self, chain: &str, args: impl IntoIterator<Item = S>) -> &mut Self {
         let args: Vec<S> = args.into_iter().collect();
+        self.op(BatchOp::Delete(chain.to_string(), Self::strings(&args), None));
         self.command("-D", chain, None, &args)
     }
 
-    /// Deletes a rule found in [`IptablesRunner::save`] output.
+    /// Deletes a rule found in a reading of the table ([`IptablesRunner::save`] or the
+    /// in-process one, which deletes it by its handle).
     pub fn delete_saved(&mut self, rule: &SavedRule) -> &mut Self {
+        self.op(BatchOp::Delete(
+            rule.chain.clone(),
+            rule.args.clone(),
+            rule.handle,
+        ));
         let chain = rule.chain.clone();
-        self.delete(&chain, rule.args.clone())
+        self.command("-D", &chain, None, &rule.args)
     }
 
     /// `-F CHAIN`: deletes every rule of `chain`.
     pub fn flush_chain(&mut self, chain: &str) -> &mut Self {
+        self.op(BatchOp::Flush(chain.to_string()));
         self.command::<&str>("-F", chain, None, &[])
     }
 
     /// `-X CHAIN`: deletes an empty chain nothing jumps to.
     pub fn delete_chain(&mut self, chain: &str) -> &mut Self {
+        self.op(BatchOp::DeleteChain(chain.to_string()));
         self.command::<&str>("-X", chain, None, &[])
     }
 

@@ -36,6 +36,7 @@ pub mod detach;
 pub mod error;
 pub mod hash;
 pub mod iptables;
+pub mod iptables_nft;
 pub mod link;
 pub mod netlink;
 pub mod netns;

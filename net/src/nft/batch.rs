@@ -31,6 +31,7 @@ const NFT_MSG_DELSETELEM: u8 = 14;
 pub(crate) use crate::transport::{NLM_F_ACK, NLM_F_REQUEST};
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
+const NLM_F_EXCL: u16 = 0x200;
 
 /// nf_tables message type: subsystem in the high byte.
 pub(crate) fn nft_type(msg: u8) -> u16 {
@@ -83,7 +84,8 @@ enum Op {
         family: Family,
         name: String,
     },
-    AddChain(Chain),
+    /// A chain; `exclusive`: fail with `EEXIST` when it exists.
+    AddChain(Chain, bool),
     FlushChain {
         family: Family,
         table: String,
@@ -175,7 +177,14 @@ impl Batch {
 
     /// Adds `chain` if it does not exist (an existing base chain must have the same hook).
     pub fn add_chain(&mut self, chain: Chain) -> &mut Self {
-        self.ops.push(Op::AddChain(chain));
+        self.ops.push(Op::AddChain(chain, false));
+        self
+    }
+
+    /// Creates a chain that must not exist yet (`NLM_F_EXCL`): the batch fails with `EEXIST`
+    /// when another writer created it after the caller looked, as `iptables -N` does.
+    pub fn create_chain(&mut self, chain: Chain) -> &mut Self {
+        self.ops.push(Op::AddChain(chain, true));
         self
     }
 
@@ -364,10 +373,15 @@ impl Batch {
                         format!("delete table {family} {name}"),
                     );
                 }
-                Op::AddChain(c) => {
+                Op::AddChain(c, exclusive) => {
                     let a = encode_chain(c)?;
                     let what = format!("add chain {} {} {}", c.family, c.table, c.name);
-                    push(&mut out, NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.family, a, what);
+                    let flags = if *exclusive {
+                        NLM_F_CREATE | NLM_F_EXCL
+                    } else {
+                        NLM_F_CREATE
+                    };
+                    push(&mut out, NFT_MSG_NEWCHAIN, flags, c.family, a, what);
                 }
                 Op::FlushChain { family, table, chain } => {
                     let mut a = Attrs::new();
@@ -600,6 +614,13 @@ fn encode_rule(r: &Rule, anon_ids: &[u32]) -> (Attrs, u16) {
             0
         }
     };
+    if let Some(proto) = r.compat_proto {
+        a.nest(5, |a| {
+            // NFTA_RULE_COMPAT: NFTA_RULE_COMPAT_PROTO, NFTA_RULE_COMPAT_FLAGS (no inversion)
+            a.put_u32(1, u32::from(proto));
+            a.put_u32(2, 0);
+        });
+    }
     if let Some(comment) = &r.comment {
         a.put(7, &comment_udata(comment)); // NFTA_RULE_USERDATA
     }

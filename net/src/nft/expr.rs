@@ -6,7 +6,7 @@
 //! [`crate::nft::Rule`]'s builder methods emit the same sequences the `nft` tool emits, so
 //! `nft list ruleset` prints rules made here the way it prints its own.
 
-use super::wire::Attrs;
+use super::wire::{Attrs, attrs, be_u32, string};
 
 /// A register: [`Reg::VERDICT`], the four legacy 16-byte registers [`Reg::R1`]..`R4`, or the
 /// 4-byte registers [`Reg::r32`] that overlay them (used for concatenated set keys).
@@ -234,6 +234,13 @@ pub enum Expr {
     Masquerade,
     /// Count packets and bytes.
     Counter,
+    /// An xtables match run through `nft_compat` (what iptables-nft writes for the matches it
+    /// has no native translation for): the extension's name, revision and its info struct as
+    /// the kernel module expects it (padded to 8 bytes).
+    Match { name: String, rev: u32, info: Vec<u8> },
+    /// An xtables target run through `nft_compat` (iptables-nft's `DNAT`, `MASQUERADE`,
+    /// `MARK`): name, revision and info struct.
+    Target { name: String, rev: u32, info: Vec<u8> },
 }
 
 // enum nft_expr_attributes
@@ -261,6 +268,8 @@ impl Expr {
             Expr::Nat { .. } => "nat",
             Expr::Masquerade => "masq",
             Expr::Counter => "counter",
+            Expr::Match { .. } => "match",
+            Expr::Target { .. } => "target",
         }
     }
 
@@ -373,8 +382,138 @@ impl Expr {
                     a.put_u32(7, *flags);
                 }
             }
+            Expr::Match { name, rev, info } | Expr::Target { name, rev, info } => {
+                // enum nft_match_attributes / nft_target_attributes: NAME 1, REV 2, INFO 3
+                a.put_str(1, name);
+                a.put_u32(2, *rev);
+                a.put(3, info);
+            }
             Expr::Masquerade | Expr::Counter => {}
         }
+    }
+
+    /// Decodes one `NFTA_LIST_ELEM` of a listed rule (as the kernel dumps it) back into the
+    /// model; `None` for an expression type or attribute this model does not cover, so a
+    /// caller can tell "a rule of ours" from "a rule it cannot read". Counter values are
+    /// dropped: two rules that differ only in what they counted are the same rule.
+    pub(crate) fn decode(elem: &[u8]) -> Option<Expr> {
+        let mut name = None;
+        let mut data: &[u8] = &[];
+        for (k, v) in attrs(elem) {
+            match k {
+                NFTA_EXPR_NAME => name = Some(string(v)),
+                NFTA_EXPR_DATA => data = v,
+                _ => {}
+            }
+        }
+        let get = |kind: u16| attrs(data).find(|(k, _)| *k == kind).map(|(_, v)| v);
+        let u32_of = |kind: u16| get(kind).and_then(be_u32);
+        let value_of = |kind: u16| {
+            get(kind).and_then(|nest| {
+                attrs(nest)
+                    .find(|(k, _)| *k == NFTA_DATA_VALUE)
+                    .map(|(_, v)| v.to_vec())
+            })
+        };
+        let expr = match name?.as_str() {
+            "payload" => Expr::Payload {
+                dreg: Reg(u32_of(1)?),
+                base: match u32_of(2)? {
+                    0 => PayloadBase::LinkLayer,
+                    1 => PayloadBase::Network,
+                    2 => PayloadBase::Transport,
+                    _ => return None,
+                },
+                offset: u32_of(3)?,
+                len: u32_of(4)?,
+            },
+            "meta" => {
+                let key = match u32_of(2)? {
+                    1 => MetaKey::Protocol,
+                    3 => MetaKey::Mark,
+                    6 => MetaKey::IifName,
+                    7 => MetaKey::OifName,
+                    15 => MetaKey::NfProto,
+                    16 => MetaKey::L4Proto,
+                    _ => return None,
+                };
+                match (u32_of(1), u32_of(3)) {
+                    (Some(dreg), None) => Expr::Meta { key, dreg: Reg(dreg) },
+                    (None, Some(sreg)) => Expr::MetaSet { key, sreg: Reg(sreg) },
+                    _ => return None,
+                }
+            }
+            "cmp" => Expr::Cmp {
+                sreg: Reg(u32_of(1)?),
+                op: match u32_of(2)? {
+                    0 => CmpOp::Eq,
+                    1 => CmpOp::Neq,
+                    2 => CmpOp::Lt,
+                    3 => CmpOp::Lte,
+                    4 => CmpOp::Gt,
+                    5 => CmpOp::Gte,
+                    _ => return None,
+                },
+                data: value_of(3)?,
+            },
+            "bitwise" => {
+                // NFTA_BITWISE_OP (6): only the boolean form (0) is modelled.
+                if u32_of(6).is_some_and(|op| op != 0) {
+                    return None;
+                }
+                Expr::Bitwise {
+                    sreg: Reg(u32_of(1)?),
+                    dreg: Reg(u32_of(2)?),
+                    mask: value_of(4)?,
+                    xor: value_of(5)?,
+                }
+            }
+            "immediate" => {
+                let dreg = u32_of(1)?;
+                let nest = get(2)?;
+                if dreg == Reg::VERDICT.0 {
+                    let verdict = attrs(nest)
+                        .find(|(k, _)| *k == NFTA_DATA_VERDICT)
+                        .map(|(_, v)| v)?;
+                    let code = attrs(verdict)
+                        .find(|(k, _)| *k == NFTA_VERDICT_CODE)
+                        .and_then(|(_, v)| be_u32(v))? as i32;
+                    let chain = attrs(verdict)
+                        .find(|(k, _)| *k == NFTA_VERDICT_CHAIN)
+                        .map(|(_, v)| string(v));
+                    Expr::Verdict(match (code, chain) {
+                        (1, None) => Verdict::Accept,
+                        (0, None) => Verdict::Drop,
+                        (-1, None) => Verdict::Continue,
+                        (-5, None) => Verdict::Return,
+                        (-3, Some(c)) => Verdict::Jump(c),
+                        (-4, Some(c)) => Verdict::Goto(c),
+                        _ => return None,
+                    })
+                } else {
+                    Expr::ImmediateData {
+                        dreg: Reg(dreg),
+                        data: attrs(nest)
+                            .find(|(k, _)| *k == NFTA_DATA_VALUE)
+                            .map(|(_, v)| v.to_vec())?,
+                    }
+                }
+            }
+            "counter" => Expr::Counter,
+            "masq" if data.is_empty() => Expr::Masquerade,
+            kind @ ("match" | "target") => {
+                let name = string(get(1)?);
+                let rev = u32_of(2)?;
+                let info = get(3)?.to_vec();
+                if kind == "match" {
+                    Expr::Match { name, rev, info }
+                } else {
+                    Expr::Target { name, rev, info }
+                }
+            }
+            _ => return None,
+        };
+        Some(expr)
     }
 }
 

@@ -6,7 +6,7 @@ use super::batch::{
     NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN,
     NFT_MSG_NEWRULE, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, comment_from_udata, nft_type,
 };
-use super::expr::NFTA_DATA_VALUE;
+use super::expr::{Expr, NFTA_DATA_VALUE};
 use super::object::{Family, Hook};
 use super::socket::{NetfilterSocket, Reply};
 use super::wire::{Attrs, attrs, be_u32, be_u64, string};
@@ -28,6 +28,9 @@ pub struct RuleInfo {
     /// interface name with its NUL padding, an address, a port), so a caller can tell which
     /// interface or address a rule is about without a full decoder.
     pub compared: Vec<Vec<u8>>,
+    /// The whole expression list decoded ([`Expr::decode`]; counters without their values),
+    /// or `None` when the rule holds an expression the model does not cover.
+    pub decoded: Option<Vec<Expr>>,
 }
 
 /// A chain as listed by the kernel.
@@ -161,6 +164,19 @@ impl NetfilterSocket {
             .collect())
     }
 
+    /// The chain `name` of `table`, or `None` when it (or the table) does not exist: one
+    /// request, whatever the number of chains in the table.
+    pub fn chain(&mut self, family: Family, table: &str, name: &str) -> Result<Option<ChainInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_CHAIN_TABLE
+        a.put_str(3, name); // NFTA_CHAIN_NAME
+        match self.request(nft_type(NFT_MSG_GETCHAIN), 0, family.nfproto(), &a.buf) {
+            Ok(replies) => Ok(replies.iter().filter_map(parse_chain).find(|c| c.name == name)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The tables of `family`.
     pub fn tables(&mut self, family: Family) -> Result<Vec<TableInfo>> {
         let replies = self.dump(nft_type(NFT_MSG_GETTABLE), family.nfproto(), &[])?;
@@ -195,6 +211,7 @@ fn parse_rule(reply: &Reply) -> Option<RuleInfo> {
         comment: None,
         expressions: Vec::new(),
         compared: Vec::new(),
+        decoded: None,
     };
     for (kind, value) in attrs(&reply.attrs) {
         match kind {
@@ -202,6 +219,7 @@ fn parse_rule(reply: &Reply) -> Option<RuleInfo> {
             2 => rule.chain = string(value),
             3 => rule.handle = be_u64(value)?,
             4 => {
+                rule.decoded = attrs(value).map(|(_, elem)| Expr::decode(elem)).collect();
                 for (_, elem) in attrs(value) {
                     // NFTA_EXPR_NAME, NFTA_EXPR_DATA
                     let name = attrs(elem).find(|(k, _)| *k == 1).map(|(_, n)| string(n));

@@ -114,6 +114,10 @@ pub struct Rule {
     /// Anonymous constant sets this rule looks up (`ip daddr { a, b }`), added in the same
     /// batch right before the rule; their lookups carry the index here as a provisional set id.
     pub(crate) anon_sets: Vec<AnonSet>,
+    /// The layer 4 protocol the rule's `nft_compat` matches and targets may assume
+    /// (`NFTA_RULE_COMPAT`): xtables extensions such as `multiport` check it, as they check
+    /// `-p` in an iptables rule.
+    pub(crate) compat_proto: Option<u8>,
 }
 
 /// An anonymous set (or verdict map) bound to one rule.
@@ -141,7 +145,15 @@ impl Rule {
             l4proto: None,
             invalid: None,
             anon_sets: Vec::new(),
+            compat_proto: None,
         }
+    }
+
+    /// Declares the layer 4 protocol for the rule's `nft_compat` expressions (what
+    /// iptables-nft sends for a rule with `-p PROTO`); see [`Expr::Match`].
+    pub fn compat_proto(mut self, proto: u8) -> Self {
+        self.compat_proto = Some(proto);
+        self
     }
 
     fn invalid(mut self, why: String) -> Self {

@@ -18,7 +18,9 @@
 use crate::config::PortMapConf;
 use crate::mapping::{Attachment, IpFamily, PortMapping};
 use cni::{Code, Error, Result};
+use cni_net::detach::Sockets;
 use cni_net::iptables::{IptablesError, IptablesRunner, RestoreBatch, SavedTable, UpdateError, quote_arg};
+use cni_net::iptables_nft::Scope;
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -325,8 +327,11 @@ pub fn add_batch(
         set_mark_rule(mark).ensure_in(&mut b, saved);
         b.ensure_chain(saved, MARK_MASQ_CHAIN);
         mark_masq_rule(mark).ensure_in(&mut b, saved);
-        let entry = mark_masq_entry_rule();
-        if !entry.is_in(saved) {
+        // Only the POSTROUTING entry jumps to the masquerade chain: when something does, the
+        // entry is there (counted without listing POSTROUTING, which holds a rule per
+        // container of every masquerading network).
+        if saved.references(MARK_MASQ_CHAIN) == 0 {
+            let entry = mark_masq_entry_rule();
             b.insert(&entry.chain, 1, &entry.tokens);
         }
     }
@@ -412,22 +417,51 @@ pub fn check_saved(
     Ok(())
 }
 
-/// The iptables backend: `iptables-save` to read, one `iptables-restore` to change.
-pub struct IptablesBackend {
+/// The iptables backend: Go's layout, written in-process on an iptables-nft host (on the
+/// command's netfilter socket), through `iptables-save` / `iptables-restore` otherwise.
+pub struct IptablesBackend<'s> {
     runner: IptablesRunner,
+    sockets: Option<&'s mut Sockets>,
 }
 
-impl Default for IptablesBackend {
+impl Default for IptablesBackend<'static> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl IptablesBackend {
-    /// A backend on the calling process's network namespace.
+/// What an ADD reads: the shared chains, the entry chains, and the jumps into the
+/// container's chain only when that chain exists (a repeated ADD).
+fn add_scope(att: &Attachment) -> Scope {
+    Scope::default()
+        .rules_of([SET_MARK_CHAIN, MARK_MASQ_CHAIN, "PREROUTING", "OUTPUT"])
+        .exists([TOP_LEVEL_DNAT_CHAIN])
+        .jumps_to(&att.dnat_chain(), [TOP_LEVEL_DNAT_CHAIN])
+}
+
+/// What a DEL reads: the container's chains and the jumps into them.
+fn del_scope(att: &Attachment) -> Scope {
+    Scope::default()
+        .jumps_to(&att.dnat_chain(), [TOP_LEVEL_DNAT_CHAIN])
+        .jumps_to(&att.old_snat_chain(), [OLD_TOP_LEVEL_SNAT_CHAIN])
+}
+
+impl IptablesBackend<'static> {
+    /// A backend on the calling process's network namespace, always through the tools.
     pub fn new() -> Self {
         IptablesBackend {
             runner: IptablesRunner::host(),
+            sockets: None,
+        }
+    }
+}
+
+impl<'s> IptablesBackend<'s> {
+    /// A backend that writes in-process on the command's netfilter socket where it can.
+    pub fn with_sockets(sockets: &'s mut Sockets) -> Self {
+        IptablesBackend {
+            runner: IptablesRunner::host(),
+            sockets: Some(sockets),
         }
     }
 
@@ -438,27 +472,39 @@ impl IptablesBackend {
             .map_err(|e| iptables_error("unable to read the iptables nat table", &e))
     }
 
-    /// One read-modify-write of the nat table of `family` (see [`IptablesRunner::update`]:
-    /// serialized with our other plugins, re-read after a concurrent writer).
-    fn update(
-        &self,
+    /// One read-modify-write of the nat table of `family` (see
+    /// [`IptablesRunner::update_with`]: serialized with our other plugins, re-read after a
+    /// concurrent writer; in-process where the host's iptables is iptables-nft).
+    fn raw_update<E>(
+        &mut self,
         family: IpFamily,
-        what: &str,
-        build: impl FnMut(&SavedTable) -> Result<Option<RestoreBatch>>,
-    ) -> Result<()> {
+        scope: &Scope,
+        build: impl FnMut(&SavedTable) -> std::result::Result<Option<RestoreBatch>, E>,
+    ) -> std::result::Result<(), UpdateError<E>> {
+        let nft = self.sockets.as_deref_mut().and_then(|s| s.netfilter().ok());
         self.runner
-            .update(net_family(family), "nat", build)
-            .map_err(|e| match e {
-                UpdateError::Iptables(e) => iptables_error(what, &e),
-                UpdateError::Build(e) => e,
-            })
+            .update_with(nft, net_family(family), "nat", scope, build)
     }
 
-    /// Sets up forwarding to `container` (one family): one save, one restore.
-    pub fn add(&self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
+    fn update(
+        &mut self,
+        family: IpFamily,
+        what: &str,
+        scope: &Scope,
+        build: impl FnMut(&SavedTable) -> Result<Option<RestoreBatch>>,
+    ) -> Result<()> {
+        self.raw_update(family, scope, build).map_err(|e| match e {
+            UpdateError::Iptables(e) => iptables_error(what, &e),
+            UpdateError::Build(e) => e,
+        })
+    }
+
+    /// Sets up forwarding to `container` (one family): one reading, one batch.
+    pub fn add(&mut self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
         self.update(
             IpFamily::of(container.ip()),
             "unable to set up iptables rules for port mappings",
+            &add_scope(att),
             |saved| Ok(Some(add_batch(saved, conf, att, container))),
         )
     }
@@ -466,11 +512,10 @@ impl IptablesBackend {
     /// Removes the container's rules in both families. Only a family that cannot hold
     /// rules (its tools or its nat table are absent) is skipped; any other failure to read
     /// or change a table is an error, so a DEL that succeeds left nothing behind.
-    pub fn del(&self, att: &Attachment) -> Result<()> {
+    pub fn del(&mut self, att: &Attachment) -> Result<()> {
+        let scope = del_scope(att);
         for family in [IpFamily::V4, IpFamily::V6] {
-            let res = self.runner.update(net_family(family), "nat", |saved| {
-                Ok::<_, Error>(del_batch(saved, att))
-            });
+            let res = self.raw_update(family, &scope, |saved| Ok::<_, Error>(del_batch(saved, att)));
             match res {
                 Ok(()) => {}
                 Err(UpdateError::Iptables(e)) if e.is_absent() => {}
@@ -487,16 +532,16 @@ impl IptablesBackend {
     }
 
     /// Verifies the rules of one family.
-    pub fn check(&self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
+    pub fn check(&mut self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
         let family = IpFamily::of(container.ip());
         check_saved(&self.save_nat(family)?, conf, att, container)
     }
 
     /// Removes the chains of every attachment of `network` whose container
     /// is not in `valid`: found by the comment of their entry rules.
-    pub fn gc(&self, network: &str, valid: &[String]) -> Result<()> {
+    pub fn gc(&mut self, network: &str, valid: &[String]) -> Result<()> {
         for family in [IpFamily::V4, IpFamily::V6] {
-            let res = self.runner.update(net_family(family), "nat", |saved| {
+            let res = self.raw_update(family, &Scope::all(), |saved| {
                 let batch = gc_batch(saved, network, valid);
                 Ok::<_, Error>((!batch.is_empty()).then_some(batch))
             });

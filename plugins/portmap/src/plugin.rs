@@ -15,8 +15,8 @@ use ipnetwork::IpNetwork;
 pub enum Firewall<'s> {
     /// nf_tables, in-process, on the command's netfilter socket.
     Nft(NftBackend<'s>),
-    /// iptables-restore batches.
-    Iptables,
+    /// Go's iptables layout (in-process on an iptables-nft host).
+    Iptables(IptablesBackend<'s>),
 }
 
 impl<'s> Firewall<'s> {
@@ -24,7 +24,7 @@ impl<'s> Firewall<'s> {
     pub fn open(backend: Backend, sockets: &'s mut Sockets) -> Result<Firewall<'s>> {
         Ok(match backend {
             Backend::Nftables => Firewall::Nft(NftBackend::new(sockets)?),
-            Backend::Iptables => Firewall::Iptables,
+            Backend::Iptables => Firewall::Iptables(IptablesBackend::with_sockets(sockets)),
         })
     }
 
@@ -32,7 +32,7 @@ impl<'s> Firewall<'s> {
     pub fn add(&mut self, conf: &PortMapConf, att: &Attachment, addr: IpNetwork) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.add(conf, att, addr),
-            Firewall::Iptables => IptablesBackend::new().add(conf, att, addr),
+            Firewall::Iptables(i) => i.add(conf, att, addr),
         }
     }
 
@@ -41,7 +41,7 @@ impl<'s> Firewall<'s> {
     pub fn del(&mut self, conf: &PortMapConf, att: &Attachment) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.del_mappings(conf, att),
-            Firewall::Iptables => IptablesBackend::new().del(att),
+            Firewall::Iptables(i) => i.del(att),
         }
     }
 
@@ -49,7 +49,7 @@ impl<'s> Firewall<'s> {
     pub fn check(&mut self, conf: &PortMapConf, att: &Attachment, addr: IpNetwork) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.check(conf, att, addr),
-            Firewall::Iptables => IptablesBackend::new().check(conf, att, addr),
+            Firewall::Iptables(i) => i.check(conf, att, addr),
         }
     }
 
@@ -57,7 +57,7 @@ impl<'s> Firewall<'s> {
     pub fn gc(&mut self, network: &str, valid: &[String]) -> Result<()> {
         match self {
             Firewall::Nft(n) => n.gc(network, valid),
-            Firewall::Iptables => IptablesBackend::new().gc(network, valid),
+            Firewall::Iptables(i) => i.gc(network, valid),
         }
     }
 }
@@ -186,7 +186,9 @@ fn del(cmd: &CmdArgs, sockets: &mut Sockets) -> Result<()> {
     // when there are none.
     if !conf.backend_explicit {
         match conf.backend {
-            Backend::Nftables if iptables_may_hold(sockets, &att) => Firewall::Iptables.del(&conf, &att)?,
+            Backend::Nftables if iptables_may_hold(sockets, &att) => {
+                Firewall::open(Backend::Iptables, sockets)?.del(&conf, &att)?
+            }
             Backend::Iptables if crate::config::has_nft(sockets) => {
                 Firewall::open(Backend::Nftables, sockets)?.del(&conf, &att)?
             }
