@@ -60,7 +60,7 @@ pub fn nft_family(family: Family) -> nft::Family {
 pub struct Known {
     /// Chains whose existence is known (present or not).
     chains: BTreeSet<String>,
-    /// Chains whose rules were read.
+    /// Chains whose rules were read, or that are known to be absent (no rules to read).
     rules: BTreeSet<String>,
     /// Chains every rule jumping to which was found.
     jumps: BTreeSet<String>,
@@ -79,10 +79,7 @@ impl Known {
     }
 
     pub(crate) fn need_rules(&self, name: &str) {
-        if !self.rules.contains(name) && self.chains.contains(name) {
-            // A chain known to be absent has no rules to read.
-            self.miss();
-        } else if !self.chains.contains(name) {
+        if !self.rules.contains(name) {
             self.miss();
         }
     }
@@ -235,9 +232,14 @@ pub fn read(
         if !known.chains.insert(name.clone()) {
             continue;
         }
-        if let Some(info) = nft.chain(f, table, name)? {
-            uses.push((name.clone(), info.use_count));
-            saved.chains.push(chain_of(&info, Vec::new()));
+        match nft.chain(f, table, name)? {
+            Some(info) => {
+                uses.push((name.clone(), info.use_count));
+                saved.chains.push(chain_of(&info, Vec::new()));
+            }
+            None => {
+                known.rules.insert(name.clone());
+            }
         }
     }
     let load = |nft: &mut NetfilterSocket, saved: &mut SavedTable, known: &mut Known, name: &str| {

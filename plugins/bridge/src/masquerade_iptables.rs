@@ -14,6 +14,8 @@ use ipnetwork::IpNetwork;
 use crate::shared::{Attachment, ValidAttachment};
 use cni_net::detach::Sockets;
 use cni_net::hash::sha512_hex;
+use cni_net::iptables::{IptablesRunner, RestoreBatch, UpdateError};
+use cni_net::iptables_nft::Scope;
 
 /// Go's `FormatChainName`: `CNI-` + the first 24 hex digits of sha512(name + id).
 pub fn chain_name(network: &str, container_id: &str) -> String {
@@ -56,11 +58,6 @@ fn go_quote(s: &str) -> String {
     out
 }
 
-/// Quotes a word for iptables-restore.
-fn restore_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Ipt {
     V4,
@@ -89,6 +86,12 @@ impl Ipt {
     fn of(ip: IpAddr) -> Self {
         if ip.is_ipv4() { Ipt::V4 } else { Ipt::V6 }
     }
+    fn family(self) -> cni_net::Family {
+        match self {
+            Ipt::V4 => cni_net::Family::V4,
+            Ipt::V6 => cni_net::Family::V6,
+        }
+    }
 }
 
 fn in_path(binary: &str) -> bool {
@@ -100,35 +103,6 @@ fn in_path(binary: &str) -> bool {
 /// Whether iptables is installed (Go's default backend then).
 pub fn available() -> bool {
     in_path("iptables")
-}
-
-/// The iptables-restore input that creates the chain (or flushes it) and adds the rules for
-/// `ips`, all of one family.
-pub fn setup_script(att: &Attachment, ips: &[IpNetwork], family_multicast: &str) -> String {
-    let chain = chain_name(&att.network, &att.container_id);
-    let c = restore_quote(&comment(&att.network, &att.container_id));
-    let mut out = format!("*nat\n:{chain} - [0:0]\n");
-    let mut subnets: Vec<String> = Vec::new();
-    for ip in ips {
-        let subnet = format!("{}/{}", ip.network(), ip.prefix());
-        if !subnets.contains(&subnet) {
-            out.push_str(&format!(
-                "-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n"
-            ));
-            subnets.push(subnet);
-        }
-    }
-    out.push_str(&format!(
-        "-A {chain} ! -d {family_multicast} -j MASQUERADE -m comment --comment {c}\n"
-    ));
-    for ip in ips {
-        out.push_str(&format!(
-            "-A POSTROUTING -s {} -j {chain} -m comment --comment {c}\n",
-            ip.ip()
-        ));
-    }
-    out.push_str("COMMIT\n");
-    out
 }
 
 fn restore(ipt: Ipt, script: &str) -> Result<()> {
@@ -170,59 +144,95 @@ fn save_nat(ipt: Ipt) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Installs the rules of `ips`, one iptables-restore per family present.
+/// The address as iptables-save prints a source: with its host prefix.
+fn host_cidr(ip: IpAddr) -> String {
+    format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 })
+}
+
+/// The rules of `ips` (one family) for the attachment's chain, in the canonical form
+/// `iptables-save` prints: the chain's ACCEPT per subnet and MASQUERADE, and one
+/// POSTROUTING jump per address.
+pub fn chain_rules(
+    att: &Attachment,
+    ips: &[IpNetwork],
+    multicast: &str,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let chain = chain_name(&att.network, &att.container_id);
+    let c = comment(&att.network, &att.container_id);
+    let tagged = |head: Vec<String>, target: &str| {
+        let mut args = head;
+        args.extend(["-m", "comment", "--comment", &c, "-j", target].map(String::from));
+        args
+    };
+    let mut own: Vec<Vec<String>> = Vec::new();
+    for ip in ips {
+        let rule = tagged(
+            vec!["-d".into(), format!("{}/{}", ip.network(), ip.prefix())],
+            "ACCEPT",
+        );
+        if !own.contains(&rule) {
+            own.push(rule);
+        }
+    }
+    own.push(tagged(
+        vec!["!".into(), "-d".into(), multicast.into()],
+        "MASQUERADE",
+    ));
+    let jumps = ips
+        .iter()
+        .map(|ip| tagged(vec!["-s".into(), host_cidr(ip.ip())], &chain))
+        .collect();
+    (own, jumps)
+}
+
+fn update_error(what: &str, e: UpdateError<Error>) -> Error {
+    match e {
+        UpdateError::Build(e) => e,
+        UpdateError::Iptables(e) => {
+            let mut details = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                details.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            Error::internal(what.to_string()).with_details(details)
+        }
+    }
+}
+
+/// Installs the rules of `ips`: one change per family present, written in-process on an
+/// iptables-nft host (on the command's netfilter socket), by `iptables-restore` otherwise.
 pub fn setup(sockets: &mut Sockets, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
+    let chain = chain_name(&att.network, &att.container_id);
     for ipt in [Ipt::V4, Ipt::V6] {
         let mine: Vec<IpNetwork> = ips.iter().copied().filter(|ip| Ipt::of(ip.ip()) == ipt).collect();
         if mine.is_empty() {
             continue;
         }
-        let mut script = setup_script(att, &mine, ipt.multicast());
-        // A repeated ADD (a runtime retrying after a timeout) must not stack a second
-        // POSTROUTING jump per address, as Go's AppendUnique avoids: only when the chain
-        // already exists (checked in-process) is iptables-save read to drop those lines.
-        let chain = chain_name(&att.network, &att.container_id);
-        if may_have_chain(sockets, ipt, Some(&chain)) {
-            let present = jump_sources(&save_nat(ipt)?, &chain);
-            script = script
-                .lines()
-                .filter(|line| {
-                    !line.strip_prefix("-A POSTROUTING -s ").is_some_and(|rest| {
-                        rest.split_whitespace()
-                            .next()
-                            .is_some_and(|src| present.iter().any(|p| p == src))
-                    })
-                })
-                .map(|line| format!("{line}\n"))
-                .collect();
-        }
-        restore(ipt, &script)?;
+        let (own, jumps) = chain_rules(att, &mine, ipt.multicast());
+        // POSTROUTING holds a jump per masqueraded container: it is read only when the
+        // chain already exists (a repeated ADD), to keep one jump per address as Go's
+        // AppendUnique does.
+        let scope = Scope::default().jumps_to(&chain, ["POSTROUTING"]);
+        let nft = sockets.netfilter().ok();
+        IptablesRunner::host()
+            .update_with(nft, ipt.family(), "nat", &scope, |saved| {
+                let mut b = RestoreBatch::new("nat");
+                b.declare_chain(&chain);
+                for rule in &own {
+                    b.append(&chain, rule);
+                }
+                let existed = saved.references(&chain) > 0;
+                for rule in &jumps {
+                    if !(existed && saved.has_rule("POSTROUTING", rule)) {
+                        b.append("POSTROUTING", rule);
+                    }
+                }
+                Ok(Some(b))
+            })
+            .map_err(|e| update_error(&format!("failed to set up masquerading ({})", ipt.restore()), e))?;
     }
     Ok(())
-}
-
-/// The source addresses of the POSTROUTING jumps to `chain` in an `iptables-save` of the
-/// nat table, without the host prefix (`10.222.0.5/32` is `10.222.0.5`).
-pub fn jump_sources(save: &str, chain: &str) -> Vec<String> {
-    save.lines()
-        .filter_map(|line| line.strip_prefix("-A POSTROUTING "))
-        .filter(|rule| {
-            rule.split_whitespace()
-                .collect::<Vec<_>>()
-                .windows(2)
-                .any(|w| w == ["-j", chain])
-        })
-        .filter_map(|rule| {
-            let words: Vec<&str> = rule.split_whitespace().collect();
-            let i = words.iter().position(|w| *w == "-s")?;
-            let src = words.get(i + 1)?;
-            let host = src
-                .strip_suffix("/32")
-                .or_else(|| src.strip_suffix("/128"))
-                .unwrap_or(src);
-            Some(host.to_string())
-        })
-        .collect()
 }
 
 /// The iptables-restore input that removes `chains` (their POSTROUTING jumps, rules and the
@@ -281,13 +291,27 @@ fn may_have_chain(sockets: &mut Sockets, ipt: Ipt, chain: Option<&str>) -> bool 
 pub fn teardown(sockets: &mut Sockets, att: &Attachment) -> Result<()> {
     let chain = chain_name(&att.network, &att.container_id);
     for ipt in [Ipt::V4, Ipt::V6] {
-        if !in_path(ipt.save()) || !may_have_chain(sockets, ipt, Some(&chain)) {
+        let family = ipt.family();
+        let in_process = cni_net::iptables_nft::is_xtables_nft(family);
+        // Without the in-process reading, spare the tools' exec when the chain cannot exist.
+        if !in_path(ipt.save()) || (!in_process && !may_have_chain(sockets, ipt, Some(&chain))) {
             continue;
         }
-        let save = save_nat(ipt)?;
-        if let Some(script) = teardown_script(&save, std::slice::from_ref(&chain)) {
-            restore(ipt, &script)?;
-        }
+        let scope = Scope::default().jumps_to(&chain, ["POSTROUTING"]);
+        let nft = sockets.netfilter().ok();
+        IptablesRunner::host()
+            .update_with(nft, family, "nat", &scope, |saved| {
+                if !saved.has_chain(&chain) {
+                    return Ok(None);
+                }
+                let mut b = RestoreBatch::new("nat");
+                for r in saved.rules_jumping_to(&chain) {
+                    b.delete_saved(r);
+                }
+                b.flush_chain(&chain).delete_chain(&chain);
+                Ok(Some(b))
+            })
+            .map_err(|e| update_error(&format!("failed to remove masquerading ({})", ipt.restore()), e))?;
     }
     Ok(())
 }
@@ -451,31 +475,21 @@ mod tests {
     }
 
     #[test]
-    fn setup_script_golden() {
+    fn chain_rules_are_what_iptables_save_prints() {
         let att = Attachment::new("n", "c", "eth0");
         let ips = ["10.222.0.5/24".parse().unwrap(), "10.222.0.6/24".parse().unwrap()];
         let chain = chain_name("n", "c");
-        let c = r#""name: \"n\" id: \"c\"""#;
-        assert_eq!(
-            setup_script(&att, &ips, "224.0.0.0/4"),
-            format!(
-                "*nat\n:{chain} - [0:0]\n\
-                 -A {chain} -d 10.222.0.0/24 -j ACCEPT -m comment --comment {c}\n\
-                 -A {chain} ! -d 224.0.0.0/4 -j MASQUERADE -m comment --comment {c}\n\
-                 -A POSTROUTING -s 10.222.0.5 -j {chain} -m comment --comment {c}\n\
-                 -A POSTROUTING -s 10.222.0.6 -j {chain} -m comment --comment {c}\n\
-                 COMMIT\n"
-            )
-        );
-    }
-
-    #[test]
-    fn jump_sources_of_a_chain() {
-        assert_eq!(
-            jump_sources(SAVE, "CNI-0123456789abcdef01234567"),
-            vec!["10.222.0.5".to_string()]
-        );
-        assert!(jump_sources(SAVE, "OTHER-CHAIN").is_empty());
+        let (own, jumps) = chain_rules(&att, &ips, "224.0.0.0/4");
+        assert_eq!(own.len(), 2, "one ACCEPT for the shared subnet, one MASQUERADE");
+        assert_eq!(jumps.len(), 2);
+        let tables =
+            cni_net::iptables::parse_save(&SAVE.replace("CNI-0123456789abcdef01234567", &chain)).unwrap();
+        let saved = &tables[0];
+        for rule in &own {
+            assert!(saved.has_rule(&chain, rule), "{rule:?}");
+        }
+        assert!(saved.has_rule("POSTROUTING", &jumps[0]), "{:?}", jumps[0]);
+        assert!(!saved.has_rule("POSTROUTING", &jumps[1]));
     }
 
     const SAVE: &str = r#"# Generated by iptables-save
