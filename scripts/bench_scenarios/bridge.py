@@ -10,7 +10,9 @@ attachment is made by an untimed ADD, so each run starts from the same state.
 
 ipMasq: rcni uses the nftables backend in-process (`ipMasqBackend: nftables`); Go 1.1.1 does
 not know the field and uses iptables, its only backend, as it does by default on every
-version. isGateway is off so the host's forwarding sysctls are never touched.
+version. bridge-masq-ipt-add / -del leave `ipMasqBackend` out, so both use their default, Go's
+iptables layout (rcni writes it in-process where iptables is iptables-nft, Debian's default).
+isGateway is off so the host's forwarding sysctls are never touched.
 
 bridge-masq-add measures the first masqueraded container of a host: the untimed DEL before
 each run removed the only NAT rule, so the kernel drops conntrack's per-namespace hooks and
@@ -104,7 +106,8 @@ def _col_conf(col, masq: bool, dual: bool) -> dict:
              ipam={"type": "host-local", "ranges": ranges, "dataDir": col.state["data_dir"]})
     if masq:
         c["ipMasq"] = True
-        c["ipMasqBackend"] = "nftables"
+        if masq != "default":
+            c["ipMasqBackend"] = "nftables"
     if dual:
         c["enabledad"] = False
     return c
@@ -176,6 +179,10 @@ SCENARIOS = [
     _scenario("bridge-masq-add", "bridge+host-local ADD with ipMasq (rcni: nftables in-process; Go: iptables)",
               True, False, "add", {"min_ratio": 8.0}),
     _scenario("bridge-masq-del", "bridge+host-local DEL with ipMasq", True, False, "del", {}),
+    _scenario("bridge-masq-ipt-add", "bridge+host-local ADD with ipMasq, default backends (both Go's iptables layout;"
+              " rcni in-process on iptables-nft)", "default", False, "add", {"min_ratio": 8.0}),
+    _scenario("bridge-masq-ipt-del", "bridge+host-local DEL with ipMasq, default backends (both iptables layout)",
+              "default", False, "del", {"min_ratio": 10.0}),
     _scenario("bridge-masq-add-busy", "bridge+host-local ADD with ipMasq, another masqueraded container attached",
               True, False, "add", {}, resident=True),
     _scenario("bridge-dual-add", "bridge+host-local ADD, dual stack, enabledad=false", False, True, "add", {}),

@@ -5,6 +5,7 @@
 use crate::config::{MapperConf, MapperError, code};
 use cni_net::detach::Sockets;
 use cni_net::iptables::{IptablesRunner, RestoreBatch, SavedTable, UpdateError};
+use cni_net::iptables_nft::Scope;
 use ipnetwork::IpNetwork;
 use portmap::config::{Backend, Conditions, DEFAULT_MARK_BIT, PortMapConf};
 use portmap::iptables_backend::{Rule, ip_port, iptables_error, net_family};
@@ -208,11 +209,15 @@ fn ipt_fail(e: cni_net::iptables::IptablesError) -> MapperError {
 pub fn add(conf: &MapperConf, container_id: &str, addrs: &[IpNetwork]) -> Result<(), MapperError> {
     match backend(conf)? {
         Backend::Iptables => {
+            // Written in-process on an iptables-nft host; the socket's slow release goes to
+            // a detached child when this scope ends (see `cni_net::detach`).
+            let mut sockets = Sockets::detached();
             let runner = IptablesRunner::host();
+            let scope = Scope::default().rules_of(["PREROUTING", "OUTPUT", conf.chain.as_str()]);
             for addr in addrs {
                 let family = net_family(IpFamily::of(addr.ip()));
                 runner
-                    .update(family, "nat", |saved| {
+                    .update_with(sockets.netfilter().ok(), family, "nat", &scope, |saved| {
                         Ok::<_, MapperError>(Some(add_batch(saved, conf, container_id, *addr)))
                     })
                     .map_err(update_fail)?;
@@ -255,11 +260,15 @@ pub fn del_result(res: Result<(), UpdateError<MapperError>>) -> Result<(), Mappe
 pub fn del(conf: &MapperConf, container_id: &str) -> Result<(), MapperError> {
     match backend(conf)? {
         Backend::Iptables => {
+            let mut sockets = Sockets::detached();
             let runner = IptablesRunner::host();
+            let scope = Scope::default().rules_of([conf.chain.as_str()]);
             for family in [cni_net::Family::V4, cni_net::Family::V6] {
-                del_result(runner.update(family, "nat", |saved| {
-                    Ok::<_, MapperError>(del_batch(saved, &conf.chain, container_id))
-                }))?;
+                del_result(
+                    runner.update_with(sockets.netfilter().ok(), family, "nat", &scope, |saved| {
+                        Ok::<_, MapperError>(del_batch(saved, &conf.chain, container_id))
+                    }),
+                )?;
             }
         }
         Backend::Nftables => {
