@@ -262,6 +262,15 @@ fn go_bridge_missing() -> bool {
     false
 }
 
+/// Go's portmap, the twin of the interoperability tests: missing, the test fails naming it.
+fn go_portmap_missing() -> bool {
+    assert!(
+        go_plugin("portmap").is_some(),
+        "missing prerequisite: Go's portmap is not in {GO_PLUGIN_DIR} (scripts/test.sh installs what the tests need)"
+    );
+    false
+}
+
 #[test]
 #[ignore = "needs root"]
 fn nftables_ports_reach_container_from_host_localhost_and_neighbour_then_del_leaves_nothing() {
@@ -363,7 +372,7 @@ fn nftables_second_container_on_a_taken_port_is_refused_and_undone() {
 #[test]
 #[ignore = "needs root"]
 fn iptables_backend_interoperates_with_go_portmap_both_ways() {
-    if go_bridge_missing() || go_plugin("portmap").is_none() {
+    if go_bridge_missing() || go_portmap_missing() {
         return;
     }
     let w = World::new();
@@ -402,7 +411,7 @@ fn default_config_del_removes_what_go_portmap_made_on_iptables() {
     // A host switching from Go's portmap to ours: the config names no
     // backend, Go made iptables rules, and our DEL (nftables by default)
     // must still remove them.
-    if go_bridge_missing() || go_plugin("portmap").is_none() {
+    if go_bridge_missing() || go_portmap_missing() {
         return;
     }
     let w = World::new();

@@ -285,7 +285,11 @@ fn partial_reading_finds_jumps_and_asks_for_more_when_needed() {
             let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();
             assert_eq!(saved.rules_jumping_to(dn).count(), 1);
             assert!(saved.has_chain(dn));
+            assert_eq!(saved.references(dn), 1);
             assert!(!saved.missed());
+            // Found right after the chain's own rules, without listing CNI-HOSTPORT-DNAT.
+            assert!(saved.chain("CNI-HOSTPORT-DNAT").is_some());
+            assert!(saved.missed(), "CNI-HOSTPORT-DNAT was listed in full");
             // A question outside the scope is recorded.
             assert!(!saved.has_rule("OUTPUT", &v("-j ACCEPT")));
             assert!(saved.missed());
@@ -294,6 +298,30 @@ fn partial_reading_finds_jumps_and_asks_for_more_when_needed() {
             let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();
             assert_eq!(saved.rules_jumping_to("CNI-HOSTPORT-DNAT").count(), 2);
             assert!(saved.has_chain("MESOS-TEST-PORT-MAPPER") && !saved.missed());
+            // A jump not right after the chain's rules is found by listing the chain.
+            let second = "CNI-DN-second";
+            let mut b = RestoreBatch::new("nat");
+            b.declare_chain(second)
+                .append(
+                    second,
+                    v("-p tcp -m tcp --dport 9 -j DNAT --to-destination 10.222.7.6:9"),
+                )
+                .append("OUTPUT", v("-o lo -j RETURN"))
+                .append(
+                    "CNI-HOSTPORT-DNAT",
+                    v("-p tcp -m multiport --dports 9 -j CNI-DN-second"),
+                );
+            let plan = xt::plan(
+                family,
+                &xt::read(&mut nft, family, "nat", &Scope::all()).unwrap(),
+                &b,
+            )
+            .unwrap();
+            nft.apply(&plan).unwrap();
+            let scope = Scope::default().jumps_to(second, ["CNI-HOSTPORT-DNAT"]);
+            let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();
+            assert_eq!(saved.rules_jumping_to(second).count(), 1);
+            assert!(saved.chain("CNI-HOSTPORT-DNAT").is_some() && !saved.missed());
             // An absent chain needs no search at all.
             let scope = Scope::default().jumps_to("CNI-DN-absent", ["CNI-HOSTPORT-DNAT"]);
             let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();

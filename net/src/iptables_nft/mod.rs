@@ -276,7 +276,7 @@ pub fn read(
             .find(|c| &c.name == target)
             .map_or(0, |c| c.rules.len());
         let refs = (used as usize).saturating_sub(own);
-        if refs > 0 {
+        if refs > 0 && !predicted_jumps(nft, &mut saved, &known, family, table, target, from, refs)? {
             for source in from {
                 load(nft, &mut saved, &mut known, source)?;
             }
@@ -300,6 +300,61 @@ pub fn read(
     }
     saved.partial = Some(known);
     Ok(saved)
+}
+
+/// Looks for the `refs` jumps to `target` right after the handle of `target`'s last rule in
+/// the first chain of `from`, one request per rule: the jumps into a container's chain are
+/// written in the same transaction as the chain's rules, just after them (iptables-nft and
+/// this writer alike: the kernel numbers a table's rules from one counter, in message order),
+/// so a DEL finds them without listing a chain that holds a rule per container. True when all
+/// were there (added to `saved`); false sends the caller to read the chains in full.
+#[allow(clippy::too_many_arguments)]
+fn predicted_jumps(
+    nft: &mut NetfilterSocket,
+    saved: &mut SavedTable,
+    known: &Known,
+    family: Family,
+    table: &str,
+    target: &str,
+    from: &[String],
+    refs: usize,
+) -> crate::Result<bool> {
+    let Some(source) = from.first() else {
+        return Ok(false);
+    };
+    let last = saved
+        .chains
+        .iter()
+        .find(|c| c.name == target)
+        .and_then(|c| c.rules.iter().filter_map(|r| r.handle).max());
+    let (Some(last), false) = (last, known.rules.contains(source)) else {
+        return Ok(false);
+    };
+    let f = nft_family(family);
+    let mut hits = Vec::with_capacity(refs);
+    for i in 1..=refs as u64 {
+        match nft.rule(f, table, source, last + i)? {
+            Some(rule) => {
+                let rule = saved_rule(rule);
+                if rule.target.as_deref() != Some(target) {
+                    return Ok(false);
+                }
+                hits.push(rule);
+            }
+            None => return Ok(false),
+        }
+    }
+    match saved.chains.iter_mut().find(|c| &c.name == source) {
+        // Only some of its rules: the chain is not marked as read.
+        Some(c) => c.rules.extend(hits),
+        None => saved.chains.push(SavedChain {
+            name: source.clone(),
+            policy: None,
+            rules: hits,
+            use_count: None,
+        }),
+    }
+    Ok(true)
 }
 
 fn read_all(

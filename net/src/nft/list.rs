@@ -137,6 +137,29 @@ impl NetfilterSocket {
             .collect())
     }
 
+    /// The rule of `chain` with `handle`, or `None` when the chain has no such rule: one
+    /// request, whatever the length of the chain.
+    pub fn rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        handle: u64,
+    ) -> Result<Option<RuleInfo>> {
+        let mut a = Attrs::new();
+        a.put_str(1, table); // NFTA_RULE_TABLE
+        a.put_str(2, chain); // NFTA_RULE_CHAIN
+        a.put_u64(3, handle); // NFTA_RULE_HANDLE
+        match self.request(nft_type(NFT_MSG_GETRULE), 0, family.nfproto(), &a.buf) {
+            Ok(replies) => Ok(replies
+                .iter()
+                .filter_map(parse_rule)
+                .find(|r| r.chain == chain && r.handle == handle)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The rules of `chain` whose comment is exactly `comment`.
     pub fn rules_with_comment(
         &mut self,

@@ -533,8 +533,21 @@ impl<'s> IptablesBackend<'s> {
 
     /// Verifies the rules of one family.
     pub fn check(&mut self, conf: &PortMapConf, att: &Attachment, container: IpNetwork) -> Result<()> {
-        let family = IpFamily::of(container.ip());
-        check_saved(&self.save_nat(family)?, conf, att, container)
+        let scope = Scope::default()
+            .rules_of([att.dnat_chain()])
+            .jumps_to(&att.dnat_chain(), [TOP_LEVEL_DNAT_CHAIN]);
+        // A reading that changes nothing: the verdict comes out of the planning step.
+        let mut verdict = Ok(());
+        self.update(
+            IpFamily::of(container.ip()),
+            "unable to read the iptables nat table",
+            &scope,
+            |saved| {
+                verdict = check_saved(saved, conf, att, container);
+                Ok(None)
+            },
+        )?;
+        verdict
     }
 
     /// Removes the chains of every attachment of `network` whose container
