@@ -174,6 +174,16 @@ impl IptablesRunner {
         }
     }
 
+    /// Whether [`IptablesRunner::update_with`] writes `table` of `family` in-process (given a
+    /// socket): the runner is in the caller's namespace, the table is `nat` and the host's
+    /// iptables tools are iptables-nft.
+    pub fn writes_in_process(&self, family: Family, table: &str) -> bool {
+        self.netns.is_none()
+            && table == "nat"
+            && self.available(family)
+            && crate::iptables_nft::is_xtables_nft(family)
+    }
+
     /// [`IptablesRunner::update`], done in-process when `nft` is given, the runner is in the
     /// caller's namespace and the host's iptables is iptables-nft (see
     /// [`crate::iptables_nft`]): only the part of the table `scope` names is read (the

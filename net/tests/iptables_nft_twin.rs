@@ -330,3 +330,60 @@ fn partial_reading_finds_jumps_and_asks_for_more_when_needed() {
         })
         .unwrap();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn update_with_writes_in_process_and_leaves_what_it_cannot_translate_to_the_tool() {
+    let ns = TestNetns::new();
+    let family = Family::V4;
+    ns.open()
+        .run(|| {
+            let mut nft = NetfilterSocket::new().unwrap();
+            let runner = IptablesRunner::host();
+            assert!(
+                runner.writes_in_process(family, "nat"),
+                "this host's iptables is not iptables-nft"
+            );
+            let scope = Scope::default().rules_of(["OUTPUT"]);
+            let add = |args: &'static str| {
+                move |saved: &SavedTable| {
+                    let mut b = RestoreBatch::new("nat");
+                    b.append_if_missing(saved, "OUTPUT", v(args));
+                    Ok::<_, ()>(Some(b))
+                }
+            };
+            // Covered: written in-process, and found again by the next call (no duplicate).
+            for _ in 0..2 {
+                runner
+                    .update_with(
+                        Some(&mut nft),
+                        family,
+                        "nat",
+                        &scope,
+                        add("-d 10.222.1.1/32 -j RETURN"),
+                    )
+                    .unwrap();
+            }
+            // Not covered (a conntrack match): iptables-restore writes it.
+            runner
+                .update_with(
+                    Some(&mut nft),
+                    family,
+                    "nat",
+                    &scope,
+                    add("-m conntrack --ctstate NEW -j RETURN"),
+                )
+                .unwrap();
+        })
+        .unwrap();
+    let saved = save(&ns, family);
+    assert_eq!(
+        saved.matches("-A OUTPUT -d 10.222.1.1/32 -j RETURN").count(),
+        1,
+        "{saved}"
+    );
+    assert!(
+        saved.contains("-A OUTPUT -m conntrack --ctstate NEW -j RETURN"),
+        "{saved}"
+    );
+}
