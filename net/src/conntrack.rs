@@ -106,7 +106,49 @@ impl FlowFilter {
 impl NetfilterSocket {
     /// Every conntrack entry of `family` in this socket's namespace.
     pub fn conntrack_flows(&mut self, family: Family) -> Result<Vec<Flow>> {
-        let replies = self.dump(ct_type(IPCTNL_MSG_CT_GET), af(family), &[])?;
+        self.conntrack_dump(family, &[])
+    }
+
+    /// The entries of `family` whose original protocol is `protocol` and original
+    /// destination port is `dport`, filtered by the kernel (`CTA_FILTER`, Linux 5.10+): it
+    /// still walks its table, but only matching entries are copied out and decoded, so the
+    /// cost of looking for a published port's stale entries no longer grows with everything
+    /// else the host tracks. A kernel that refuses the filter gets a full dump, filtered here.
+    pub fn conntrack_flows_to_port(&mut self, family: Family, protocol: u8, dport: u16) -> Result<Vec<Flow>> {
+        use crate::nft::wire::Attrs;
+        const CTA_TUPLE_ORIG: u16 = 1;
+        const CTA_TUPLE_PROTO: u16 = 2;
+        const CTA_PROTO_NUM: u16 = 1;
+        const CTA_PROTO_DST_PORT: u16 = 3;
+        const CTA_FILTER: u16 = 25;
+        const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+        // The kernel's CTA_FILTER_F_CTA_PROTO_NUM | CTA_FILTER_F_CTA_PROTO_DST_PORT.
+        const FLAGS: u32 = (1 << 3) | (1 << 5);
+        let mut a = Attrs::new();
+        a.nest(CTA_TUPLE_ORIG, |a| {
+            a.nest(CTA_TUPLE_PROTO, |a| {
+                a.put(CTA_PROTO_NUM, &[protocol]);
+                a.put(CTA_PROTO_DST_PORT, &dport.to_be_bytes());
+            });
+        });
+        a.nest(CTA_FILTER, |a| a.put(CTA_FILTER_ORIG_FLAGS, &FLAGS.to_ne_bytes()));
+        let wanted = |f: &Flow| f.original.protocol == protocol && f.original.dport == dport;
+        match self.conntrack_dump(family, &a.buf) {
+            Ok(flows) => Ok(flows.into_iter().filter(wanted).collect()),
+            Err(e)
+                if matches!(
+                    e.errno(),
+                    Some(nix::errno::Errno::EINVAL | nix::errno::Errno::EOPNOTSUPP)
+                ) =>
+            {
+                Ok(self.conntrack_flows(family)?.into_iter().filter(wanted).collect())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn conntrack_dump(&mut self, family: Family, request: &[u8]) -> Result<Vec<Flow>> {
+        let replies = self.dump(ct_type(IPCTNL_MSG_CT_GET), af(family), request)?;
         let mut flows = Vec::with_capacity(replies.len());
         for reply in replies {
             let msg =

@@ -72,6 +72,15 @@ fn delete_udp_flows_by_port_and_address_v4() {
     assert_eq!(dns.original.src, "10.222.3.1".parse::<IpAddr>().unwrap());
     assert_eq!(dns.original.dst, dst);
     assert_eq!(dns.reply.unwrap().sport, 5353);
+    // The kernel-filtered dump returns only the entry to that port.
+    let to_port = nf.conntrack_flows_to_port(Family::V4, IPPROTO_UDP, 5353).unwrap();
+    assert_eq!(to_port.len(), 1, "{to_port:?}");
+    assert_eq!(to_port[0].original, dns.original);
+    assert!(
+        nf.conntrack_flows_to_port(Family::V4, IPPROTO_UDP, 7)
+            .unwrap()
+            .is_empty()
+    );
 
     // Another address on the same port: nothing deleted.
     assert_eq!(

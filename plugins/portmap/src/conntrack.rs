@@ -118,7 +118,14 @@ fn remove_flows_on(nf: &mut NetfilterSocket, flows: &[StaleFlow]) -> cni_net::Re
             continue;
         }
         let fam = net_family(family);
-        for flow in nf.conntrack_flows(fam)? {
+        let mut ports: Vec<u16> = wanted.iter().map(|w| w.host_port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        let mut flows = Vec::new();
+        for port in ports {
+            flows.extend(nf.conntrack_flows_to_port(fam, IPPROTO_UDP, port)?);
+        }
+        for flow in flows {
             if !wanted
                 .iter()
                 .any(|w| w.matches(&flow.original, flow.reply.as_ref(), &is_local))
