@@ -322,6 +322,27 @@ fn partial_reading_finds_jumps_and_asks_for_more_when_needed() {
             let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();
             assert_eq!(saved.rules_jumping_to(second).count(), 1);
             assert!(saved.chain("CNI-HOSTPORT-DNAT").is_some() && !saved.missed());
+            // A change planned from a partial reading that covers what it touches.
+            let scope = Scope::default()
+                .exists(["POSTROUTING"])
+                .jumps_to("CNI-new", ["POSTROUTING"]);
+            let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();
+            let mut b = RestoreBatch::new("nat");
+            b.declare_chain("CNI-new")
+                .append("CNI-new", v("-j MASQUERADE"))
+                .append("POSTROUTING", v("-s 10.222.7.9/32 -j CNI-new"));
+            assert!(saved.references("CNI-new") == 0 && !saved.missed());
+            let plan = xt::plan(family, &saved, &b).unwrap();
+            nft.apply(&plan).unwrap();
+            // Without POSTROUTING's existence in the scope it asks for a full reading.
+            let scope = Scope::default().jumps_to("CNI-other", ["POSTROUTING"]);
+            let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();
+            let mut only_postrouting = RestoreBatch::new("nat");
+            only_postrouting.append("POSTROUTING", v("-s 10.222.7.10/32 -j CNI-new"));
+            assert!(matches!(
+                xt::plan(family, &saved, &only_postrouting),
+                Err(xt::PlanError::NotRead(c)) if c == "POSTROUTING"
+            ));
             // An absent chain needs no search at all.
             let scope = Scope::default().jumps_to("CNI-DN-absent", ["CNI-HOSTPORT-DNAT"]);
             let saved = xt::read(&mut nft, family, "nat", &scope).unwrap();

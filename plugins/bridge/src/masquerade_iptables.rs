@@ -213,7 +213,10 @@ pub fn setup(sockets: &mut Sockets, att: &Attachment, ips: &[IpNetwork]) -> Resu
         // POSTROUTING holds a jump per masqueraded container: it is read only when the
         // chain already exists (a repeated ADD), to keep one jump per address as Go's
         // AppendUnique does.
-        let scope = Scope::default().jumps_to(&chain, ["POSTROUTING"]);
+        // POSTROUTING's existence too: a missing built-in chain is created with the rule.
+        let scope = Scope::default()
+            .exists(["POSTROUTING"])
+            .jumps_to(&chain, ["POSTROUTING"]);
         let nft = sockets.netfilter().ok();
         IptablesRunner::host()
             .update_with(nft, ipt.family(), "nat", &scope, |saved| {

@@ -435,7 +435,7 @@ impl Default for IptablesBackend<'static> {
 fn add_scope(att: &Attachment) -> Scope {
     Scope::default()
         .rules_of([SET_MARK_CHAIN, MARK_MASQ_CHAIN, "PREROUTING", "OUTPUT"])
-        .exists([TOP_LEVEL_DNAT_CHAIN])
+        .exists([TOP_LEVEL_DNAT_CHAIN, "POSTROUTING"])
         .jumps_to(&att.dnat_chain(), [TOP_LEVEL_DNAT_CHAIN])
 }
 
