@@ -1,3 +1,3 @@
 """rcni benchmark harness (stdlib only). Scenario modules import from here."""
 
-from .api import Column, Exec, ExecResult, Run, Scenario  # noqa: F401
+from .api import Column, Exec, ExecResult, Parallel, Run, Scenario  # noqa: F401

@@ -6,7 +6,9 @@ replaying the exact argv/env/stdin of the last rcni or go run).
 
 Per run of a column:
     setup(run)         untimed: make netns, dirs, pre-state (may call run.exec())
-    timed(run)         returns the list of Exec to time, in sequence (one timed step)
+    timed(run)         returns the list of Exec to time, in sequence (one timed step); an
+                       item may also be a Parallel: execs started together, timed from the
+                       first spawn to the last exit (concurrent ADDs into one network)
     verify(run, res)   untimed, first few runs only: return an error string or None
     teardown(run)      untimed, always called; netns made by run.netns() are removed
                        after it automatically
@@ -57,6 +59,24 @@ class Exec:
 
 
 @dataclass
+class Parallel:
+    """Execs started together, as one item of a timed step.
+
+    A runtime that starts many pods at once runs their plugin chains concurrently, and what
+    it waits for is the last of them; contention (host-local's lock, the bridge, the
+    firewall) only shows when the execs overlap. One Exec per step item cannot express that,
+    so this item spawns every exec back to back (posix_spawn each, configs already in their
+    stdin pipes), then reaps them all; its time is the wall time from the first spawn to
+    the last exit. Every exec must succeed (when `ok`). Configs may not be callables (there
+    is no earlier exec of the same item to chain from); they may use the step's earlier items.
+    The floor replays the same number of /bin/true spawned together.
+    """
+
+    execs: Sequence[Exec]
+    label: Optional[str] = None  # per-item label in the report (default "<n> x plugin COMMAND")
+
+
+@dataclass
 class ExecResult:
     plugin: str
     command: str
@@ -74,7 +94,7 @@ class ExecResult:
 @dataclass
 class Scenario:
     name: str
-    timed: Callable[["Run"], Sequence[Exec]]
+    timed: Callable[["Run"], Sequence[Union[Exec, Parallel]]]
     setup: Optional[Callable[["Run"], None]] = None
     teardown: Optional[Callable[["Run"], None]] = None
     verify: Optional[Callable[["Run", list], Optional[str]]] = None
@@ -85,6 +105,7 @@ class Scenario:
     description: str = ""
     columns: Sequence[str] = ("rcni", "go", "floor")
     default: bool = True  # part of a plain `scripts/bench` run (else only when named)
+    verify_every_run: bool = False  # verify after every run, not only the first few
     # DESIGN.md targets checked in the report: min_ratio (go/rcni median), max_over_floor_ms
     # (rcni median - floor median), max_rss_kb (every rcni exec of the step)
     targets: dict = field(default_factory=dict)

@@ -11,7 +11,7 @@ import time
 from typing import Optional
 
 from . import proc
-from .api import Column, Exec, ExecResult, Run, Scenario, to_stdin
+from .api import Column, Exec, ExecResult, Parallel, Run, Scenario, to_stdin
 from .netns import NetnsTracker
 from .stats import summarize
 
@@ -83,7 +83,9 @@ class Harness:
         self.progress = progress
         self.netns = NetnsTracker()
         self.rid = 0
-        self._record: Optional[list] = None  # last timed step of a rcni/go column: [(env, stdin, label)]
+        # Last timed step of a rcni/go column, one entry per step item:
+        # ([(env, stdin)], started together?, label)
+        self._record: Optional[list] = None
         self._labels: dict = {}  # column kind -> ["plugin COMMAND", ...] of its timed step
         self._gnu_time = proc.have_gnu_time() if rss else False
         self.floor_rss_kb: Optional[int] = None
@@ -137,6 +139,35 @@ class Harness:
             raise ExecFailed(_fmt_fail(path, e, status, out, err))
         return r, env, stdin
 
+    def _group(self, col: Column, g: Parallel, run: Optional[Run], prev: list, rss_dir: Optional[str] = None):
+        """A Parallel item: returns ([ExecResult], wall ns, [(env, stdin)])."""
+        children, meta = [], []
+        for k, e in enumerate(g.execs):
+            if callable(e.config):
+                cfg = e.config(prev)
+            else:
+                cfg = e.config
+            stdin = to_stdin(cfg)
+            path = self.resolve(col, e)
+            env = self.env_for(col, e, run)
+            argv = [path]
+            rss_file = None
+            if rss_dir:
+                rss_file = os.path.join(rss_dir, "rss-%d.txt" % k)
+                argv = [proc.GNU_TIME, "-f", "%M", "-o", rss_file, path]
+            children.append((argv, env, stdin))
+            meta.append((e, path, env, stdin, rss_file))
+        ns, outs = proc.spawn_many(children)
+        results, bad = [], []
+        for (e, path, env, stdin, rss_file), (status, out, err) in zip(meta, outs):
+            rss = proc.read_rss(rss_file) if rss_file else None
+            results.append(ExecResult(e.plugin, e.command, path, ns, status, out, err, rss))
+            if e.ok and status != 0:
+                bad.append(_fmt_fail(path, e, status, out, err))
+        if bad:
+            raise ExecFailed("%d of %d parallel execs failed; first: %s" % (len(bad), len(meta), bad[0]))
+        return results, ns, [(m[2], m[3]) for m in meta]
+
     def exec_untimed(self, col: Column, e: Exec, run: Optional[Run]) -> ExecResult:
         try:
             return self._one(col, e, run, [])[0]
@@ -147,16 +178,28 @@ class Harness:
     def _replay_floor(self, rss_file: Optional[str]) -> tuple:
         total, rss, per = 0, None, []
         self._labels["floor"] = [x[2] for x in self._record]
-        for env, stdin, _label in self._record:
-            if rss_file:
-                status, out, err, r = proc.spawn_rss([TRUE], env, stdin, rss_file)
-                rss = max(rss or 0, r or 0)
+        for pairs, parallel, _label in self._record:
+            if parallel:
+                argv = [TRUE] if not rss_file else [proc.GNU_TIME, "-f", "%M", "-o", rss_file, TRUE]
+                ns, outs = proc.spawn_many([(argv, env, stdin) for env, stdin in pairs])
+                statuses = [o[0] for o in outs]
+                if rss_file:
+                    rss = max(rss or 0, proc.read_rss(rss_file) or 0)
+                else:
+                    total += ns
+                    per.append(ns)
             else:
-                ns, status, out, err = proc.spawn([TRUE], env, stdin)
-                total += ns
-                per.append(ns)
-            if status != 0:
-                raise ExecFailed("/bin/true exited %d" % status)
+                env, stdin = pairs[0]
+                if rss_file:
+                    status, out, err, r = proc.spawn_rss([TRUE], env, stdin, rss_file)
+                    rss = max(rss or 0, r or 0)
+                else:
+                    ns, status, out, err = proc.spawn([TRUE], env, stdin)
+                    total += ns
+                    per.append(ns)
+                statuses = [status]
+            if any(st != 0 for st in statuses):
+                raise ExecFailed("/bin/true exited %s" % statuses)
         return total, ({TRUE: rss} if rss_file else None), per
 
     def _run(self, sc: Scenario, col: Column, index: int, rss: bool = False) -> tuple:
@@ -171,27 +214,35 @@ class Harness:
         try:
             if sc.setup:
                 sc.setup(run)
-            execs = list(sc.timed(run))
-            results, record = [], []
-            for e in execs:
-                r, env, stdin = self._one(col, e, run, results, rss_file)
-                results.append(r)
-                record.append((env, stdin, "%s %s" % (e.plugin, e.command)))
+            items = list(sc.timed(run))
+            results, record, step_ns = [], [], []
+            for e in items:
+                if isinstance(e, Parallel):
+                    rs, ns, pairs = self._group(col, e, run, results, self.tmproot if rss else None)
+                    results.extend(rs)
+                    step_ns.append(ns)
+                    first = e.execs[0]
+                    record.append((pairs, True, e.label or "%d x %s %s" % (len(rs), first.plugin, first.command)))
+                else:
+                    r, env, stdin = self._one(col, e, run, results, rss_file)
+                    results.append(r)
+                    step_ns.append(r.ns)
+                    record.append(([(env, stdin)], False, "%s %s" % (e.plugin, e.command)))
             if col.kind != "floor":
                 self._record = record
             self._labels[col.kind] = [x[2] for x in record]
-            if sc.verify and index < self.verify_runs:
+            if sc.verify and (index < self.verify_runs or sc.verify_every_run):
                 msg = sc.verify(run, results)
                 if msg:
                     raise ExecFailed("verify failed (run %d): %s" % (index, msg))
-            total = sum(r.ns for r in results)
+            total = sum(step_ns)
             rssd = None
             if rss:
                 rssd = {}
                 for r in results:
                     key = TRUE if col.kind == "floor" else r.plugin
                     rssd[key] = max(rssd.get(key, 0), r.maxrss_kb or 0)
-            return total, rssd, [r.ns for r in results]
+            return total, rssd, step_ns
         finally:
             try:
                 if sc.teardown:

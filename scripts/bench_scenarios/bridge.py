@@ -19,13 +19,22 @@ each run removed the only NAT rule, so the kernel drops conntrack's per-namespac
 the timed ADD registers them again (about 0.4 ms of rcni's ADD, measured). bridge-masq-add-busy
 keeps one resident container attached for the whole column, as on a node already running
 containers.
+
+bridge-concurrent-N-add / -del (N = 16 by default, 64 when named): N containers, each in a
+fresh netns, attached to (detached from) ONE network at once, as a runtime starting many pods
+does: one bridge (`rcnic<pid><r|g>`), one host-local range (10.222.64-66.0/24 per column).
+The timed step is one Parallel item (bench_lib.api): N execs spawned back to back, timed from
+the first spawn to the last exit; the floor spawns N /bin/true the same way. After every run
+(not only the first ones): every exec exited 0, N distinct addresses and host-local holds
+exactly those (ADD) or none (DEL). The release (DELs after an ADD run) and the setup (ADDs
+before a DEL run) are untimed and sequential.
 """
 
 from __future__ import annotations
 
 import os
 
-from bench_lib import Exec, Scenario
+from bench_lib import Exec, Parallel, Scenario
 from bench_lib.hostns import HostNetns
 
 from .common import RSS_KB, conf
@@ -172,6 +181,83 @@ def _scenario(name, desc, masq, dual, verb, targets, resident=False):
     )
 
 
+# -- concurrency: N containers attached to (detached from) one network at once ------------
+
+CONC_NET = "rcni-bench-conc"
+CONC_SUBNETS = {"rcni": "10.222.64.0/24", "go": "10.222.65.0/24", "floor": "10.222.66.0/24"}
+
+
+def _conc_bridge(col) -> str:
+    return "rcnic%d%s" % (os.getpid() % 100000, col.kind[0])
+
+
+def _conc_conf(col) -> dict:
+    return conf("bridge", name=CONC_NET, bridge=_conc_bridge(col),
+                ipam={"type": "host-local", "subnet": CONC_SUBNETS[col.kind], "dataDir": col.state["data_dir"]})
+
+
+def _conc_store(run) -> list:
+    """Addresses host-local holds for the network (its store: one file per address)."""
+    d = os.path.join(run.col.state["data_dir"], CONC_NET)
+    try:
+        return sorted(n for n in os.listdir(d) if n[0].isdigit() and n.count(".") == 3)
+    except FileNotFoundError:
+        return []
+
+
+def _conc_addrs(results) -> list:
+    return [(r.json().get("ips") or [{}])[0].get("address") for r in results]
+
+
+def _concurrent(n: int, verb: str) -> Scenario:
+    def setup(run):
+        _enter(run)
+        run.state["conf"] = _conc_conf(run.col)
+        run.state["ctrs"] = [(run.netns(), "%s-c%d" % (run.id, i)) for i in range(n)]
+        if verb == "del" and run.kind != "floor":
+            run.state["adds"] = [run.exec(Exec("bridge", "ADD", run.state["conf"], netns=ns, containerid=cid))
+                                 for ns, cid in run.state["ctrs"]]
+
+    def timed(run):
+        return [Parallel([Exec("bridge", verb.upper(), run.state["conf"], netns=ns, containerid=cid)
+                          for ns, cid in run.state["ctrs"]])]
+
+    def verify(run, results):
+        # Every exec exited 0 (Parallel checks that); now the addresses.
+        if len(results) != n:
+            return "%d results for %d containers" % (len(results), n)
+        addrs = _conc_addrs(results if verb == "add" else run.state["adds"])
+        if None in addrs:
+            return "a result without an address: %s" % addrs
+        dup = sorted({a for a in addrs if addrs.count(a) > 1})
+        if dup:
+            return "%d containers, %d distinct addresses; duplicates: %s" % (n, len(set(addrs)), dup)
+        held = _conc_store(run)
+        if verb == "add" and len(held) != n:
+            return "host-local holds %d addresses after %d ADDs: %s" % (len(held), n, held)
+        if verb == "del" and held:
+            return "host-local still holds %s after %d DELs" % (held, n)
+        run.state["verified"] = True
+        return None
+
+    def teardown(run):
+        # Release (untimed): after an ADD run, and after a DEL run that did not get through.
+        try:
+            if run.kind != "floor" and "ctrs" in run.state and (verb == "add" or not run.state.get("verified")):
+                for ns, cid in run.state["ctrs"]:
+                    run.exec(Exec("bridge", "DEL", run.state["conf"], netns=ns, containerid=cid, ok=False))
+        finally:
+            _leave(run)
+
+    return Scenario(
+        name="bridge-concurrent-%d-%s" % (n, verb),
+        description="%d bridge+host-local %ss at once into one network (wall time, first spawn to last exit)"
+                    % (n, verb.upper()),
+        setup=setup, timed=timed, teardown=teardown, verify=verify, verify_every_run=True,
+        prepare=_prepare, cleanup=_cleanup, plugins=["bridge", "host-local"],
+        runs=20 if n <= 16 else 10, default=n <= 16, targets={})
+
+
 SCENARIOS = [
     _scenario("bridge-add", "bridge+host-local ADD, v4", False, False, "add",
               {"min_ratio": 2.5, "max_rss_kb": RSS_KB}),
@@ -187,4 +273,8 @@ SCENARIOS = [
               True, False, "add", {}, resident=True),
     _scenario("bridge-dual-add", "bridge+host-local ADD, dual stack, enabledad=false", False, True, "add", {}),
     _scenario("bridge-dual-del", "bridge+host-local DEL, dual stack", False, True, "del", {}),
+    _concurrent(16, "add"),
+    _concurrent(16, "del"),
+    _concurrent(64, "add"),
+    _concurrent(64, "del"),
 ]
