@@ -25,11 +25,11 @@ use cni::plugin::Command;
 use cni::runtime::{
     CachedAttachment, Exec, Invocation, NetworkList, PluginResult, ResultCache, Runtime, RuntimeConf,
 };
-use tokio_util::sync::CancellationToken;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The key Mesos reserves in a config's `args`.
 pub const MESOS_ARGS_KEY: &str = "org.apache.mesos";
@@ -374,7 +374,12 @@ impl PluginRunner {
     }
 
     /// CHECK (0.4.0+), on demand; Mesos has none.
-    pub async fn check(&self, req: &AttachRequest<'_>, netns: &Path, cancel: &CancellationToken) -> Result<()> {
+    pub async fn check(
+        &self,
+        req: &AttachRequest<'_>,
+        netns: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         let conf_path = paths::network_conf_path(req.root, req.container, req.network);
         let conf_bytes = std::fs::read(&conf_path).map_err(|e| Error::io("read", &conf_path, e))?;
         let conf: Value = serde_json::from_slice(&conf_bytes).map_err(|e| Error::Corrupt {

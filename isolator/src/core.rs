@@ -516,16 +516,17 @@ impl Core {
             // Host network with an image: the host's files, read-only.
             let Some(pid) = pid else { return Ok(()) };
             let existing = |p: &str| Path::new(p).exists().then(|| PathBuf::from(p));
-            return self.run_setup(SetupFlags {
-                pid,
-                rootfs: info.rootfs.clone(),
-                etc_hosts_path: existing("/etc/hosts"),
-                etc_hostname_path: existing("/etc/hostname"),
-                etc_resolv_conf: Some("/etc/resolv.conf".into()),
-                bind_readonly: true,
-                ..SetupFlags::default()
-            })
-            .await;
+            return self
+                .run_setup(SetupFlags {
+                    pid,
+                    rootfs: info.rootfs.clone(),
+                    etc_hosts_path: existing("/etc/hosts"),
+                    etc_hostname_path: existing("/etc/hostname"),
+                    etc_resolv_conf: Some("/etc/resolv.conf".into()),
+                    bind_readonly: true,
+                    ..SetupFlags::default()
+                })
+                .await;
         }
         let root = self.root()?.to_path_buf();
         if info.joins_parent {
@@ -535,16 +536,17 @@ impl Core {
             if !resolv.exists() {
                 resolv = PathBuf::from("/etc/resolv.conf");
             }
-            return self.run_setup(SetupFlags {
-                pid,
-                rootfs: info.rootfs.clone(),
-                etc_hosts_path: Some(parent_dir.join("hosts")),
-                etc_hostname_path: Some(parent_dir.join("hostname")),
-                etc_resolv_conf: Some(resolv),
-                bind_host_files: true,
-                ..SetupFlags::default()
-            })
-            .await;
+            return self
+                .run_setup(SetupFlags {
+                    pid,
+                    rootfs: info.rootfs.clone(),
+                    etc_hosts_path: Some(parent_dir.join("hosts")),
+                    etc_hostname_path: Some(parent_dir.join("hostname")),
+                    etc_resolv_conf: Some(resolv),
+                    bind_host_files: true,
+                    ..SetupFlags::default()
+                })
+                .await;
         }
 
         let name = id.to_string();
@@ -564,7 +566,9 @@ impl Core {
                 // unshare moves a thread: a namespace thread of its own.
                 let target = ns.clone();
                 self.namespace_threads
-                    .run("rcni-netns-new", move || netns_pin::pin_new_netns_on_this_thread(&target))
+                    .run("rcni-netns-new", move || {
+                        netns_pin::pin_new_netns_on_this_thread(&target)
+                    })
                     .await??;
             }
         }

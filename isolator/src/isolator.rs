@@ -12,7 +12,9 @@ use crate::error::Result;
 use crate::options::Options;
 use crate::plugin_exec::{PluginExec, ProcessPlugins, SyncExec};
 use crate::threads::build_runtime;
-use crate::types::{ContainerConfig, ContainerId, ContainerState, ContainerStatus, LaunchInfo, ResourceStatistics};
+use crate::types::{
+    ContainerConfig, ContainerId, ContainerState, ContainerStatus, LaunchInfo, ResourceStatistics,
+};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -82,7 +84,11 @@ impl Isolator {
     }
 
     /// See [`Core::recover`].
-    pub fn recover(&self, states: &[ContainerState], orphans: &HashSet<ContainerId>) -> Result<RecoveryReport> {
+    pub fn recover(
+        &self,
+        states: &[ContainerState],
+        orphans: &HashSet<ContainerId>,
+    ) -> Result<RecoveryReport> {
         self.runtime.block_on(self.core.recover(states, orphans))
     }
 

@@ -80,7 +80,11 @@ impl AsyncSocket for NetnsRouteSocket {
         }
     }
 
-    fn poll_recv_from<B: bytes::BufMut>(&self, cx: &mut Context<'_>, buf: &mut B) -> Poll<io::Result<SocketAddr>> {
+    fn poll_recv_from<B: bytes::BufMut>(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut B,
+    ) -> Poll<io::Result<SocketAddr>> {
         loop {
             let mut guard = ready!(self.0.poll_read_ready(cx))?;
             if let Ok(r) = guard.try_io(|s| s.get_ref().recv_from(buf, 0)) {
@@ -116,8 +120,8 @@ pub async fn route_handle_in(ns: &Path, threads: &NamespaceThreads) -> Result<rt
         .run("rcni-netns", move || open_in(path))
         .await?
         .map_err(|e| Error::io("open a netlink socket in", ns, e))?;
-    let socket =
-        NetnsRouteSocket::from_socket(socket).map_err(|e| Error::io("register the netlink socket of", ns, e))?;
+    let socket = NetnsRouteSocket::from_socket(socket)
+        .map_err(|e| Error::io("register the netlink socket of", ns, e))?;
     let (connection, handle, _) = rtnetlink::from_socket(socket);
     // Ends when the last handle is dropped.
     tokio::spawn(connection);
@@ -154,9 +158,9 @@ pub async fn link_stats(
         source,
     };
     while let Some(link) = links.try_next().await.map_err(err)? {
-        let named = link.attributes.iter().any(|a| {
-            matches!(a, netlink_packet_route::link::LinkAttribute::IfName(n) if ifnames.contains(n))
-        });
+        let named = link.attributes.iter().any(
+            |a| matches!(a, netlink_packet_route::link::LinkAttribute::IfName(n) if ifnames.contains(n)),
+        );
         if named && let Some(stats) = cni_net::stats::LinkStats::from_message(&link) {
             total.add(&stats);
         }

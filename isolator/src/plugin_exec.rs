@@ -145,7 +145,8 @@ struct GroupKill(Option<i32>);
 impl GroupKill {
     fn kill(&mut self) {
         if let Some(pid) = self.0.take() {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -156,7 +157,11 @@ impl Drop for GroupKill {
     }
 }
 
-async fn spawn(plugin: &Path, inv: &Invocation, cancel: &CancellationToken) -> cni::Result<tokio::process::Child> {
+async fn spawn(
+    plugin: &Path,
+    inv: &Invocation,
+    cancel: &CancellationToken,
+) -> cni::Result<tokio::process::Child> {
     let mut attempt = 0;
     loop {
         let mut cmd = tokio::process::Command::new(plugin);
@@ -322,7 +327,10 @@ mod tests {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
     fn dir() -> rcni_test_support::TempDir {
@@ -332,7 +340,11 @@ mod tests {
     #[test]
     fn stdin_env_and_stdout_as_cni_runtime() {
         let d = dir();
-        let p = script(d.path(), "echo", r#"cat; printf ' %s %s' "$CNI_COMMAND" "$CNI_IFNAME""#);
+        let p = script(
+            d.path(),
+            "echo",
+            r#"cat; printf ' %s %s' "$CNI_COMMAND" "$CNI_IFNAME""#,
+        );
         let out = runtime()
             .block_on(run_plugin(&p, &inv("{\"x\":1}", None), &CancellationToken::new()))
             .unwrap();
