@@ -20,7 +20,10 @@
 //! vanish with the process. Files go to a temporary directory, removed at
 //! the end.
 
-use cni::runtime::{Exec, Invocation, ProcessExec};
+use cni::runtime::Invocation;
+use cni_isolator::plugin_exec::{PluginExec, ProcessPlugins};
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 use cni_isolator::{
     ContainerConfig, ContainerId, ContainerInfo, ContainerState, Isolator, NetworkInfo, Options,
 };
@@ -32,7 +35,8 @@ use std::time::{Duration, Instant};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Runs plugins as the isolator does, adding up the time of each exec.
+/// Runs plugins as the isolator does (awaited child processes), adding up
+/// the time of each exec.
 #[derive(Default)]
 struct TimedExec {
     spent: Mutex<Duration>,
@@ -49,15 +53,22 @@ impl TimedExec {
     }
 }
 
-impl Exec for TimedExec {
-    fn exec_plugin(&self, plugin: &Path, inv: &Invocation) -> cni::Result<Vec<u8>> {
-        let t0 = Instant::now();
-        let out = ProcessExec.exec_plugin(plugin, inv);
-        *self
-            .spent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
-        out
+impl PluginExec for TimedExec {
+    fn exec<'a>(
+        &'a self,
+        plugin: &'a Path,
+        inv: &'a Invocation,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, cni::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let t0 = Instant::now();
+            let out = ProcessPlugins.exec(plugin, inv, cancel).await;
+            *self
+                .spent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
+            out
+        })
     }
 }
 
@@ -173,7 +184,7 @@ fn bench(a: &Args, base: &Path) -> Res<()> {
     options.setup_helper = a.helper.clone();
     options.plugin_timeout = Some(Duration::from_secs(30));
     let exec = Arc::new(TimedExec::default());
-    let iso = Isolator::with_exec(options.clone(), exec.clone())?;
+    let iso = Isolator::with_plugin_exec(options.clone(), exec.clone())?;
     let config = ContainerConfig {
         container_info: Some(ContainerInfo {
             network_infos: vec![NetworkInfo::named("bench")],
@@ -244,7 +255,7 @@ fn bench(a: &Args, base: &Path) -> Res<()> {
             network_infos: vec![NetworkInfo::named("bench")],
         });
     }
-    let fresh = Isolator::with_exec(options, exec.clone())?;
+    let fresh = Isolator::with_plugin_exec(options, exec.clone())?;
     let t0 = Instant::now();
     let report = fresh.recover(&states, &HashSet::new())?;
     let took = t0.elapsed();
