@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+/// The token a call's plugin execs stop on (re-exported: it is in
+/// [`PluginExec::exec`]'s signature).
+pub use tokio_util::sync::CancellationToken;
 
 /// Finds and runs plugins for the asynchronous core.
 pub trait PluginExec: Send + Sync {
