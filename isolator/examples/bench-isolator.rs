@@ -22,16 +22,16 @@
 
 use cni::runtime::Invocation;
 use cni_isolator::plugin_exec::{PluginExec, ProcessPlugins};
-use futures_util::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
 use cni_isolator::{
     ContainerConfig, ContainerId, ContainerInfo, ContainerState, Isolator, NetworkInfo, Options,
 };
+use futures_util::future::BoxFuture;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 

@@ -22,8 +22,14 @@
 //! or, where the kernel refuses that, in the single-threaded
 //! `cni-isolator-setup` helper.
 //!
+//! Plugin execs are child processes awaited with their deadline and a
+//! cancellation token ([`plugin_exec`]); the isolator's own netlink work in
+//! a container's netns goes through `rtnetlink` on a socket opened inside
+//! that netns by a short-lived thread ([`netns_socket`]).
+//!
 //! The same crate builds `libcni_isolator.so`, the C ABI of [`ffi`]
-//! (header `include/rcni_isolator.h`), for hosts written in C or C++.
+//! (header `include/rcni_isolator.h`), for hosts written in C or C++: every
+//! call blocking or with a completion callback.
 
 pub mod attach;
 pub mod configs;
