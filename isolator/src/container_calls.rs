@@ -108,3 +108,54 @@ impl ContainerCalls {
         lock(&self.entries).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        #[allow(clippy::unwrap_used)]
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn cleanup_cancels_the_running_isolate_and_waits_for_it() {
+        runtime().block_on(async {
+            let calls = Arc::new(ContainerCalls::default());
+            let id = ContainerId::new("c1");
+            let token = CancellationToken::new();
+            let turn = calls.isolate(&id, token.clone()).await;
+            let (c, i) = (calls.clone(), id.clone());
+            let cleanup = tokio::spawn(async move {
+                let _turn = c.cleanup(&i).await;
+            });
+            // The isolate sees its token cancelled while it still holds its turn.
+            tokio::time::timeout(Duration::from_secs(5), token.cancelled())
+                .await
+                .expect("cancelled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!cleanup.is_finished(), "cleanup ran before the isolate stopped");
+            drop(turn);
+            cleanup.await.expect("cleanup finished");
+            assert_eq!(calls.busy(), 0, "the entry went with its last user");
+        });
+    }
+
+    #[test]
+    fn other_containers_do_not_wait() {
+        runtime().block_on(async {
+            let calls = ContainerCalls::default();
+            let token = CancellationToken::new();
+            let _a = calls.isolate(&ContainerId::new("a"), token.clone()).await;
+            let _b = tokio::time::timeout(Duration::from_secs(5), calls.cleanup(&ContainerId::new("b")))
+                .await
+                .expect("no wait for another container");
+            assert!(!token.is_cancelled());
+            assert_eq!(calls.busy(), 2);
+        });
+    }
+}

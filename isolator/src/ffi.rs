@@ -143,7 +143,18 @@ impl RcniIsolator {
             message: "the isolator is being destroyed".into(),
         })?;
         let _call = self.in_flight.enter();
-        runtime.block_on(serve(&self.core, request))
+        // On the workers, which drive the call's I/O (see `Isolator`); the
+        // caller waits for the one wake-up at the end.
+        let core = self.core.clone();
+        let task = runtime.spawn(async move { serve(&core, request).await });
+        match runtime.block_on(task) {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => Err(panicked(e.into_panic())),
+            Err(e) => Err(Failure {
+                code: RCNI_ERR_CANCELLED,
+                message: format!("the call's task ended: {e}"),
+            }),
+        }
     }
 }
 
