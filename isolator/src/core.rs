@@ -34,7 +34,7 @@ use crate::types::{
     LaunchInfo, Namespace, NetworkInfo, Protocol, ResourceStatistics,
 };
 use cni::CniResult;
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -578,7 +578,7 @@ impl Core {
         }
 
         let runner = self.runner()?;
-        let attached: Vec<Result<CniResult>> = join_all(info.networks.iter().map(|net| async {
+        let adds = join_all(info.networks.iter().map(|net| async {
             let config = self.lookup(&net.name)?;
             let req = AttachRequest {
                 root: &root,
@@ -591,8 +591,11 @@ impl Core {
                 .add(&req, &config, &net.network_info, &ns, cancel)
                 .await
                 .map(|a| a.result)
-        }))
-        .await;
+        }));
+        // The route socket for `lo` is opened in the container's netns (on a
+        // namespace thread) while the plugins run.
+        let route = netns_socket::route_handle_in(&ns, &self.namespace_threads);
+        let (attached, route): (Vec<Result<CniResult>>, _) = join(adds, route).await;
         let mut errors = Vec::new();
         let mut networks = info.networks.clone();
         for (net, r) in networks.iter_mut().zip(attached) {
@@ -639,24 +642,26 @@ impl Core {
         };
 
         cni::fault::point("isolator.isolate.files");
-        netns_socket::loopback_up(&ns, &self.namespace_threads).await?;
         if cancel.is_cancelled() {
             return Err(self.cancelled("isolate", id));
         }
-        if let Some(pid) = pid {
-            self.run_setup(SetupFlags {
-                pid,
-                hostname: Some(hostname),
-                rootfs: info.rootfs.clone(),
-                etc_hosts_path: Some(hosts_path),
-                etc_hostname_path: Some(hostname_path),
-                etc_resolv_conf: Some(resolv_path),
-                bind_host_files: true,
-                bind_readonly: false,
-            })
-            .await?;
-        }
-        Ok(())
+        let loopback = async { netns_socket::loopback_up(route?, &ns).await };
+        let Some(pid) = pid else {
+            return loopback.await;
+        };
+        // `lo` up and the mount/UTS setup touch different namespaces: both at once.
+        let setup = self.run_setup(SetupFlags {
+            pid,
+            hostname: Some(hostname),
+            rootfs: info.rootfs.clone(),
+            etc_hosts_path: Some(hosts_path),
+            etc_hostname_path: Some(hostname_path),
+            etc_resolv_conf: Some(resolv_path),
+            bind_host_files: true,
+            bind_readonly: false,
+        });
+        let (lo, setup) = join(loopback, setup).await;
+        Error::collect([lo.err(), setup.err()].into_iter().flatten().collect())
     }
 
     /// The mount/UTS work in the container (see [`crate::setup`]): on a

@@ -130,17 +130,20 @@ pub async fn route_handle_in(ns: &Path, threads: &NamespaceThreads) -> Result<rt
 
 /// Brings `lo` up inside the namespace at `ns` (Mesos runs `ip link set dev
 /// lo up`, which needs iproute2 in the agent's PATH): one `RTM_SETLINK` by
-/// name.
-pub async fn loopback_up(ns: &Path, threads: &NamespaceThreads) -> Result<()> {
-    let what = format!("cannot bring lo up in {}", ns.display());
-    let handle = route_handle_in(ns, threads).await?;
+/// name, on `handle`, a connection from [`route_handle_in`] for that
+/// namespace (opened ahead, while the plugins run, so the namespace thread
+/// costs the attach nothing).
+pub async fn loopback_up(handle: rtnetlink::Handle, ns: &Path) -> Result<()> {
     let up = rtnetlink::LinkUnspec::new_with_name("lo").up().build();
     handle
         .link()
         .set(up)
         .execute()
         .await
-        .map_err(|source| Error::RtNetlink { what, source })
+        .map_err(|source| Error::RtNetlink {
+            what: format!("cannot bring lo up in {}", ns.display()),
+            source,
+        })
 }
 
 /// The summed counters of the links named in `ifnames` inside `ns`.

@@ -587,6 +587,8 @@ fn destroy_from_inside_a_callback_finishes_on_its_own_thread() {
     let env = Env::new();
     let h = create(&options(&env, serde_json::json!({})));
     let answers = Arc::new(Answers::default());
+    // The runtime's two workers are among these.
+    let before = threads();
     let d = Box::into_raw(Box::new(Destroyer {
         h: h.0,
         answers: answers.clone(),
@@ -598,7 +600,6 @@ fn destroy_from_inside_a_callback_finishes_on_its_own_thread() {
     let got = answers.wait_for(1, Duration::from_secs(30));
     assert_eq!(got[0].1, RCNI_OK, "{got:?}");
     // The finisher thread stops the runtime: its threads go.
-    let before = threads();
     wait_until("the runtime's threads to end", Duration::from_secs(10), || {
         threads() + 2 <= before
     });
