@@ -2,7 +2,7 @@
 //! network costs no more than the plugins plus 2 ms; recovery of 1,000
 //! containers under 1 s). Root; run by `scripts/bench-isolator`.
 //!
-//! `bench-isolator --plugins DIR [--setup-helper PATH] [--runs N] [--containers N]`
+//! `bench-isolator --plugins DIR [--setup-helper PATH] [--runs N] [--containers N] [--workers N]`
 //!
 //! - attach: `isolate()` of a container (a process in new net, mount and UTS
 //!   namespaces) on a bridge + host-local network, minus the time spent in
@@ -86,6 +86,7 @@ struct Args {
     helper: Option<PathBuf>,
     runs: usize,
     containers: usize,
+    workers: usize,
 }
 
 fn args() -> Res<Args> {
@@ -94,6 +95,7 @@ fn args() -> Res<Args> {
         helper: None,
         runs: 50,
         containers: 1000,
+        workers: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +105,7 @@ fn args() -> Res<Args> {
             "--setup-helper" => a.helper = Some(value()?.into()),
             "--runs" => a.runs = value()?.parse()?,
             "--containers" => a.containers = value()?.parse()?,
+            "--workers" => a.workers = value()?.parse()?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -182,6 +185,7 @@ fn bench(a: &Args, base: &Path) -> Res<()> {
         base.join("run").join(cni_isolator::paths::CNI_DIR),
     );
     options.setup_helper = a.helper.clone();
+    options.threads.workers = a.workers;
     options.plugin_timeout = Some(Duration::from_secs(30));
     let exec = Arc::new(TimedExec::default());
     let iso = Isolator::with_plugin_exec(options.clone(), exec.clone())?;
