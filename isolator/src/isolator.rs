@@ -6,8 +6,9 @@
 //! workers, which also drive its I/O (plugin pipes and exits, netlink), so
 //! an event wakes the task on the thread that saw it; the caller is woken
 //! once, when the call is over. (Driving the future on the caller's thread
-//! instead costs a cross-thread wake-up per event: measured ~2 ms more per
-//! attach here.) Not from inside an async runtime: `block_on` panics there;
+//! instead costs a cross-thread wake-up per event; a first, noisy
+//! measurement had it about 2 ms slower per attach.) Not from inside an
+//! async runtime: `block_on` panics there;
 //! use [`Isolator::core`] and await its methods on [`Isolator::runtime`].
 
 use crate::core::Core;
