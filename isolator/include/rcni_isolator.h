@@ -38,7 +38,9 @@
  *   short-lived threads at a time that enter container namespaces; no thread
  *   per call, whatever the number of calls in flight. The runtime's threads
  *   start in the namespaces of the thread that calls rcni_isolator_create.
- *   Plugins are child processes of this process (tokio reaps them).
+ *   Plugins are child processes of this process, each waited for through a
+ *   pidfd (Linux >= 5.3; on older kernels tokio installs a SIGCHLD handler
+ *   that chains to any previous one), and only that child is reaped.
  * - Calls for different containers run concurrently; one container's
  *   isolate and cleanup never overlap. A cleanup submitted while an isolate
  *   of the same container is running cancels that isolate (its plugins are
