@@ -55,7 +55,7 @@ fn call(what: &str, f: impl FnOnce(*mut *mut c_char) -> i32) -> (i32, String) {
     unsafe { rcni_isolator_free_string(out) };
     let text = text.unwrap_or_else(|e| panic!("{what}: answer is not UTF-8: {e}"));
     assert_ne!(code, RCNI_ERR_PANIC, "{what} panicked: {text}");
-    assert!((0..=7).contains(&code), "{what}: unknown code {code}");
+    assert!((0..=8).contains(&code), "{what}: unknown code {code}");
     if code == RCNI_OK {
         assert!(
             serde_json::from_str::<Value>(&text).is_ok(),

@@ -27,7 +27,10 @@ mod common;
 mod records;
 
 use cni::runtime::{Exec, Invocation, PluginResult};
+use cni_isolator::ThreadLimits;
 use cni_isolator::attach::{AttachRequest, PluginRunner};
+use cni_isolator::plugin_exec::{CancellationToken, SyncExec};
+use cni_isolator::threads::build_runtime;
 use cni_isolator::{ContainerId, Isolator, Options};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -149,7 +152,7 @@ fn check(data: &[u8]) {
             plugin_dirs: vec![d.plugins_dir.clone()],
             timeout: None,
             durable: false,
-            exec: Arc::new(FakePlugin),
+            exec: Arc::new(SyncExec(Arc::new(FakePlugin))),
         };
         let (container, network, ifname) = (
             container.to_string_lossy(),
@@ -163,7 +166,9 @@ fn check(data: &[u8]) {
             ifname: &ifname,
             cni_args: &[],
         };
-        let _ = runner.del(&req, &d.root.join(&*container).join("ns"));
+        let runtime = build_runtime(ThreadLimits::default()).expect("a runtime");
+        let ns = d.root.join(&*container).join("ns");
+        let _ = runtime.block_on(runner.del(&req, &ns, &CancellationToken::new()));
         return;
     }
 

@@ -4,7 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(r) = cni::CniResult::from_slice(data) else { return };
+    let Ok(r) = cni::CniResult::from_slice(data) else {
+        return;
+    };
     for v in cni::version::SUPPORTED_VERSIONS {
         let _ = r.to_value(v);
     }

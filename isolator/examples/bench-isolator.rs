@@ -2,7 +2,7 @@
 //! network costs no more than the plugins plus 2 ms; recovery of 1,000
 //! containers under 1 s). Root; run by `scripts/bench-isolator`.
 //!
-//! `bench-isolator --plugins DIR [--setup-helper PATH] [--runs N] [--containers N]`
+//! `bench-isolator --plugins DIR [--setup-helper PATH] [--runs N] [--containers N] [--workers N]`
 //!
 //! - attach: `isolate()` of a container (a process in new net, mount and UTS
 //!   namespaces) on a bridge + host-local network, minus the time spent in
@@ -20,19 +20,23 @@
 //! vanish with the process. Files go to a temporary directory, removed at
 //! the end.
 
-use cni::runtime::{Exec, Invocation, ProcessExec};
+use cni::runtime::Invocation;
+use cni_isolator::plugin_exec::{PluginExec, ProcessPlugins};
 use cni_isolator::{
     ContainerConfig, ContainerId, ContainerInfo, ContainerState, Isolator, NetworkInfo, Options,
 };
+use futures_util::future::BoxFuture;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Runs plugins as the isolator does, adding up the time of each exec.
+/// Runs plugins as the isolator does (awaited child processes), adding up
+/// the time of each exec.
 #[derive(Default)]
 struct TimedExec {
     spent: Mutex<Duration>,
@@ -49,15 +53,22 @@ impl TimedExec {
     }
 }
 
-impl Exec for TimedExec {
-    fn exec_plugin(&self, plugin: &Path, inv: &Invocation) -> cni::Result<Vec<u8>> {
-        let t0 = Instant::now();
-        let out = ProcessExec.exec_plugin(plugin, inv);
-        *self
-            .spent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
-        out
+impl PluginExec for TimedExec {
+    fn exec<'a>(
+        &'a self,
+        plugin: &'a Path,
+        inv: &'a Invocation,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, cni::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let t0 = Instant::now();
+            let out = ProcessPlugins.exec(plugin, inv, cancel).await;
+            *self
+                .spent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
+            out
+        })
     }
 }
 
@@ -75,6 +86,7 @@ struct Args {
     helper: Option<PathBuf>,
     runs: usize,
     containers: usize,
+    workers: usize,
 }
 
 fn args() -> Res<Args> {
@@ -83,6 +95,7 @@ fn args() -> Res<Args> {
         helper: None,
         runs: 50,
         containers: 1000,
+        workers: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -92,6 +105,7 @@ fn args() -> Res<Args> {
             "--setup-helper" => a.helper = Some(value()?.into()),
             "--runs" => a.runs = value()?.parse()?,
             "--containers" => a.containers = value()?.parse()?,
+            "--workers" => a.workers = value()?.parse()?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -171,9 +185,10 @@ fn bench(a: &Args, base: &Path) -> Res<()> {
         base.join("run").join(cni_isolator::paths::CNI_DIR),
     );
     options.setup_helper = a.helper.clone();
+    options.threads.workers = a.workers;
     options.plugin_timeout = Some(Duration::from_secs(30));
     let exec = Arc::new(TimedExec::default());
-    let iso = Isolator::with_exec(options.clone(), exec.clone())?;
+    let iso = Isolator::with_plugin_exec(options.clone(), exec.clone())?;
     let config = ContainerConfig {
         container_info: Some(ContainerInfo {
             network_infos: vec![NetworkInfo::named("bench")],
@@ -244,7 +259,7 @@ fn bench(a: &Args, base: &Path) -> Res<()> {
             network_infos: vec![NetworkInfo::named("bench")],
         });
     }
-    let fresh = Isolator::with_exec(options, exec.clone())?;
+    let fresh = Isolator::with_plugin_exec(options, exec.clone())?;
     let t0 = Instant::now();
     let report = fresh.recover(&states, &HashSet::new())?;
     let took = t0.elapsed();

@@ -18,32 +18,43 @@
 //! (`isolator_ms`, the isolator's own cost that issue #6 bounds), so a
 //! scenario's `verify` can check it.
 
-use cni::runtime::{Exec, Invocation, ProcessExec};
+use cni::runtime::Invocation;
+use cni_isolator::plugin_exec::{PluginExec, ProcessPlugins};
 use cni_isolator::{
     ContainerConfig, ContainerId, ContainerInfo, ContainerState, Isolator, NetworkInfo, Options,
 };
+use futures_util::future::BoxFuture;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Runs plugins as the isolator does, adding up the time of each exec.
+/// Runs plugins as the isolator does (awaited child processes), adding up
+/// the time of each exec.
 #[derive(Default)]
 struct TimedExec {
     spent: Mutex<Duration>,
 }
 
-impl Exec for TimedExec {
-    fn exec_plugin(&self, plugin: &Path, inv: &Invocation) -> cni::Result<Vec<u8>> {
-        let t0 = Instant::now();
-        let out = ProcessExec.exec_plugin(plugin, inv);
-        *self
-            .spent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
-        out
+impl PluginExec for TimedExec {
+    fn exec<'a>(
+        &'a self,
+        plugin: &'a Path,
+        inv: &'a Invocation,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, cni::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let t0 = Instant::now();
+            let out = ProcessPlugins.exec(plugin, inv, cancel).await;
+            *self
+                .spent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
+            out
+        })
     }
 }
 
@@ -69,7 +80,7 @@ fn real_main() -> Res<()> {
     );
     options.plugin_timeout = Some(Duration::from_secs(30));
     let exec = Arc::new(TimedExec::default());
-    let iso = Isolator::with_exec(options, exec.clone())?;
+    let iso = Isolator::with_plugin_exec(options, exec.clone())?;
     let networks = vec![NetworkInfo::named(&network)];
     let t0;
     match command.as_str() {

@@ -3,7 +3,11 @@
 // module), check the ModuleBase fields an agent verifies, then create the
 // isolator through the module's create() and run recover() on an empty root
 // dir, then prepare(), status() and cleanup() for a container without
-// networks: every C ABI answer goes through the module's JSON conversions.
+// networks: every call goes through the C ABI's callback variant
+// (rcni_isolator_X_async, whose completion sets the module's Promise) and
+// every answer through the module's JSON conversions. Then the callback ABI
+// itself, looked up through the module's dependencies (dlsym): many calls in
+// flight, each callback exactly once, and destroy with calls in flight.
 //
 // What an agent would supply is supplied here instead: the Mesos protobuf
 // classes come from the .pb.cc files protoc generates (linked in by
@@ -22,6 +26,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -39,6 +44,10 @@
 #include <stout/hashset.hpp>
 #include <stout/nothing.hpp>
 #include <stout/option.hpp>
+
+// The header beside the library, relative to this file (the load test is
+// compiled without the module's include path).
+#include "../include/rcni_isolator.h"
 
 namespace process {
 
@@ -141,6 +150,113 @@ void preparesNetwork(
       "cleanup() after prepare() succeeded" +
         (cleaned.isFailed() ? ": " + cleaned.failure() : std::string()));
   delete isolator;
+}
+
+// The callback ABI without the module: the entry points the module's
+// libcni_isolator.so exports, found through the module's handle.
+struct CallbackAbi
+{
+  decltype(&rcni_isolator_create) create;
+  decltype(&rcni_isolator_destroy) destroy;
+  decltype(&rcni_isolator_free_string) freeString;
+  decltype(&rcni_isolator_status_async) statusAsync;
+  decltype(&rcni_isolator_prepare_async) prepareAsync;
+};
+
+// Counts the completions of one call each: answers[i] must end at 1.
+struct Completions
+{
+  CallbackAbi* abi;
+  std::atomic<int> answers[40];
+  std::atomic<int> codes[40];
+  std::atomic<int> total{0};
+};
+
+struct CallContext
+{
+  Completions* completions;
+  int index;
+};
+
+void completed(void* ctx, int32_t code, char* out)
+{
+  CallContext* call = static_cast<CallContext*>(ctx);
+  call->completions->answers[call->index]++;
+  call->completions->codes[call->index] = code;
+  call->completions->abi->freeString(out);
+  call->completions->total++;
+  delete call;
+}
+
+void callbackAbi(void* library, const std::string& rootDir)
+{
+  CallbackAbi abi;
+  abi.create = reinterpret_cast<decltype(abi.create)>(dlsym(library, "rcni_isolator_create"));
+  abi.destroy = reinterpret_cast<decltype(abi.destroy)>(dlsym(library, "rcni_isolator_destroy"));
+  abi.freeString =
+    reinterpret_cast<decltype(abi.freeString)>(dlsym(library, "rcni_isolator_free_string"));
+  abi.statusAsync =
+    reinterpret_cast<decltype(abi.statusAsync)>(dlsym(library, "rcni_isolator_status_async"));
+  abi.prepareAsync =
+    reinterpret_cast<decltype(abi.prepareAsync)>(dlsym(library, "rcni_isolator_prepare_async"));
+  check(
+      abi.create != nullptr && abi.destroy != nullptr && abi.freeString != nullptr &&
+        abi.statusAsync != nullptr && abi.prepareAsync != nullptr,
+      "the callback ABI's symbols are found through the module");
+  if (abi.create == nullptr || abi.destroy == nullptr || abi.freeString == nullptr ||
+      abi.statusAsync == nullptr || abi.prepareAsync == nullptr) {
+    return;
+  }
+
+  const std::string options = "{\"root_dir\":\"" + rootDir + "\"}";
+  rcni_isolator* handle = nullptr;
+  char* out = nullptr;
+  check(abi.create(options.c_str(), &handle, &out) == RCNI_OK, "rcni_isolator_create");
+  abi.freeString(out);
+  if (handle == nullptr) {
+    return;
+  }
+
+  Completions completions;
+  completions.abi = &abi;
+  for (int i = 0; i < 40; i++) {
+    completions.answers[i] = 0;
+    completions.codes[i] = -1;
+  }
+  // 20 calls in flight at once; a bad argument is answered through the callback.
+  bool submitted = true;
+  for (int i = 0; i < 20; i++) {
+    const int32_t code = i % 2 == 0
+      ? abi.statusAsync(handle, "\"rcni-abi\"", completed, new CallContext{&completions, i})
+      : abi.prepareAsync(handle, "\"rcni-abi\"", "{not json", completed, new CallContext{&completions, i});
+    submitted = submitted && code == RCNI_OK;
+  }
+  check(submitted, "20 _async calls submitted");
+  check(
+      abi.statusAsync(handle, "\"rcni-abi\"", nullptr, nullptr) == RCNI_ERR_ARGUMENT,
+      "a NULL callback is refused at the submit");
+  for (int i = 0; i < 3000 && completions.total < 20; i++) {
+    usleep(1000);
+  }
+  bool once = true;
+  bool codes = true;
+  for (int i = 0; i < 20; i++) {
+    once = once && completions.answers[i] == 1;
+    codes = codes && completions.codes[i] == (i % 2 == 0 ? RCNI_OK : RCNI_ERR_ARGUMENT);
+  }
+  check(once, "every callback called exactly once");
+  check(codes, "status answers RCNI_OK, a bad config RCNI_ERR_ARGUMENT");
+
+  // Destroy with calls in flight: it returns after their callbacks.
+  for (int i = 20; i < 40; i++) {
+    abi.statusAsync(handle, "\"rcni-abi\"", completed, new CallContext{&completions, i});
+  }
+  abi.destroy(handle);
+  bool after = true;
+  for (int i = 20; i < 40; i++) {
+    after = after && completions.answers[i] == 1;
+  }
+  check(after, "destroy with 20 calls in flight returned after each callback ran once");
 }
 
 } // namespace
@@ -251,6 +367,7 @@ int main(int argc, char** argv)
   } else {
     delete isolator;
   }
+  callbackAbi(library, argv[2]);
   std::printf("%s\n", failures == 0 ? "PASS" : "FAIL");
   return failures == 0 ? 0 : 1;
 }

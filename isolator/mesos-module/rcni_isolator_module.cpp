@@ -3,10 +3,18 @@
 // network/cni isolator in libcni_isolator.so.
 //
 // Each call converts the protobufs it gets to the JSON the C ABI reads (the
-// JSON::protobuf shape, reduced to the fields the isolator looks at), runs
-// the blocking Rust call on a thread of its own (never on a libprocess
-// worker) and completes a Promise with the answer. watch() and update() keep
+// JSON::protobuf shape, reduced to the fields the isolator looks at) and
+// submits it with the C ABI's callback variant (rcni_isolator_X_async): the
+// submit returns at once, the Rust isolator runs the call on its own small,
+// bounded set of threads (a tokio runtime owned by the handle), and the
+// completion callback, called exactly once on one of those threads, sets or
+// fails the call's Promise and frees the call's heap context. No thread per
+// call, no libprocess worker ever blocks. watch() and update() keep
 // Isolator's defaults (a pending future; nothing to update).
+//
+// The destructor destroys the handle, which cancels the calls still in flight
+// (their promises fail with RCNI_ERR_CANCELLED) and returns once every
+// callback has run, so no callback outlives the module's isolator.
 //
 // Not compiled in rcni's CI (no Mesos headers there); compiled with -Wall
 // -Wextra -Werror and load-tested without an agent by
@@ -20,7 +28,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <glog/logging.h>
@@ -81,21 +88,61 @@ Try<std::string> answer(int32_t code, char** out)
   return text;
 }
 
-// Runs `f` on a new thread and returns its result as a future: the C ABI
-// blocks (plugin execs, mounts), and libprocess workers must not.
+// One call in flight: its promise and how its answer becomes a T. Made on
+// the heap by submit(), owned by the C ABI until the callback, which deletes
+// it.
 template <typename T>
-Future<T> offload(const std::function<Try<T>()>& f)
+struct Call
 {
-  std::shared_ptr<Promise<T>> promise(new Promise<T>());
-  Future<T> future = promise->future();
-  std::thread([promise, f]() {
-    Try<T> result = f();
-    if (result.isError()) {
-      promise->fail(result.error());
-    } else {
-      promise->set(result.get());
+  explicit Call(const std::function<Try<T>(const std::string&)>& convert)
+    : convert(convert) {}
+
+  Promise<T> promise;
+  std::function<Try<T>(const std::string&)> convert;
+};
+
+// The completion callback (rcni_isolator_done): called exactly once per
+// submitted call, on one of the isolator's runtime threads. No exception may
+// leave it (the caller is Rust).
+template <typename T>
+void completed(void* ctx, int32_t code, char* out)
+{
+  std::unique_ptr<Call<T>> call(static_cast<Call<T>*>(ctx));
+  try {
+    Try<std::string> text = answer(code, &out);
+    if (text.isError()) {
+      call->promise.fail(text.error());
+      return;
     }
-  }).detach();
+    Try<T> result = call->convert(text.get());
+    if (result.isError()) {
+      call->promise.fail(result.error());
+    } else {
+      call->promise.set(result.get());
+    }
+  } catch (const std::exception& e) {
+    call->promise.fail(std::string("rcni network/cni isolator: ") + e.what());
+  } catch (...) {
+    call->promise.fail("rcni network/cni isolator: unknown exception in a completion");
+  }
+}
+
+// Submits one call: `send(done, ctx)` is the C ABI's _async function with
+// its arguments bound. A refused submit (code != RCNI_OK: the callback will
+// not be called) fails the future at once.
+template <typename T>
+Future<T> submit(
+    const std::function<int32_t(rcni_isolator_done, void*)>& send,
+    const std::function<Try<T>(const std::string&)>& convert)
+{
+  Call<T>* call = new Call<T>(convert);
+  Future<T> future = call->promise.future();
+  const int32_t code = send(&completed<T>, call);
+  if (code != RCNI_OK) {
+    call->promise.fail(
+        "rcni network/cni isolator (code " + stringify(code) + "): the call was not submitted");
+    delete call;
+  }
   return future;
 }
 
@@ -215,6 +262,11 @@ Try<Option<ContainerLaunchInfo>> launchInfoFromJson(const std::string& text)
   return launchInfo;
 }
 
+Try<Nothing> nothing(const std::string&)
+{
+  return Nothing();
+}
+
 Try<ResourceStatistics> statisticsFromJson(const std::string& text)
 {
   Try<JSON::Object> object = JSON::parse<JSON::Object>(text);
@@ -271,18 +323,17 @@ public:
     const std::string s = stringify(statesJson);
     const std::string o = stringify(orphansJson);
     rcni_isolator* h = handle;
-    return offload<Nothing>([h, s, o]() -> Try<Nothing> {
-      char* out = nullptr;
-      Try<std::string> report =
-        answer(rcni_isolator_recover(h, s.c_str(), o.c_str(), &out), &out);
-      if (report.isError()) {
-        return Error(report.error());
-      }
-      // Containers that could not be recovered stay on disk and are listed
-      // here; they do not fail the agent's recovery.
-      LOG(INFO) << "network/cni_rs recovered: " << report.get();
-      return Nothing();
-    });
+    // The C ABI copies the strings before the submit returns.
+    return submit<Nothing>(
+        [h, &s, &o](rcni_isolator_done done, void* ctx) {
+          return rcni_isolator_recover_async(h, s.c_str(), o.c_str(), done, ctx);
+        },
+        [](const std::string& report) -> Try<Nothing> {
+          // Containers that could not be recovered stay on disk and are
+          // listed here; they do not fail the agent's recovery.
+          LOG(INFO) << "network/cni_rs recovered: " << report;
+          return Nothing();
+        });
   }
 
   Future<Option<ContainerLaunchInfo>> prepare(
@@ -292,77 +343,61 @@ public:
     const std::string id = containerIdJson(containerId);
     const std::string config = containerConfigJson(containerConfig);
     rcni_isolator* h = handle;
-    return offload<Option<ContainerLaunchInfo>>(
-        [h, id, config]() -> Try<Option<ContainerLaunchInfo>> {
-          char* out = nullptr;
-          Try<std::string> launch =
-            answer(rcni_isolator_prepare(h, id.c_str(), config.c_str(), &out), &out);
-          if (launch.isError()) {
-            return Error(launch.error());
-          }
-          return launchInfoFromJson(launch.get());
-        });
+    return submit<Option<ContainerLaunchInfo>>(
+        [h, &id, &config](rcni_isolator_done done, void* ctx) {
+          return rcni_isolator_prepare_async(h, id.c_str(), config.c_str(), done, ctx);
+        },
+        launchInfoFromJson);
   }
 
   Future<Nothing> isolate(const ContainerID& containerId, pid_t pid) override
   {
     const std::string id = containerIdJson(containerId);
     rcni_isolator* h = handle;
-    return offload<Nothing>([h, id, pid]() -> Try<Nothing> {
-      char* out = nullptr;
-      Try<std::string> result =
-        answer(rcni_isolator_isolate(h, id.c_str(), static_cast<int32_t>(pid), &out), &out);
-      if (result.isError()) {
-        return Error(result.error());
-      }
-      return Nothing();
-    });
+    return submit<Nothing>(
+        [h, &id, pid](rcni_isolator_done done, void* ctx) {
+          return rcni_isolator_isolate_async(h, id.c_str(), static_cast<int32_t>(pid), done, ctx);
+        },
+        nothing);
   }
 
   Future<ResourceStatistics> usage(const ContainerID& containerId) override
   {
     const std::string id = containerIdJson(containerId);
     rcni_isolator* h = handle;
-    return offload<ResourceStatistics>([h, id]() -> Try<ResourceStatistics> {
-      char* out = nullptr;
-      Try<std::string> usage = answer(rcni_isolator_usage(h, id.c_str(), &out), &out);
-      if (usage.isError()) {
-        return Error(usage.error());
-      }
-      return statisticsFromJson(usage.get());
-    });
+    return submit<ResourceStatistics>(
+        [h, &id](rcni_isolator_done done, void* ctx) {
+          return rcni_isolator_usage_async(h, id.c_str(), done, ctx);
+        },
+        statisticsFromJson);
   }
 
   Future<ContainerStatus> status(const ContainerID& containerId) override
   {
     const std::string id = containerIdJson(containerId);
     rcni_isolator* h = handle;
-    return offload<ContainerStatus>([h, id]() -> Try<ContainerStatus> {
-      char* out = nullptr;
-      Try<std::string> status = answer(rcni_isolator_status(h, id.c_str(), &out), &out);
-      if (status.isError()) {
-        return Error(status.error());
-      }
-      Try<JSON::Value> json = JSON::parse(status.get());
-      if (json.isError()) {
-        return Error("Invalid status from the rcni isolator: " + json.error());
-      }
-      return ::protobuf::parse<ContainerStatus>(json.get());
-    });
+    return submit<ContainerStatus>(
+        [h, &id](rcni_isolator_done done, void* ctx) {
+          return rcni_isolator_status_async(h, id.c_str(), done, ctx);
+        },
+        [](const std::string& status) -> Try<ContainerStatus> {
+          Try<JSON::Value> json = JSON::parse(status);
+          if (json.isError()) {
+            return Error("Invalid status from the rcni isolator: " + json.error());
+          }
+          return ::protobuf::parse<ContainerStatus>(json.get());
+        });
   }
 
   Future<Nothing> cleanup(const ContainerID& containerId) override
   {
     const std::string id = containerIdJson(containerId);
     rcni_isolator* h = handle;
-    return offload<Nothing>([h, id]() -> Try<Nothing> {
-      char* out = nullptr;
-      Try<std::string> result = answer(rcni_isolator_cleanup(h, id.c_str(), &out), &out);
-      if (result.isError()) {
-        return Error(result.error());
-      }
-      return Nothing();
-    });
+    return submit<Nothing>(
+        [h, &id](rcni_isolator_done done, void* ctx) {
+          return rcni_isolator_cleanup_async(h, id.c_str(), done, ctx);
+        },
+        nothing);
   }
 
 private:

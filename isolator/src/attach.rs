@@ -10,9 +10,15 @@
 //! also offered as the `portMappings` capability, CNI_ARGS is passed, each
 //! plugin exec has a timeout, and DEL of a 0.4.0+ single config gets the
 //! checkpointed result as `prevResult`.
+//!
+//! Asynchronous: a single config's plugin is an awaited child process
+//! ([`crate::plugin_exec`]); a conflist's chain (`cni::runtime`, synchronous)
+//! runs on tokio's blocking pool with each of its execs awaited the same
+//! way. Either way the call's token kills a running plugin when cancelled.
 
 use crate::error::{Error, Result};
 use crate::paths;
+use crate::plugin_exec::{BlockingBridge, PluginExec};
 use crate::types::NetworkInfo;
 use cni::CniResult;
 use cni::plugin::Command;
@@ -23,6 +29,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The key Mesos reserves in a config's `args`.
 pub const MESOS_ARGS_KEY: &str = "org.apache.mesos";
@@ -37,7 +44,7 @@ pub struct PluginRunner {
     /// fsync `network.conf` (see `Options::durable_checkpoints`).
     pub durable: bool,
     /// Runs the binaries (a fake in unit tests).
-    pub exec: Arc<dyn Exec>,
+    pub exec: Arc<dyn PluginExec>,
 }
 
 /// One network of one container, as ADD/DEL need it.
@@ -132,9 +139,19 @@ fn to_bytes(v: &Value) -> Result<Vec<u8>> {
 }
 
 impl PluginRunner {
-    fn runtime(&self, cache_dir: PathBuf) -> Runtime {
+    /// `cni::runtime` for a conflist, to run on the blocking pool (see the
+    /// module doc): its execs go through [`BlockingBridge`] with `cancel`.
+    fn runtime(&self, cache_dir: PathBuf, cancel: &CancellationToken) -> Runtime {
+        let exec: Arc<dyn Exec> = match self.exec.as_sync() {
+            Some(sync) => sync,
+            None => Arc::new(BlockingBridge {
+                exec: self.exec.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                cancel: cancel.clone(),
+            }),
+        };
         let mut rt = Runtime::new(self.plugin_dirs.clone())
-            .with_exec(self.exec.clone())
+            .with_exec(exec)
             .with_cache_dir(cache_dir)
             .with_timeout(self.timeout);
         rt.pass_stderr = false;
@@ -165,13 +182,15 @@ impl PluginRunner {
     }
 
     /// ADD: checkpoints `network.conf`, runs the plugin(s), checkpoints
-    /// `network.info`.
-    pub fn add(
+    /// `network.info`. A cancelled `cancel` kills the running plugin; what
+    /// was checkpointed stays for the DEL.
+    pub async fn add(
         &self,
         req: &AttachRequest<'_>,
         config: &crate::configs::NetworkConfig,
         info: &NetworkInfo,
         netns: &Path,
+        cancel: &CancellationToken,
     ) -> Result<Attached> {
         let if_dir = paths::interface_dir(req.root, req.container, req.network, req.ifname);
         paths::mkdir_below(req.root, &if_dir)?;
@@ -179,7 +198,11 @@ impl PluginRunner {
         let conf_bytes = to_bytes(&conf)?;
         let conf_path = paths::network_conf_path(req.root, req.container, req.network);
         if self.durable {
-            paths::write_atomic_durable(&conf_path, &conf_bytes)?;
+            // fsyncs wait for the disk: on the blocking pool.
+            let (path, bytes) = (conf_path.clone(), conf_bytes.clone());
+            tokio::task::spawn_blocking(move || paths::write_atomic_durable(&path, &bytes))
+                .await
+                .map_err(|e| Error::Invalid(format!("the checkpoint task failed: {e}")))??;
         } else {
             paths::write_atomic(&conf_path, &conf_bytes)?;
         }
@@ -192,10 +215,16 @@ impl PluginRunner {
         let err = plugin_err(req.network, "ADD");
         let (result, raw) = if conf.get("plugins").is_some() {
             let list = NetworkList::from_bytes(conf_bytes).map_err(err)?;
-            let runtime = self.runtime(paths::cache_dir(req.root, req.container, req.network, req.ifname));
-            let result = runtime
-                .add_list(&list, &rt)
-                .map_err(plugin_err(req.network, "ADD"))?;
+            let runtime = self.runtime(
+                paths::cache_dir(req.root, req.container, req.network, req.ifname),
+                cancel,
+            );
+            let (list, result) = blocking(move || {
+                let r = runtime.add_list(&list, &rt);
+                (list, r)
+            })
+            .await?;
+            let result = result.map_err(plugin_err(req.network, "ADD"))?;
             let raw = result
                 .to_value(list.version())
                 .and_then(|v| serde_json::to_vec_pretty(&v).map_err(cni::Error::from))
@@ -222,7 +251,10 @@ impl PluginRunner {
                     .map_err(plugin_err(req.network, "ADD"))?;
             }
             let stdin = with_runtime_config(&conf, &rt)?;
-            let stdout = self.exec_single(Command::Add, &conf, &rt, stdin).map_err(err)?;
+            let stdout = self
+                .exec_single(Command::Add, &conf, &rt, stdin, cancel)
+                .await
+                .map_err(err)?;
             let version = cni::version::effective(conf.get("cniVersion").and_then(Value::as_str));
             let parsed =
                 PluginResult::from_stdout(&stdout, version).map_err(plugin_err(req.network, "ADD"))?;
@@ -237,26 +269,27 @@ impl PluginRunner {
         Ok(Attached { result, raw })
     }
 
-    fn exec_single(
+    async fn exec_single(
         &self,
         command: Command,
         conf: &Value,
         rt: &RuntimeConf,
         stdin: Vec<u8>,
+        cancel: &CancellationToken,
     ) -> cni::Result<Vec<u8>> {
         let plugin_type = conf.get("type").and_then(Value::as_str).unwrap_or_default();
         let plugin = self.exec.find_in_path(plugin_type, &self.plugin_dirs)?;
         let inv = Invocation::runtime(command, rt, &self.plugin_dirs, stdin)
             .with_timeout(self.timeout)
             .with_pass_stderr(false);
-        self.exec.exec_plugin(&plugin, &inv)
+        self.exec.exec(&plugin, &inv, cancel).await
     }
 
     /// DEL with the checkpointed `network.conf`. Nothing to do when it does
     /// not exist (ADD never started). `CNI_NETNS` is passed only while the
     /// handle is a live namespace (after a reboot it is a plain file). The
     /// interface directory is removed on success.
-    pub fn del(&self, req: &AttachRequest<'_>, netns: &Path) -> Result<()> {
+    pub async fn del(&self, req: &AttachRequest<'_>, netns: &Path, cancel: &CancellationToken) -> Result<()> {
         let conf_path = paths::network_conf_path(req.root, req.container, req.network);
         let conf_bytes = match std::fs::read(&conf_path) {
             Ok(b) => b,
@@ -305,8 +338,9 @@ impl PluginRunner {
                     }
                 }
             }
-            self.runtime(cache_dir)
-                .del_list(&list, &rt)
+            let runtime = self.runtime(cache_dir, cancel);
+            blocking(move || runtime.del_list(&list, &rt))
+                .await?
                 .map_err(plugin_err(req.network, "DEL"))?;
         } else {
             let cache = ResultCache::new(paths::cache_dir(req.root, req.container, req.network, req.ifname));
@@ -327,7 +361,8 @@ impl PluginRunner {
             } else {
                 with_runtime_config(&stdin_conf, &rt)?
             };
-            self.exec_single(Command::Del, &conf, &rt, stdin)
+            self.exec_single(Command::Del, &conf, &rt, stdin, cancel)
+                .await
                 .map_err(plugin_err(req.network, "DEL"))?;
         }
         let if_dir = paths::interface_dir(req.root, req.container, req.network, req.ifname);
@@ -339,7 +374,12 @@ impl PluginRunner {
     }
 
     /// CHECK (0.4.0+), on demand; Mesos has none.
-    pub fn check(&self, req: &AttachRequest<'_>, netns: &Path) -> Result<()> {
+    pub async fn check(
+        &self,
+        req: &AttachRequest<'_>,
+        netns: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         let conf_path = paths::network_conf_path(req.root, req.container, req.network);
         let conf_bytes = std::fs::read(&conf_path).map_err(|e| Error::io("read", &conf_path, e))?;
         let conf: Value = serde_json::from_slice(&conf_bytes).map_err(|e| Error::Corrupt {
@@ -350,9 +390,9 @@ impl PluginRunner {
         if conf.get("plugins").is_some() {
             let list = NetworkList::from_bytes(conf_bytes).map_err(plugin_err(req.network, "CHECK"))?;
             let cache_dir = paths::cache_dir(req.root, req.container, req.network, req.ifname);
-            return self
-                .runtime(cache_dir)
-                .check_list(&list, &rt)
+            let runtime = self.runtime(cache_dir, cancel);
+            return blocking(move || runtime.check_list(&list, &rt))
+                .await?
                 .map_err(plugin_err(req.network, "CHECK"));
         }
         let version = cni::version::effective(conf.get("cniVersion").and_then(Value::as_str)).to_string();
@@ -374,10 +414,18 @@ impl PluginRunner {
             obj.insert("prevResult".into(), prev);
         }
         let stdin = with_runtime_config(&stdin, &rt)?;
-        self.exec_single(Command::Check, &conf, &rt, stdin)
+        self.exec_single(Command::Check, &conf, &rt, stdin, cancel)
+            .await
             .map(|_| ())
             .map_err(plugin_err(req.network, "CHECK"))
     }
+}
+
+/// Runs a conflist's synchronous chain on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Invalid(format!("the conflist task failed: {e}")))
 }
 
 /// The NetworkInfo Mesos injected into a checkpointed `network.conf` (the

@@ -61,6 +61,21 @@ pub enum Error {
         #[source]
         source: cni_net::Error,
     },
+    /// The core's own netlink work in a container's netns (`lo` up, link
+    /// counters) failed.
+    #[error("{what}")]
+    RtNetlink {
+        /// What was being done.
+        what: String,
+        /// The rtnetlink error.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// The call was cancelled before it finished: its `isolate` by a
+    /// `cleanup` of the same container, or any call by the handle's
+    /// destruction. What it had done stays for the cleanup to undo.
+    #[error("{0}")]
+    Cancelled(String),
     /// The setup helper (`cni-isolator-setup`) failed; its stderr.
     #[error("failed to set up hostname and network files: {0}")]
     Setup(String),

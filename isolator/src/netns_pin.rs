@@ -40,31 +40,35 @@ pub fn pin_from(source: &Path, target: &Path) -> Result<()> {
 /// rest of the process is untouched), bind-mounts
 /// `/proc/thread-self/ns/net` and exits.
 pub fn pin_new_netns(target: &Path) -> Result<()> {
-    touch(target)?;
     let target: PathBuf = target.to_path_buf();
-    let worker = std::thread::spawn(move || -> Result<()> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::sys("cannot create a network namespace (unshare)", e))?;
-        mount(
-            Some(Path::new("/proc/thread-self/ns/net")),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            Error::sys(
-                format!(
-                    "cannot bind-mount a new network namespace to {}",
-                    target.display()
-                ),
-                e,
-            )
-        })
-    });
+    let worker = std::thread::spawn(move || pin_new_netns_on_this_thread(&target));
     worker
         .join()
         .unwrap_or_else(|_| Err(Error::Invalid("the netns-creating thread panicked".into())))
+}
+
+/// The work of [`pin_new_netns`] on the calling thread, which ends up in
+/// the new namespace: a short-lived thread of its own that exits after.
+pub fn pin_new_netns_on_this_thread(target: &Path) -> Result<()> {
+    touch(target)?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| Error::sys("cannot create a network namespace (unshare)", e))?;
+    mount(
+        Some(Path::new("/proc/thread-self/ns/net")),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::sys(
+            format!(
+                "cannot bind-mount a new network namespace to {}",
+                target.display()
+            ),
+            e,
+        )
+    })
 }
 
 /// True when `path` is a live namespace handle: a file on nsfs, which has

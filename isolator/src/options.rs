@@ -27,6 +27,49 @@ pub struct Options {
     /// run only when the kernel refuses the setup thread (see [`crate::setup`]).
     /// `None`: next to the current executable, then `$PATH`.
     pub setup_helper: Option<PathBuf>,
+    /// The threads of the asynchronous core (see [`crate::threads`]).
+    pub threads: ThreadLimits,
+}
+
+/// How many threads the asynchronous core may use; 0 takes the default.
+/// The process's thread count stays within the sum (plus the host's own),
+/// whatever the number of calls in flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadLimits {
+    /// tokio worker threads (default [`ThreadLimits::DEFAULT_WORKERS`]).
+    pub workers: usize,
+    /// tokio's blocking pool (conflist chains, the setup helper, fsyncs;
+    /// default [`ThreadLimits::DEFAULT_BLOCKING`]).
+    pub blocking: usize,
+    /// Short-lived threads that enter a container's namespaces (netlink
+    /// sockets, mount/UTS setup) at once (default [`ThreadLimits::DEFAULT_NAMESPACE`]).
+    pub namespace: usize,
+}
+
+impl ThreadLimits {
+    /// Plugin execs are child processes and netlink is non-blocking, so two
+    /// workers only ever wait.
+    pub const DEFAULT_WORKERS: usize = 2;
+    /// The blocking pool's cap.
+    pub const DEFAULT_BLOCKING: usize = 8;
+    /// The namespace threads' cap.
+    pub const DEFAULT_NAMESPACE: usize = 4;
+
+    /// The limits with defaults filled in.
+    pub fn resolved(self) -> ThreadLimits {
+        let or = |v: usize, d: usize| if v == 0 { d } else { v };
+        ThreadLimits {
+            workers: or(self.workers, Self::DEFAULT_WORKERS),
+            blocking: or(self.blocking, Self::DEFAULT_BLOCKING),
+            namespace: or(self.namespace, Self::DEFAULT_NAMESPACE),
+        }
+    }
+
+    /// The most threads the core runs at once.
+    pub fn total(self) -> usize {
+        let r = self.resolved();
+        r.workers + r.blocking + r.namespace
+    }
 }
 
 impl Options {

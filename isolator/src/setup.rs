@@ -154,19 +154,24 @@ pub fn run_in_thread(flags: &SetupFlags) -> std::result::Result<(), InThreadErro
     let flags = flags.clone();
     let worker = std::thread::Builder::new()
         .name("rcni-setup".into())
-        .spawn(move || -> std::result::Result<(), InThreadError> {
-            nix::sched::unshare(CloneFlags::CLONE_FS).map_err(|e| {
-                InThreadError::Unsupported(format!("cannot unshare the fs struct of a thread: {e}"))
-            })?;
-            work(&flags).map_err(|f| match f {
-                Failure::MountNsRefused(msg) => InThreadError::Unsupported(msg),
-                Failure::Other(msg) => InThreadError::Failed(msg),
-            })
-        })
+        .spawn(move || run_on_this_thread(&flags))
         .map_err(|e| InThreadError::Unsupported(format!("cannot start the setup thread: {e}")))?;
     worker
         .join()
         .unwrap_or_else(|_| Err(InThreadError::Failed("the setup thread panicked".into())))
+}
+
+/// The work of [`run_in_thread`] on the calling thread, which must be a
+/// short-lived thread of its own (the asynchronous core's namespace
+/// threads): it gets a private fs struct and ends up in the container's
+/// mount and UTS namespaces, so it must exit afterwards.
+pub fn run_on_this_thread(flags: &SetupFlags) -> std::result::Result<(), InThreadError> {
+    nix::sched::unshare(CloneFlags::CLONE_FS)
+        .map_err(|e| InThreadError::Unsupported(format!("cannot unshare the fs struct of a thread: {e}")))?;
+    work(flags).map_err(|f| match f {
+        Failure::MountNsRefused(msg) => InThreadError::Unsupported(msg),
+        Failure::Other(msg) => InThreadError::Failed(msg),
+    })
 }
 
 /// The helper's work (see the module doc). Must run single-threaded, or on

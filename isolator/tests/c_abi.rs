@@ -2,7 +2,8 @@
 //! without it) against `include/rcni_isolator.h` and linked with the
 //! `libcni_isolator.so` cargo built, runs prepare/isolate/status/usage/
 //! cleanup of a container on a loopback-only network (rcni's loopback
-//! plugin) in the test's throw-away host netns. Root only.
+//! plugin) in the test's throw-away host netns, status also through the
+//! completion-callback form. Root only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,6 +57,7 @@ fn c_program_runs_a_container_on_a_loopback_network() {
         .arg(format!("-L{}", lib.display()))
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-lcni_isolator")
+        .arg("-pthread")
         .output()
         .unwrap();
     assert!(
@@ -102,6 +104,11 @@ fn c_program_runs_a_container_on_a_loopback_network() {
     assert_eq!(line("isolate"), "isolate 0 null");
     assert!(line("status").contains(r#""name":"lo-only""#), "{stdout}");
     assert!(line("usage").contains("net_rx_packets"), "{stdout}");
+    // The callback form answers the same.
+    assert_eq!(
+        line("status-async").trim_start_matches("status-async "),
+        line("status").trim_start_matches("status ")
+    );
     assert_eq!(line("cleanup"), "cleanup 0 null");
 
     // ADD ran in the container's netns (the loopback plugin reported lo's

@@ -2,10 +2,12 @@
  * A C host of libcni_isolator.so, run by tests/c_abi.rs:
  *   abi_smoke OPTIONS_JSON PID NETWORK
  * creates an isolator, checks an error path, then prepare/isolate/status/
- * usage/cleanup of container "cabi1" (whose first process is PID) on
+ * usage/cleanup of container "cabi1" (whose first process is PID; status
+ * also through the completion-callback form) on
  * NETWORK, printing "<call> <code> <out>" per call. Exit 0 when every code
  * is as expected.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,38 @@ static void report(const char *call, int32_t code, int32_t want, char *out) {
     failures++;
   }
   rcni_isolator_free_string(out);
+}
+
+/* One _async call's answer, handed over by the completion callback. */
+struct pending {
+  pthread_mutex_t lock;
+  pthread_cond_t done;
+  int finished;
+  int32_t code;
+  char *out;
+};
+
+static void completed(void *ctx, int32_t code, char *out) {
+  struct pending *p = ctx;
+  pthread_mutex_lock(&p->lock);
+  p->finished++;
+  p->code = code;
+  p->out = out;
+  pthread_cond_signal(&p->done);
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* Waits for the callback of a submitted call and reports it. */
+static void await_report(const char *call, int32_t submitted, struct pending *p, int32_t want) {
+  if (submitted != RCNI_OK) {
+    report(call, submitted, want, NULL);
+    return;
+  }
+  pthread_mutex_lock(&p->lock);
+  while (!p->finished) pthread_cond_wait(&p->done, &p->lock);
+  pthread_mutex_unlock(&p->lock);
+  if (p->finished != 1) failures++;
+  report(call, p->code, want, p->out);
 }
 
 int main(int argc, char **argv) {
@@ -67,6 +101,9 @@ int main(int argc, char **argv) {
   out = NULL;
   code = rcni_isolator_usage(iso, "\"cabi1\"", &out);
   report("usage", code, RCNI_OK, out);
+  struct pending p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
+  await_report("status-async", rcni_isolator_status_async(iso, "\"cabi1\"", completed, &p), &p,
+               RCNI_OK);
   out = NULL;
   code = rcni_isolator_cleanup(iso, "{\"value\":\"cabi1\"}", &out);
   report("cleanup", code, RCNI_OK, out);
