@@ -17,6 +17,7 @@ import time
 
 from . import binaries, netns, report
 from .foreign import Foreign
+from .hostmode import HostMode
 from .proc import have_gnu_time
 from .runner import Harness
 
@@ -45,12 +46,19 @@ def parse(argv):
     p.add_argument("--no-build", action="store_true", help="never build, even if binaries are missing")
     p.add_argument("--list", action="store_true", help="list registered scenarios and exit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--busy", action="store_true",
-                   help="each column's throw-away host namespace first gets a busy host's foreign "
-                        "state: 1,000 iptables nat rules of another owner, 20 other nftables "
-                        "tables, 100,000 conntrack entries (bench_lib/foreign.py)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--busy", action="store_true",
+                      help="each column's throw-away host namespace first gets a busy host's foreign "
+                           "state: 1,000 iptables nat rules of another owner, 20 other nftables "
+                           "tables, 100,000 conntrack entries (bench_lib/foreign.py)")
+    mode.add_argument("--host", action="store_true",
+                      help="run in this machine's own network namespace instead of throw-away ones, "
+                           "with a busy node's foreign state that the harness adds first and removes "
+                           "afterwards (1,000 foreign nat rules, 1,000 portmap and 1,000 bridge ipMasq "
+                           "attachments in Go's layout, 20 nftables tables, 100,000 conntrack entries), "
+                           "then checks the host is as before (bench_lib/hostmode.py)")
     p.add_argument("--busy-conntrack", type=int, default=100_000, metavar="N",
-                   help="conntrack entries for --busy (default: %(default)s)")
+                   help="conntrack entries for --busy and --host (default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -139,21 +147,33 @@ def main(argv=None) -> int:
     tmproot = tempfile.mkdtemp(prefix="rcni-bench-%d-" % os.getpid())
     rss = not a.no_rss
     rss_note = None
-    if rss and not have_gnu_time():
+    if not rss:
+        rss_note = "--no-rss"
+    elif not have_gnu_time():
         rss, rss_note = False, "GNU time (/usr/bin/time, Debian package `time`) not found"
     foreign = Foreign(conntrack=a.busy_conntrack) if a.busy else None
     h = Harness({"rcni": rcni_dir, "go": go_dir}, tmproot, warmup=a.warmup, rss_runs=a.rss_runs,
                 runs_override=a.runs, progress=not a.quiet and sys.stderr.isatty(), rss=rss,
                 foreign=foreign)
 
+    own = HostMode([rcni_dir, go_dir], conntrack=a.busy_conntrack) if a.host else None
+
     def cleanup():
         h.netns.remove_all()
+        if own is not None:
+            own.finish()
         shutil.rmtree(tmproot, ignore_errors=True)
 
     atexit.register(cleanup)
     t0 = time.monotonic()
     results = []
     try:
+        if own is not None:
+            try:
+                own.start()
+            except RuntimeError as ex:
+                print("host mode: %s" % ex, file=sys.stderr)
+                return 2
         for sc in scenarios:
             if not a.quiet:
                 print("running %s ..." % sc.name, file=sys.stderr)
@@ -166,9 +186,13 @@ def main(argv=None) -> int:
             floor_rss = max(v for v in vals if v is not None) if any(vals) else None
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
+        cleanup()
+        if own is not None:
+            print(own.check_line(), file=sys.stderr)
         return 130
     finally:
         cleanup()
+    host_check = own.check_line() if own is not None else None
 
     bins = {}
     for p in needed:
@@ -193,7 +217,11 @@ def main(argv=None) -> int:
             "rss_runs": a.rss_runs if rss else 0,
             "timing": "perf_counter_ns around os.posix_spawn + os.wait4; stdin pipe, stdout/stderr memfd",
             "elapsed_s": round(time.monotonic() - t0, 1),
-            "host": foreign.describe() if foreign else "empty throw-away host namespaces",
+            "host": own.describe() if own else
+            ("throw-away host namespaces, each with a %s" % foreign.describe() if foreign
+             else "empty throw-away host namespaces"),
+            "host_check": host_check,
+            "host_notes": own.notes if own else [],
         },
         "floor_rss_kb": floor_rss,
         "scenarios": results,
@@ -201,4 +229,6 @@ def main(argv=None) -> int:
     }
     print(report.as_json(doc) if a.json else report.human(doc))
     bad = any(c.get("error") for s in results for c in s["columns"].values())
+    if own is not None and own.fails:
+        bad = True
     return 1 if bad else 0

@@ -14,11 +14,14 @@ What `Foreign.populate(host)` makes, inside the namespace only (removed with it)
   - conntrack: `conntrack` UDP entries (10.222.240.0/20 <-> 10.222.224.0/20), written over
     ctnetlink from this process (the `conntrack` tool would need one exec per entry).
 
-Addresses are in 10.222.0.0/16, none of them routed anywhere.
+Addresses are in 10.222.0.0/16, none of them routed anywhere. Host mode
+(bench_lib/hostmode.py) puts the same state, under names of its own, into the machine's own
+namespace, and uses conntrack_udp_flows / delete_conntrack_flows to take the entries out again.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -101,25 +104,139 @@ def add_conntrack_entries(count: int, batch: int = 200) -> int:
     return refused
 
 
-def _iptables_script(rules: int, postrouting: int) -> bytes:
-    lines = ["*nat", ":FOREIGN-DNAT - [0:0]",
-             "-A PREROUTING -m addrtype --dst-type LOCAL -j FOREIGN-DNAT",
-             "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j FOREIGN-DNAT"]
+NLM_F_DUMP = 0x300
+NLMSG_DONE = 3
+IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 1, 2
+
+
+def _attrs(data: bytes, off: int, end: int) -> dict:
+    out = {}
+    while off + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            break
+        out[kind & ~NLA_F_NESTED] = (off + 4, off + length)
+        off += (length + 3) & ~3
+    return out
+
+
+def conntrack_udp_flows(src_net: tuple, dst_net: tuple) -> list:
+    """(src, dst, sport, dport) of the IPv4 UDP conntrack entries of the calling thread's
+    namespace whose original source is in `src_net` and destination in `dst_net`, each an
+    (address bytes, prefix length) pair; one ctnetlink dump."""
+    def inside(addr: bytes, net: tuple) -> bool:
+        a, = struct.unpack(">I", addr)
+        n, = struct.unpack(">I", net[0])
+        mask = (0xFFFFFFFF << (32 - net[1])) & 0xFFFFFFFF
+        return a & mask == n & mask
+
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    flows = []
+    try:
+        s.bind((0, 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        body = struct.pack("=BBH", socket.AF_INET, 0, 0)
+        s.send(struct.pack("=IHHII", 16 + len(body), NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET,
+                           NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        done = False
+        while not done:
+            data = s.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _, _, _ = struct.unpack_from("=IHHII", data, off)
+                if length < 16:
+                    break
+                if mtype == NLMSG_DONE:
+                    done = True
+                elif mtype == NLMSG_ERROR:
+                    (err,) = struct.unpack_from("=i", data, off + 16)
+                    if err:
+                        raise OSError(-err, "conntrack dump: %s" % os.strerror(-err))
+                    done = True
+                else:
+                    top = _attrs(data, off + 20, off + length)
+                    if CTA_TUPLE_ORIG in top:
+                        t = _attrs(data, *top[CTA_TUPLE_ORIG])
+                        ip = _attrs(data, *t[CTA_TUPLE_IP]) if CTA_TUPLE_IP in t else {}
+                        pr = _attrs(data, *t[CTA_TUPLE_PROTO]) if CTA_TUPLE_PROTO in t else {}
+                        if CTA_IP_V4_SRC in ip and CTA_PROTO_NUM in pr \
+                                and data[pr[CTA_PROTO_NUM][0]] == IPPROTO_UDP:
+                            src = data[ip[CTA_IP_V4_SRC][0]:ip[CTA_IP_V4_SRC][0] + 4]
+                            dst = data[ip[CTA_IP_V4_DST][0]:ip[CTA_IP_V4_DST][0] + 4]
+                            if inside(src, src_net) and inside(dst, dst_net):
+                                sp, = struct.unpack_from(">H", data, pr[CTA_PROTO_SRC_PORT][0])
+                                dp, = struct.unpack_from(">H", data, pr[CTA_PROTO_DST_PORT][0])
+                                flows.append((src, dst, sp, dp))
+                off += (length + 3) & ~3
+    finally:
+        s.close()
+    return flows
+
+
+def delete_conntrack_flows(flows: list, batch: int = 200) -> int:
+    """Deletes the given UDP entries (their original tuples, from conntrack_udp_flows) over
+    ctnetlink, nothing else; returns how many were already gone."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    gone = 0
+    try:
+        s.bind((0, 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        seq = 0
+        for start in range(0, len(flows), batch):
+            chunk = flows[start:start + batch]
+            msgs = []
+            for k, (src, dst, sp, dp) in enumerate(chunk):
+                seq += 1
+                body = struct.pack("=BBH", socket.AF_INET, 0, 0) + _tuple(CTA_TUPLE_ORIG, src, dst, sp, dp)
+                flags = NLM_F_REQUEST | (NLM_F_ACK if k == len(chunk) - 1 else 0)
+                msgs.append(struct.pack("=IHHII", 16 + len(body),
+                                        NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE, flags, seq, 0) + body)
+            s.send(b"".join(msgs))
+            while True:
+                data = s.recv(1 << 16)
+                done, off = False, 0
+                while off + 16 <= len(data):
+                    length, mtype, _, mseq, _ = struct.unpack_from("=IHHII", data, off)
+                    if mtype == NLMSG_ERROR:
+                        (err,) = struct.unpack_from("=i", data, off + 16)
+                        if err != 0:
+                            gone += 1
+                        if mseq == seq:
+                            done = True
+                    off += (length + 3) & ~3
+                if done:
+                    break
+    finally:
+        s.close()
+    return gone
+
+
+def iptables_script(rules: int, postrouting: int, chain: str = "FOREIGN-DNAT",
+                    owner: str = "foreign-engine", only_from: str = "") -> bytes:
+    """The other owner's nat rules, for `iptables-restore --noflush`. Every rule, the jumps
+    included, carries `owner` in its comment, so host mode can remove exactly these.
+    `only_from` (host mode): a source network every DNAT rule also matches, so that on a
+    real host no packet ever matches them."""
+    src = "-s %s " % only_from if only_from else ""
+    lines = ["*nat", ":%s - [0:0]" % chain,
+             "-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"%s\" -j %s" % (owner, chain),
+             "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -m comment --comment \"%s\" -j %s"
+             % (owner, chain)]
     for i in range(rules - postrouting):
-        lines.append("-A FOREIGN-DNAT ! -i fbr0 -p tcp -m tcp --dport %d -m comment --comment "
-                     "\"foreign-engine svc-%d\" -j DNAT --to-destination 10.222.%d.%d:%d"
-                     % (40000 + i, i, 232 + (i >> 8 & 3), 1 + (i & 0xFF) % 254, 8000 + i % 100))
+        lines.append("-A %s %s! -i fbr0 -p tcp -m tcp --dport %d -m comment --comment "
+                     "\"%s svc-%d\" -j DNAT --to-destination 10.222.%d.%d:%d"
+                     % (chain, src, 40000 + i, owner, i, 232 + (i >> 8 & 3), 1 + (i & 0xFF) % 254, 8000 + i % 100))
     for i in range(postrouting):
         lines.append("-A POSTROUTING -s 10.222.%d.%d/32 ! -o fbr0 -m comment --comment "
-                     "\"foreign-engine masq-%d\" -j MASQUERADE" % (236 + (i >> 8 & 3), 1 + i % 254, i))
+                     "\"%s masq-%d\" -j MASQUERADE" % (236 + (i >> 8 & 3), 1 + i % 254, owner, i))
     lines.append("COMMIT")
     return ("\n".join(lines) + "\n").encode()
 
 
-def _nft_script(tables: int) -> bytes:
+def nft_script(tables: int, prefix: str = "foreign_") -> bytes:
     out = []
     for t in range(tables):
-        out.append("table inet foreign_%d {" % t)
+        out.append("table inet %s%d {" % (prefix, t))
         out.append("  chain input { type filter hook input priority 10; policy accept;")
         for r in range(5):
             out.append("    tcp dport %d counter accept" % (20000 + t * 10 + r))
@@ -142,8 +259,8 @@ class Foreign:
 
     def populate(self, host) -> None:
         """Fills `host` (a bench_lib.hostns.HostNetns) with the foreign state."""
-        host.sh("iptables-restore", "--noflush", input=_iptables_script(self.rules, self.postrouting))
-        host.sh("nft", "-f", "-", input=_nft_script(self.tables))
+        host.sh("iptables-restore", "--noflush", input=iptables_script(self.rules, self.postrouting))
+        host.sh("nft", "-f", "-", input=nft_script(self.tables))
         if self.conntrack:
             host.enter()
             try:

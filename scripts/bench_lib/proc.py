@@ -63,7 +63,12 @@ def spawn(argv: list, env: dict, stdin: bytes):
         ]
         t0 = time.perf_counter_ns()
         pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
-        _, wstatus, _ru = os.wait4(pid, 0)
+        try:
+            _, wstatus, _ru = os.wait4(pid, 0)
+        except BaseException:
+            # Ctrl-C / SIGTERM: let the plugin finish before the untimed teardown undoes its work.
+            os.waitpid(pid, 0)
+            raise
         t1 = time.perf_counter_ns()
         status = os.waitstatus_to_exitcode(wstatus)
         return t1 - t0, status, _read_all(out), _read_all(err)

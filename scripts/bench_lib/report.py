@@ -139,6 +139,10 @@ def human(doc: dict) -> str:
     if brows:
         lines += ["", "binaries (target: rcni stripped < %d bytes)" % BIN_TARGET, ""]
         lines.append(_table(["binary", "impl", "bytes", "stripped", "stripped bytes"], brows))
+    if m.get("host_notes"):
+        lines += [""] + ["host: %s" % n for n in m["host_notes"]]
+    if m.get("host_check"):
+        lines += ["", m["host_check"]]
     if notes:
         lines += [""] + notes
     lines += ["", "total %.1f s" % m["elapsed_s"]]

@@ -211,6 +211,7 @@ class Harness:
             return self._replay_floor(rss_file)
         self.rid += 1
         run = Run(col, index, "rcni-bench-%d-%d" % (os.getpid(), self.rid), self)
+        interrupted = False
         try:
             if sc.setup:
                 sc.setup(run)
@@ -243,10 +244,18 @@ class Harness:
                     key = TRUE if col.kind == "floor" else r.plugin
                     rssd[key] = max(rssd.get(key, 0), r.maxrss_kb or 0)
             return total, rssd, step_ns
+        except (KeyboardInterrupt, SystemExit):
+            interrupted = True
+            raise
         finally:
             try:
                 if sc.teardown:
                     sc.teardown(run)
+            except Exception as ex:  # noqa: BLE001
+                # A failing teardown must not turn Ctrl-C / SIGTERM into a failed column.
+                if not interrupted:
+                    raise
+                print("warning: %s teardown after the interruption: %s" % (sc.name, ex), file=sys.stderr)
             finally:
                 for path in run._netns:
                     self.netns.release(os.path.basename(path))

@@ -86,7 +86,7 @@ def _prepare_resident(col):
     host.enter()
     try:
         col.exec(Exec("bridge", "ADD", col.state["resident_conf"], netns="/run/netns/" + ns,
-                      containerid="resident"))
+                      containerid="resident-%s" % col.kind))
     finally:
         host.leave()
 
@@ -97,7 +97,7 @@ def _cleanup_resident(col):
         host.enter()
         try:
             col.exec(Exec("bridge", "DEL", col.state["resident_conf"],
-                          netns="/run/netns/" + _resident_netns(col), containerid="resident"))
+                          netns="/run/netns/" + _resident_netns(col), containerid="resident-%s" % col.kind))
         finally:
             host.leave()
         col.sh("ip", "netns", "del", _resident_netns(col), check=False)

@@ -5,6 +5,10 @@ portmap changes the host's firewall, so every column gets its own throw-away "ho
 (bench_lib.hostns): the harness's thread enters it in the untimed setup and leaves it in
 the teardown, so the plugins are spawned inside it with nothing extra in the timed region.
 The floor replays the same execs with /bin/true (outside that netns, which costs nothing).
+With `scripts/bench --host` both columns share the machine's own namespace instead: its link
+`rcnipd<pid>` (10.222.208.1/20) and the chain's bridge `rcnipb<pid>` (10.222.205.0/24) are
+removed at the end of each scenario, and the timed mappings (host ports 10080, and 20000 up
+for portmap-scale-add-N) exist on the host while the scenario runs.
 
 - portmap-add / portmap-del: both with their default backend, which is iptables for both
   (rcni's default is Go's layout, so either can DEL what the other added); one TCP mapping,
@@ -27,22 +31,27 @@ The floor replays the same execs with /bin/true (outside that netns, which costs
 
 from __future__ import annotations
 
+import os
 import re
 
 from bench_lib import Exec, Scenario
-from bench_lib.hostns import HostNetns
+from bench_lib.hostns import ContainerNetns, HostNetns, HostView
 
 from .common import RSS_KB, conf
 
 NET = "rcni-bench-pm"
 # Per column: container addresses on a link of the host netns (portmap) or bridge (chain).
-# (Each column has its own host netns, so both use the same addresses.)
-BRIDGE_SUBNET = "10.222.224.0/24"
+# (Each column has its own host netns, so both use the same addresses; in host mode the
+# columns share the host, its link and its bridge, and their runs never overlap.)
+BRIDGE_SUBNET = "10.222.205.0/24"
 TIMED_PORT = 10080
+TAG = os.getpid() % 100000
+LINK = "rcnipd%d" % TAG  # the link holding the container addresses (portmap's own scenarios)
+BRIDGE = "rcnipb%d" % TAG  # the chain's bridge
 
 
 def _ip_of(i: int) -> str:
-    # 10.222.208.0/20: 4,000 container addresses from 10.222.208.10.
+    # 10.222.208.0/20: 4,000 container addresses from 10.222.208.12 (3989: the timed one).
     n = 10 + i
     return "10.222.%d.%d" % (208 + n // 250, n % 250 + 2)
 
@@ -68,11 +77,12 @@ def _host(tag: str):
     def prepare(col):
         h = HostNetns("%s-%s" % (tag, col.kind), foreign=col.foreign)
         col.state["host"] = h
-        h.sh("ip", "link", "add", "pmd0", "type", "bridge")  # no dummy module here
-        h.sh("ip", "addr", "add", "10.222.208.1/20", "dev", "pmd0")
-        h.sh("ip", "link", "set", "pmd0", "up")
+        if h.sh("ip", "link", "show", "dev", LINK, check=False).returncode != 0:  # host mode: shared
+            h.sh("ip", "link", "add", LINK, "type", "bridge")  # no dummy module here
+            h.sh("ip", "addr", "add", "10.222.208.1/20", "dev", LINK)
+            h.sh("ip", "link", "set", LINK, "up")
         # The container's netns (portmap never enters it; it must not be the host's own).
-        col.state["ctr"] = HostNetns("%s-%s-ctr" % (tag, col.kind))
+        col.state["ctr"] = ContainerNetns("%s-%s-ctr" % (tag, col.kind))
     return prepare
 
 
@@ -97,7 +107,7 @@ def _own(verb: str, backend: str | None, ports: list):
     def setup(run):
         _enter(run)
         ctr = run.col.state["ctr"]
-        run.state["conf"] = _pm_conf(_prev(ctr, _ip_of(3999)), ports, backend)
+        run.state["conf"] = _pm_conf(_prev(ctr, _ip_of(3989)), ports, backend)
         if verb == "DEL" and run.kind != "floor":
             run.exec(Exec("portmap", "ADD", run.state["conf"], netns=ctr.path))
 
@@ -134,7 +144,7 @@ def _chain_prepare(col):
 
 
 def _br_conf(run) -> dict:
-    return conf("bridge", name=NET, bridge="pmbr0", isGateway=True,
+    return conf("bridge", name=NET, bridge=BRIDGE, isGateway=True,
                 ipam={"type": "host-local", "subnet": BRIDGE_SUBNET, "dataDir": run.col.state["data"]})
 
 
@@ -201,9 +211,25 @@ def _scale(n: int) -> Scenario:
             for i in range(n):
                 p = 20000 + 2 * i
                 c = _pm_conf(_prev(ctr, _ip_of(i)), [(p, "tcp"), (p + 1, "udp")], backend)
-                col.exec(Exec("portmap", "ADD", c, netns=ctr.path, containerid="pm-scale-%d" % i, impl="rcni"))
+                col.exec(Exec("portmap", "ADD", c, netns=ctr.path, containerid="pm-scale-%s-%d" % (col.kind, i),
+                              impl="rcni"))
         finally:
             h.leave()
+
+    def cleanup(col):
+        # In host mode the prepared containers are in the host: DEL them (a throw-away
+        # host netns takes them with it).
+        h, ctr = col.state.get("host"), col.state.get("ctr")
+        try:
+            if isinstance(h, HostView) and ctr is not None:
+                backend = "nftables" if col.kind == "rcni" else "iptables"
+                for i in range(n):
+                    p = 20000 + 2 * i
+                    c = _pm_conf(_prev(ctr, _ip_of(i)), [(p, "tcp"), (p + 1, "udp")], backend)
+                    col.exec(Exec("portmap", "DEL", c, netns=ctr.path, containerid="pm-scale-%s-%d" % (col.kind, i),
+                                  impl="rcni", ok=False))
+        finally:
+            _cleanup(col)
 
     # rcni on nftables, as its prepared containers (Go 1.1.1 ignores `backend`).
     setup, timed, teardown = _own("ADD", "nftables", ports)
@@ -211,7 +237,7 @@ def _scale(n: int) -> Scenario:
         name="portmap-scale-add-%d" % n,
         description="portmap ADD (tcp + udp) with %d containers of 2 mappings each present (rcni: nftables)" % n,
         setup=setup, timed=timed, teardown=teardown, verify=_verify_add, prepare=prepare,
-        cleanup=_cleanup, plugins=["portmap"], runs=10, default=n <= 200,
+        cleanup=cleanup, plugins=["portmap"], runs=10, default=n <= 200,
         targets={})
 
 
