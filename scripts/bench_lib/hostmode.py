@@ -348,8 +348,8 @@ class HostMode:
                 self.fails.append("%d rules of the %d portmap attachments left after their DELs, e.g. %s"
                                   % (len(left), len(ids), left[0]))
             else:
-                self.notes.append("%d portmap attachments removed by %d DELs of %s, none of their rules left%s"
-                                  % (len(ids), len(ids), pm, "" if before is None or len(left_chains) <= sum(
+                self.notes.append("{:,} portmap attachments removed by {:,} DELs of {}, none of their rules left{}"
+                                  .format(len(ids), len(ids), pm, "" if before is None or len(left_chains) <= sum(
                                       1 for ln in before["nat"]["ip"] if ln.startswith(":CNI-DN-"))
                                      else " (but CNI-DN-* chains are)"))
         # 2. Every nat rule that mentions us, and the chains only they jump to.
@@ -365,8 +365,8 @@ class HostMode:
         flows = foreign.conntrack_udp_flows(CT_SRC, CT_DST)
         if flows:
             foreign.delete_conntrack_flows(flows)
-            self.notes.append("%d conntrack entries 10.222.240.0/20 -> 10.222.224.0/20 removed by a "
-                              "ctnetlink delete of their exact tuples" % len(flows))
+            self.notes.append("{:,} conntrack entries 10.222.240.0/20 -> 10.222.224.0/20 removed by a "
+                              "ctnetlink delete of their exact tuples".format(len(flows)))
         if before is None:
             return
         # 5. What the plugins keep on the host after their last DEL, if it was not there before.
