@@ -62,9 +62,16 @@ pub fn spawn_held(argv: &[String], launch: &LaunchInfo) -> std::io::Result<Held>
         cmd.env(k, v);
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (fcntl, unshare) on values copied in.
+    // async-signal-safe system calls (sigprocmask, fcntl, unshare) on values copied in.
     unsafe {
         cmd.pre_exec(move || {
+            // The parent blocks the signals it forwards (`run`); the container must get
+            // them, so it starts with nothing blocked.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Keep the read end open across exec for the hold stage.
             if libc::fcntl(rfd, libc::F_SETFD, 0) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -248,6 +248,9 @@ fn print_status(g: &Global, iso: &Isolator, id: &ContainerId) -> cni_isolator::R
 }
 
 fn run(g: &Global, a: Attach) -> cni_isolator::Result<i32> {
+    // Before the isolator starts its runtime threads, which inherit this thread's mask: a
+    // SIGTERM must never reach a thread that lets it kill us before the cleanup.
+    let forwarded = block_forwarded_signals();
     let iso = Isolator::new(options(g)?)?;
     let id = parse_id(&a.id.clone().unwrap_or_else(new_id))?;
     let t0 = Instant::now();
@@ -266,7 +269,7 @@ fn run(g: &Global, a: Attach) -> cni_isolator::Result<i32> {
         start_time: records::process_start_time(pid),
     };
     records::save(&g.root_dir, &rec)?;
-    let signals = forward_signals(pid);
+    let signals = forwarded.and_then(|set| forward_signals(set, pid));
     if let Err(e) = iso.isolate(&id, pid) {
         let _ = held.child.kill();
         let _ = held.child.wait();
@@ -312,17 +315,23 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// While the container runs, SIGINT/SIGTERM/SIGHUP sent to us go to the
-/// container instead of killing us before cleanup. The signals are blocked
-/// in this thread (and the threads started later) and a waiter thread
-/// forwards them.
-fn forward_signals(pid: i32) -> Option<std::thread::JoinHandle<()>> {
+/// Blocks SIGINT/SIGTERM/SIGHUP in this thread and every thread started after it (the
+/// isolator's runtime and namespace threads among them), so that none of them is killed by
+/// one: [`forward_signals`] then takes them. A signal that comes before the container is
+/// started stays pending until then.
+fn block_forwarded_signals() -> Option<nix::sys::signal::SigSet> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(s);
     }
     set.thread_block().ok()?;
+    Some(set)
+}
+
+/// While the container runs, the signals blocked by [`block_forwarded_signals`] go to the
+/// container instead of killing us before cleanup: a waiter thread forwards them.
+fn forward_signals(set: nix::sys::signal::SigSet, pid: i32) -> Option<std::thread::JoinHandle<()>> {
     Some(std::thread::spawn(move || {
         while let Ok(sig) = set.wait() {
             let target = nix::unistd::Pid::from_raw(pid);
