@@ -176,19 +176,7 @@ async fn spawn(
             .kill_on_drop(true);
         if inv.base == EnvBase::Delegated {
             // As cni::runtime: a delegated plugin dies with the plugin that runs it.
-            let parent = nix::unistd::getpid();
-            // SAFETY: the closure runs in the forked child before exec and makes only
-            // async-signal-safe system calls (prctl, getppid, _exit); it allocates nothing.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)?;
-                    if nix::unistd::getppid() != parent {
-                        nix::libc::_exit(1);
-                    }
-                    Ok(())
-                });
-            }
+            cni::runtime::dies_with_parent(cmd.as_std_mut());
         }
         match cmd.spawn() {
             Ok(child) => return Ok(child),

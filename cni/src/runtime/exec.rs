@@ -318,6 +318,26 @@ impl Exec for ProcessExec {
     }
 }
 
+/// Makes the process `cmd` starts get SIGKILL when this process dies (a delegated plugin
+/// must not outlive the plugin that runs it), and exit at once when this process is already
+/// gone by the time it could ask for that. Shared by every runtime that execs plugins.
+pub fn dies_with_parent(cmd: &mut std::process::Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
+            // The parent may have died before the prctl: then nobody would send it.
+            if nix::unistd::getppid() != parent {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// What a finished plugin left.
 struct ProcessOutput {
     status: ExitStatus,
@@ -340,20 +360,7 @@ fn spawn(plugin: &Path, inv: &Invocation) -> Result<Child> {
             // its runtime mid-ADD (a timeout, `kill -9`), the plugin is followed by a DEL,
             // and an IPAM ADD still running in its own process group would reserve an
             // address after that DEL released everything. So it dies with its parent.
-            let parent = nix::unistd::getpid();
-            // SAFETY: the closure runs in the forked child before exec and makes only
-            // async-signal-safe system calls (prctl, getppid, _exit); it allocates nothing.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)?;
-                    // The parent may have died before the prctl: then nobody would send it.
-                    if nix::unistd::getppid() != parent {
-                        nix::libc::_exit(1);
-                    }
-                    Ok(())
-                });
-            }
+            dies_with_parent(&mut cmd);
         }
         match cmd.spawn() {
             Ok(child) => return Ok(child),

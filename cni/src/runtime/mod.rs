@@ -14,7 +14,7 @@ pub mod list;
 pub use cache::{CachedAttachment, DEFAULT_CACHE_DIR, ResultCache};
 pub use delegate::{Delegate, delegate_add, delegate_check, delegate_del, delegate_gc, delegate_status};
 pub use exec::{
-    EnvBase, Exec, Invocation, PluginResult, ProcessExec, RuntimeConf, exec_with_result, exec_without_result,
-    find_in_path,
+    EnvBase, Exec, Invocation, PluginResult, ProcessExec, RuntimeConf, dies_with_parent, exec_with_result,
+    exec_without_result, find_in_path,
 };
 pub use list::{GcAttachment, NetworkList, Runtime};
