@@ -199,8 +199,7 @@ impl IptablesRunner {
         mut build: impl FnMut(&SavedTable) -> Result<Option<RestoreBatch>, E>,
     ) -> Result<(), UpdateError<E>> {
         use crate::iptables_nft::{self as xt, PlanError};
-        let in_process =
-            self.netns.is_none() && table == "nat" && self.available(family) && xt::is_xtables_nft(family);
+        let in_process = self.writes_in_process(family, table);
         let Some(nft) = nft.filter(|_| in_process) else {
             return self.update(family, table, build);
         };

@@ -93,7 +93,6 @@ pub fn translate<S: AsRef<str>>(family: Family, args: &[S]) -> Result<Translated
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
     let mut a = Args { args: &args, at: 0 };
     let mut p = Parts::default();
-    let mut current_match: Option<&str> = None;
     let mut negate = false;
     while let Some(arg) = a.next() {
         if arg == "!" {
@@ -116,8 +115,7 @@ pub fn translate<S: AsRef<str>>(family: Family, args: &[S]) -> Result<Translated
                     "comment" | "multiport" | "tcp" | "udp" | "addrtype" | "mark" => {}
                     other => return Err(unsupported(format!("match {other}"))),
                 }
-                current_match = Some(name);
-                let exprs = match_exprs(family, name, &mut a, &p)?;
+                let exprs = match_exprs(name, &mut a, &p)?;
                 p.matches.push(exprs);
             }
             "-j" | "--jump" => {
@@ -132,16 +130,13 @@ pub fn translate<S: AsRef<str>>(family: Family, args: &[S]) -> Result<Translated
                     return Err(unsupported(format!("{extra} after the target")));
                 }
             }
-            other => {
-                let _ = current_match;
-                return Err(unsupported(format!("argument {other}")));
-            }
+            other => return Err(unsupported(format!("argument {other}"))),
         }
     }
     if negate {
         return Err(unsupported("a trailing !"));
     }
-    Ok(emit(family, p))
+    Ok(emit(p))
 }
 
 fn network(family: Family, text: &str) -> Result<IpNetwork, Unsupported> {
@@ -195,7 +190,7 @@ fn mark_value(text: &str) -> Result<(u32, u32), Unsupported> {
     }
 }
 
-fn match_exprs(family: Family, name: &str, a: &mut Args<'_>, p: &Parts) -> Result<Vec<Expr>, Unsupported> {
+fn match_exprs(name: &str, a: &mut Args<'_>, p: &Parts) -> Result<Vec<Expr>, Unsupported> {
     let mut negate = false;
     let mut out = Vec::new();
     match name {
@@ -338,7 +333,6 @@ fn match_exprs(family: Family, name: &str, a: &mut Args<'_>, p: &Parts) -> Resul
         }
         other => return Err(unsupported(format!("match {other}"))),
     }
-    let _ = family;
     Ok(out)
 }
 
@@ -544,7 +538,7 @@ fn iface_exprs(key: MetaKey, name: &str, negate: bool) -> [Expr; 2] {
     )
 }
 
-fn emit(family: Family, p: Parts) -> Translated {
+fn emit(p: Parts) -> Translated {
     let mut exprs = Vec::new();
     if let Some((name, neg)) = &p.iif {
         exprs.extend(iface_exprs(MetaKey::IifName, name, *neg));
@@ -575,7 +569,6 @@ fn emit(family: Family, p: Parts) -> Translated {
     }
     exprs.push(Expr::Counter);
     exprs.extend(p.target.unwrap_or_default());
-    let _ = family;
     Translated {
         exprs,
         proto: p.proto.filter(|(_, neg)| !neg).map(|(proto, _)| proto),

@@ -188,15 +188,7 @@ pub fn chain_rules(
 fn update_error(what: &str, e: UpdateError<Error>) -> Error {
     match e {
         UpdateError::Build(e) => e,
-        UpdateError::Iptables(e) => {
-            let mut details = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                details.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            Error::internal(what.to_string()).with_details(details)
-        }
+        UpdateError::Iptables(e) => Error::from_chain(cni::Code::INTERNAL, what, &e),
     }
 }
 
