@@ -4,6 +4,7 @@
 //! validation, results of every spec version, the plugin entry point, and
 //! the runtime side that execs plugins (`exec`).
 
+pub mod alloc;
 pub mod args;
 pub mod config;
 pub mod error;

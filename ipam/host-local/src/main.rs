@@ -24,6 +24,8 @@ impl Plugin for HostLocal {
     }
 }
 
+cni::plugin_allocator!();
+
 fn main() {
     cni::plugin::run(
         &HostLocal,

@@ -67,6 +67,8 @@ impl Plugin for Bridge {
     }
 }
 
+cni::plugin_allocator!();
+
 fn main() {
     single_malloc_arena();
     cni::plugin::run(&Bridge, "bridge: attaches containers to a Linux bridge");

@@ -32,6 +32,8 @@ impl Plugin for Loopback {
     }
 }
 
+cni::plugin_allocator!();
+
 fn main() {
     cni::plugin::run(&Loopback, "loopback: brings lo up in a network namespace");
 }

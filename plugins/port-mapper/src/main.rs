@@ -131,6 +131,8 @@ fn run() -> Result<Option<serde_json::Value>, MapperError> {
     }
 }
 
+cni::plugin_allocator!();
+
 fn main() {
     cni::plugin::install_panic_hook();
     let (value, status) = match run() {
