@@ -285,6 +285,12 @@ pub struct VethPort<'a> {
 /// The `RTM_NEWLINK` that creates a [`VethPort`]. The kernel applies the up flag and then the
 /// master after registering both ends (`rtnl_newlink_create`), the order of Go's `LinkSetUp`
 /// and `LinkSetMaster`.
+///
+/// Both ends get one TX and one RX queue. Without the attributes the kernel allocates one
+/// queue per possible CPU and then cuts the real count to one (`veth_init_queues`), and the
+/// cut of the TX queues waits for an expedited RCU grace period while holding RTNL, once per
+/// end: that serialized every concurrent ADD on the host. The data path is the same (one real
+/// queue either way); only `ethtool -L` can no longer raise the count on these veths.
 pub fn veth_port_message(port: &VethPort<'_>) -> LinkMessage {
     let mut peer = link_message(0);
     peer.attributes
@@ -298,6 +304,7 @@ pub fn veth_port_message(port: &VethPort<'_>) -> LinkMessage {
     if let Some(fd) = port.peer_netns {
         peer.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
     }
+    peer.attributes.extend(single_queue());
     let mut msg = link_message(0);
     if port.up {
         msg.header.flags = LinkFlags::Up;
@@ -310,11 +317,17 @@ pub fn veth_port_message(port: &VethPort<'_>) -> LinkMessage {
     if let Some(master) = port.master {
         msg.attributes.push(LinkAttribute::Controller(master));
     }
+    msg.attributes.extend(single_queue());
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
     ]));
     msg
+}
+
+/// One TX and one RX queue (see [`veth_port_message`]).
+fn single_queue() -> [LinkAttribute; 2] {
+    [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }
 
 /// The `RTM_SETLINK` (family `AF_BRIDGE`) that sets one `IFLA_BRPORT_*` u8 flag of a bridge port
@@ -699,11 +712,13 @@ mod tests {
         assert_eq!(parsed.header.flags, LinkFlags::Up);
         assert_eq!(parsed.header.change_mask, LinkFlags::Up);
         assert_eq!(
-            parsed.attributes[..3],
+            parsed.attributes[..5],
             [
                 LinkAttribute::IfName("veth1234abcd".into()),
                 LinkAttribute::Mtu(1400),
-                LinkAttribute::Controller(3)
+                LinkAttribute::Controller(3),
+                LinkAttribute::NumTxQueues(1),
+                LinkAttribute::NumRxQueues(1)
             ]
         );
         let Some(LinkAttribute::LinkInfo(info)) = parsed.attributes.last() else {
@@ -717,7 +732,9 @@ mod tests {
             vec![
                 LinkAttribute::IfName("eth0".into()),
                 LinkAttribute::Mtu(1400),
-                LinkAttribute::Address(mac.0.to_vec())
+                LinkAttribute::Address(mac.0.to_vec()),
+                LinkAttribute::NumTxQueues(1),
+                LinkAttribute::NumRxQueues(1)
             ]
         );
         assert!(peer.header.flags.is_empty());

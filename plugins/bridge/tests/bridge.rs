@@ -223,6 +223,18 @@ fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
         for ip in ips_of(&r2.json) {
             ping(&c1, &ip);
         }
+        // One TX and one RX queue at both ends (cni_net::link::veth_port_message), where the
+        // kernel's default is one per CPU.
+        let host_veth = res["interfaces"][1]["name"].as_str().unwrap();
+        for (ns, dev) in [(&w.host, host_veth), (&c1, "eth0")] {
+            let out = in_ns(ns, &format!("ip -d -j link show dev {dev}"));
+            let link: Value = serde_json::from_str(&out).unwrap();
+            let queues = (
+                link[0]["num_tx_queues"].as_u64(),
+                link[0]["num_rx_queues"].as_u64(),
+            );
+            assert_eq!(queues, (Some(1), Some(1)), "{label}: {dev}: {out}");
+        }
         // CHECK against the ADD result.
         let mut check = conf.clone();
         check["prevResult"] = r1.json.clone();
