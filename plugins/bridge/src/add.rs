@@ -413,9 +413,10 @@ mod tests {
             host("set #1 up"),
             host(&format!("open netns {NETNS}")),
             host(&format!(
-                "create veth veth* master Some(1) up true peer eth0 in {NETNS} mac None mtu Some(1400)"
+                "create veth veth* master Some(1) up false peer eth0 in {NETNS} mac None mtu Some(1400)"
             )),
             host("write net/ipv6/conf/veth*/accept_ra = 0"),
+            host("set #2 up without addrconf"),
             ctr("enter"),
             ctr("open socket"),
             ctr("link eth0"),
@@ -602,6 +603,28 @@ mod tests {
     }
 
     #[test]
+    fn fake_add_host_end_that_cannot_go_up_is_deleted_and_ipam_released() {
+        let fake = Fake::new();
+        fake.with_ipam_result(ipam_result(&["10.222.8.9/24"]));
+        fake.fail_on("set #2 up without addrconf");
+        let err = run(
+            &fake,
+            json!({"name": "n", "bridge": "br-t", "ipam": {"type": "static"}}),
+        )
+        .unwrap_err();
+        assert!(err.msg.starts_with("failed to set \"veth"), "{err:?}");
+        let calls = fake.take_calls();
+        assert!(calls.contains(&host("delete link #2")), "{calls:#?}");
+        assert_eq!(
+            calls.last().map(String::as_str),
+            Some("ipam: DEL static"),
+            "{calls:#?}"
+        );
+        assert_eq!(fake.link_names(HOST), ["br-t"]);
+        assert!(fake.link_names(NETNS).is_empty());
+    }
+
+    #[test]
     fn fake_add_runs_other_ipam_after_the_veth_exists() {
         let fake = Fake::new();
         fake.with_ipam_result(ipam_result(&["10.222.9.7/24"]));
@@ -691,7 +714,7 @@ mod tests {
         let creations = calls.iter().filter(|c| c.contains("create veth")).count();
         assert_eq!(creations, 2, "{calls:#?}");
         assert!(calls.contains(&host(
-            "create veth veth* master Some(1) up true peer br-t.12 in host mac None mtu Some(1500)"
+            "create veth veth* master Some(1) up false peer br-t.12 in host mac None mtu Some(1500)"
         )));
         let names: Vec<_> = result.interfaces.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names.len(), 4);

@@ -546,6 +546,15 @@ impl Netlink for FakeSocket {
         Ok(())
     }
 
+    fn set_port_up(&mut self, index: u32) -> cni_net::Result<()> {
+        self.call(format!("set #{index} up without addrconf"))?;
+        let mut state = self.state.borrow_mut();
+        let link = &mut state.by_index(&self.place, index)?.link;
+        link.up = true;
+        link.oper_state = OperState::Up;
+        Ok(())
+    }
+
     fn set_link_promisc(&mut self, index: u32, on: bool) -> cni_net::Result<()> {
         self.call(format!("set #{index} promisc {on}"))?;
         self.state.borrow_mut().by_index(&self.place, index)?.promisc = on;

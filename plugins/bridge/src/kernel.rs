@@ -47,6 +47,8 @@ pub trait Netlink {
     fn ensure_bridge(&mut self, spec: &BridgeSpec) -> cni_net::Result<Ensured>;
     /// [`Socket::set_link_up`].
     fn set_link_up(&mut self, index: u32) -> cni_net::Result<()>;
+    /// [`Socket::set_port_up`].
+    fn set_port_up(&mut self, index: u32) -> cni_net::Result<()>;
     /// [`Socket::set_link_promisc`].
     fn set_link_promisc(&mut self, index: u32, on: bool) -> cni_net::Result<()>;
     /// [`Socket::link_is_promisc`].
@@ -356,6 +358,10 @@ impl Netlink for Socket {
 
     fn set_link_up(&mut self, index: u32) -> cni_net::Result<()> {
         Socket::set_link_up(self, index)
+    }
+
+    fn set_port_up(&mut self, index: u32) -> cni_net::Result<()> {
+        Socket::set_port_up(self, index)
     }
 
     fn set_link_promisc(&mut self, index: u32, on: bool) -> cni_net::Result<()> {

@@ -38,14 +38,16 @@ pub struct Pair {
 }
 
 /// Creates the pair through `host` (a socket of the host namespace): the host end, named
-/// `veth` + 8 random hex digits, enslaved to `bridge` and up, with `accept_ra=0`; the other
-/// end `ifname` (with `mac` when given) in `inner_ns`, or beside the host end when `None` (the
-/// VLAN gateway). Returns the host end; the pair exists from here on, so the caller registers
-/// its removal.
+/// `veth` + 8 random hex digits, enslaved to `bridge` and up, with `accept_ra=0` and no IPv6
+/// address of its own; the other end `ifname` (with `mac` when given) in `inner_ns`, or beside
+/// the host end when `None` (the VLAN gateway). Returns the host end; the pair exists from
+/// here on, so the caller registers its removal.
 ///
-/// One `RTM_NEWLINK` replaces Go's creation from inside the container plus a lookup,
-/// `LinkSetUp` and `LinkSetMaster` of the host end: the kernel applies up and then the master
-/// as Go does, and removes both ends when either fails.
+/// One `RTM_NEWLINK` replaces Go's creation from inside the container plus a lookup and
+/// `LinkSetMaster` of the host end, and removes both ends when either fails; a second one sets
+/// the host end up without IPv6 autoconfiguration ([`cni_net::Socket::set_port_up`]: a bridge
+/// port needs no address, and one more address is one more walk of the conntrack table when
+/// it goes).
 pub fn create<K: Kernel>(
     kernel: &mut K,
     host: &mut K::Socket,
@@ -61,7 +63,7 @@ pub fn create<K: Kernel>(
         let port = VethPort {
             name: &name,
             master: Some(bridge.index),
-            up: true,
+            up: false,
             peer_name: ifname,
             peer_netns: None,
             peer_mac: mac,
@@ -71,6 +73,11 @@ pub fn create<K: Kernel>(
             Ok(link) => {
                 if let Ok(key) = conf_key(Family::V6, &link.name, "accept_ra") {
                     let _ = kernel.write_sysctl(&key, "0");
+                }
+                if let Err(e) = host.set_port_up(link.index) {
+                    // Not returned, so not the caller's to remove.
+                    let _ = host.delete_link(link.index);
+                    return Err(e).context(|| format!("failed to set {:?} up", link.name));
                 }
                 return Ok(link);
             }

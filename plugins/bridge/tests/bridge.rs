@@ -235,6 +235,12 @@ fn two_containers_ping_each_other_and_the_gateway_v4_v6_dual() {
             );
             assert_eq!(queues, (Some(1), Some(1)), "{label}: {dev}: {out}");
         }
+        // The host end has no IPv6 address of its own (cni_net::Socket::set_port_up); the
+        // container end has its link-local one.
+        let host_v6 = in_ns(&w.host, &format!("ip -6 -o addr show dev {host_veth}"));
+        assert_eq!(host_v6.trim(), "", "{label}");
+        let ctr_v6 = in_ns(&c1, "ip -6 -o addr show dev eth0 scope link");
+        assert!(ctr_v6.contains("fe80::"), "{label}: {ctr_v6}");
         // CHECK against the ADD result.
         let mut check = conf.clone();
         check["prevResult"] = r1.json.clone();
