@@ -461,6 +461,91 @@ fn del_without_netns_releases_address_and_rules() {
     }
 }
 
+/// The handles of `inet cni_plugins_masquerade rcni_conntrack_pin`'s rules in `host`.
+fn pin_handles(host: &Netns) -> Vec<u64> {
+    let out = in_ns(
+        host,
+        "nft -j list chain inet cni_plugins_masquerade rcni_conntrack_pin 2>/dev/null || true",
+    );
+    let Ok(v) = serde_json::from_str::<Value>(&out) else {
+        return Vec::new();
+    };
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["rule"]["handle"].as_u64())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn iptables_layout_pins_conntrack_once_and_keeps_the_pin_after_the_last_del() {
+    require_go_plugins();
+    let w = World::new();
+    let conf = w.conf(
+        "1.0.0",
+        v4(),
+        json!({"ipMasq": true, "ipMasqBackend": "iptables"}),
+    );
+    let (c1, c2) = (Netns::new(), Netns::new());
+    let p = |c: &Netns| c.path().to_str().unwrap().to_string();
+    assert!(pin_handles(&w.host).is_empty());
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidp1",
+        &p(&c1),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    let pin = pin_handles(&w.host);
+    assert_eq!(pin.len(), 1, "{}", w.nft());
+    assert!(w.iptables_nat().contains("MASQUERADE"), "{}", w.iptables_nat());
+    run(
+        &w.host,
+        &ours(),
+        "DEL",
+        "cidp1",
+        &p(&c1),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    assert!(!w.iptables_nat().contains("MASQUERADE"), "{}", w.iptables_nat());
+    assert_eq!(pin_handles(&w.host), pin, "the last DEL keeps the pin");
+    run(
+        &w.host,
+        &ours(),
+        "ADD",
+        "cidp2",
+        &p(&c2),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    assert_eq!(pin_handles(&w.host), pin, "a later ADD does not rewrite it");
+    // Go's DEL of our attachment leaves nothing of it, the pin aside.
+    run(
+        &w.host,
+        &go("bridge"),
+        "DEL",
+        "cidp2",
+        &p(&c2),
+        "eth0",
+        GO_PLUGIN_DIR,
+        &conf,
+    )
+    .assert_ok();
+    assert!(!w.iptables_nat().contains("cidp2"), "{}", w.iptables_nat());
+    assert!(w.reservations().is_empty());
+}
+
 #[test]
 #[ignore = "needs root"]
 fn go_del_removes_ours_and_ours_removes_gos() {
