@@ -310,7 +310,7 @@ pub fn delete_link_unlisted(netns: &Netns, name: &str) -> Result<bool> {
     let mut request = LinkMessage::default();
     request.header.index = link.index;
     let mut deleter = deleter;
-    let bytes = deleter.encode_request(RouteNetlinkMessage::DelLink(request), 0);
+    let bytes = deleter.encode_request(RouteNetlinkMessage::DelLink(request), 0)?;
     let (ours, theirs) = status_pair()?;
     let mut keep = vec![deleter.as_raw_fd(), theirs.as_raw_fd()];
     keep.sort_unstable();

@@ -4,8 +4,11 @@
 //! The socket is bound to the network namespace of the thread that called [`Socket::new`] and
 //! stays there, whatever namespace the thread moves to later (see [`crate::netns`]).
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{Emitable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, Parseable};
 use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::RouteMessage;
 use netlink_sys::protocols::NETLINK_ROUTE;
 
 use crate::error::{Error, Result};
@@ -49,8 +52,9 @@ impl Socket {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let (msg_type, payload) = encode(&msg)?;
         let seq = self.transport.next_seq();
-        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
+        let bytes = frame(msg_type, &payload, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
         let mut replies = Vec::new();
         self.transport.request(&bytes, seq, &mut |m| {
             if let Some(inner) = decode(m)? {
@@ -65,8 +69,9 @@ impl Socket {
     /// answer. A dump the kernel flags as interrupted by concurrent changes is restarted, up to
     /// [`DUMP_INTR_RETRIES`] times.
     pub fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+        let (msg_type, payload) = encode(&msg)?;
         let all = self.transport.dump(
-            &|seq| encode(msg.clone(), NLM_F_REQUEST | NLM_F_DUMP, seq),
+            &|seq| frame(msg_type, &payload, NLM_F_REQUEST | NLM_F_DUMP, seq),
             &mut decode,
         )?;
         Ok(all.into_iter().flatten().collect())
@@ -97,9 +102,10 @@ impl Socket {
 
     /// The bytes of `msg` as a request with an ACK (and `flags`), numbered as this socket's
     /// next request, for sending through the raw descriptor.
-    pub(crate) fn encode_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
+    pub(crate) fn encode_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<u8>> {
+        let (msg_type, payload) = encode(&msg)?;
         let seq = self.transport.next_seq();
-        encode(msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq)
+        Ok(frame(msg_type, &payload, NLM_F_REQUEST | NLM_F_ACK | flags, seq))
     }
 }
 
@@ -109,22 +115,142 @@ impl std::os::fd::AsRawFd for Socket {
     }
 }
 
-/// The bytes of `msg` as one netlink message with `flags` and sequence number `seq`.
-fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
-    let mut packet = NetlinkMessage::from(msg);
-    packet.header.flags = flags;
-    packet.header.sequence_number = seq;
-    packet.finalize();
-    let mut out = vec![0u8; packet.buffer_len()];
-    packet.serialize(&mut out);
+/// The `nlmsg_type` and the payload of `msg`, for the kinds of request this socket makes
+/// (links, addresses, routes). Not `RouteNetlinkMessage`'s own emitter, for the reason
+/// [`decode`] gives; any other kind is refused.
+fn encode(msg: &RouteNetlinkMessage) -> Result<(u16, Vec<u8>)> {
+    fn emitted(m: &impl Emitable) -> Vec<u8> {
+        let mut out = vec![0u8; m.buffer_len()];
+        m.emit(&mut out);
+        out
+    }
+    use RouteNetlinkMessage as M;
+    Ok(match msg {
+        M::NewLink(m) => (RTM_NEWLINK, emitted(m)),
+        M::DelLink(m) => (RTM_DELLINK, emitted(m)),
+        M::GetLink(m) => (RTM_GETLINK, emitted(m)),
+        M::SetLink(m) => (RTM_SETLINK, emitted(m)),
+        M::NewAddress(m) => (RTM_NEWADDR, emitted(m)),
+        M::DelAddress(m) => (RTM_DELADDR, emitted(m)),
+        M::GetAddress(m) => (RTM_GETADDR, emitted(m)),
+        M::NewRoute(m) => (RTM_NEWROUTE, emitted(m)),
+        M::DelRoute(m) => (RTM_DELROUTE, emitted(m)),
+        M::GetRoute(m) => (RTM_GETROUTE, emitted(m)),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "cni_net's route socket sends link, address and route messages only".to_string(),
+            ));
+        }
+    })
+}
+
+/// One netlink message: `nlmsghdr` (type `msg_type`, `flags`, sequence number `seq`, port 0:
+/// the kernel) and `payload`.
+fn frame(msg_type: u16, payload: &[u8], flags: u16, seq: u32) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + payload.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&msg_type.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(payload);
     out
 }
 
-/// The route message `m` carries; None for netlink's own message types.
+/// `RTM_*` message types of the families this socket asks about (`linux/rtnetlink.h`).
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+/// `sizeof(struct nlmsghdr)`.
+const NLMSG_HDRLEN: usize = 16;
+
+/// The route message `m` carries: links, addresses and routes, the only kinds this socket
+/// asks for or subscribes to; None for anything else (netlink's own message types too).
+///
+/// Not `RouteNetlinkMessage`'s own parser: it dispatches to the parsers of every rtnetlink
+/// family (traffic control with its filters and actions, neighbours, rules, ...), which then
+/// all end up in every plugin binary, about a tenth of bridge's code, for messages the kernel
+/// never sends us.
 fn decode(m: &Message<'_>) -> Result<Option<RouteNetlinkMessage>> {
-    let packet = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes).map_err(Error::Decode)?;
-    Ok(match packet.payload {
-        NetlinkPayload::InnerMessage(inner) => Some(inner),
-        _ => None,
-    })
+    let p = m.payload;
+    let link = || LinkMessage::parse(p).map_err(Error::Decode);
+    let address = || AddressMessage::parse(p).map_err(Error::Decode);
+    let route = || RouteMessage::parse(p).map_err(Error::Decode);
+    Ok(Some(match m.msg_type {
+        RTM_NEWLINK => RouteNetlinkMessage::NewLink(link()?),
+        RTM_DELLINK => RouteNetlinkMessage::DelLink(link()?),
+        RTM_NEWADDR => RouteNetlinkMessage::NewAddress(address()?),
+        RTM_DELADDR => RouteNetlinkMessage::DelAddress(address()?),
+        RTM_NEWROUTE => RouteNetlinkMessage::NewRoute(route()?),
+        RTM_DELROUTE => RouteNetlinkMessage::DelRoute(route()?),
+        _ => return Ok(None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use netlink_packet_core::NetlinkMessage;
+    use netlink_packet_route::link::LinkAttribute;
+    use netlink_packet_route::neighbour::NeighbourMessage;
+
+    use super::*;
+
+    #[test]
+    fn frame_matches_the_crates_own_serialization() {
+        let mut link = LinkMessage::default();
+        link.header.index = 7;
+        link.attributes.push(LinkAttribute::IfName("veth0".into()));
+        let msg = RouteNetlinkMessage::SetLink(link);
+        let (msg_type, payload) = encode(&msg).unwrap();
+        let ours = frame(msg_type, &payload, NLM_F_REQUEST | NLM_F_ACK, 42);
+
+        let mut theirs = NetlinkMessage::from(msg);
+        theirs.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        theirs.header.sequence_number = 42;
+        theirs.finalize();
+        let mut want = vec![0u8; theirs.buffer_len()];
+        theirs.serialize(&mut want);
+        assert_eq!(ours, want);
+    }
+
+    #[test]
+    fn decode_reads_back_links_addresses_and_routes_and_skips_the_rest() {
+        for msg in [
+            RouteNetlinkMessage::NewLink(LinkMessage::default()),
+            RouteNetlinkMessage::DelAddress(AddressMessage::default()),
+            RouteNetlinkMessage::NewRoute(RouteMessage::default()),
+        ] {
+            let (msg_type, payload) = encode(&msg).unwrap();
+            let m = Message {
+                msg_type,
+                flags: 0,
+                seq: 1,
+                payload: &payload,
+            };
+            assert_eq!(decode(&m).unwrap(), Some(msg));
+        }
+        let other = Message {
+            msg_type: 28, // RTM_NEWNEIGH
+            flags: 0,
+            seq: 1,
+            payload: &[0u8; 12],
+        };
+        assert_eq!(decode(&other).unwrap(), None);
+    }
+
+    #[test]
+    fn encode_refuses_other_kinds() {
+        let msg = RouteNetlinkMessage::NewNeighbour(NeighbourMessage::default());
+        assert!(encode(&msg).is_err());
+    }
 }

@@ -58,8 +58,6 @@ pub(crate) struct Message<'a> {
     pub(crate) msg_type: u16,
     pub(crate) flags: u16,
     pub(crate) seq: u32,
-    /// The whole message, header included.
-    pub(crate) bytes: &'a [u8],
     /// What follows `nlmsghdr`.
     pub(crate) payload: &'a [u8],
 }
@@ -386,7 +384,6 @@ pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = std::result::Result<M
             msg_type: u16::from_ne_bytes([rest[4], rest[5]]),
             flags: u16::from_ne_bytes([rest[6], rest[7]]),
             seq: u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]),
-            bytes: &rest[..len],
             payload: &rest[NLMSG_HDRLEN..len],
         };
         rest = rest.get(align4(len)..).unwrap_or(&[]);
@@ -412,7 +409,6 @@ mod tests {
             msg_type,
             flags,
             seq: 1,
-            bytes: payload,
             payload,
         }
     }
