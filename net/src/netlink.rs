@@ -12,7 +12,7 @@ use netlink_packet_route::route::RouteMessage;
 use netlink_sys::protocols::NETLINK_ROUTE;
 
 use crate::error::{Error, Result};
-use crate::transport::{Message, Transport};
+use crate::transport::{Message, NLMSG_HDRLEN, Transport, put_header};
 
 /// How many times a dump is retried when the kernel flags it as interrupted (`NLM_F_DUMP_INTR`).
 pub const DUMP_INTR_RETRIES: u32 = crate::transport::DUMP_RETRIES;
@@ -149,11 +149,7 @@ fn encode(msg: &RouteNetlinkMessage) -> Result<(u16, Vec<u8>)> {
 fn frame(msg_type: u16, payload: &[u8], flags: u16, seq: u32) -> Vec<u8> {
     let len = NLMSG_HDRLEN + payload.len();
     let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&(len as u32).to_ne_bytes());
-    out.extend_from_slice(&msg_type.to_ne_bytes());
-    out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
+    put_header(&mut out, len, msg_type, flags, seq);
     out.extend_from_slice(payload);
     out
 }
@@ -169,8 +165,6 @@ const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
-/// `sizeof(struct nlmsghdr)`.
-const NLMSG_HDRLEN: usize = 16;
 
 /// The route message `m` carries: links, addresses and routes, the only kinds this socket
 /// asks for or subscribes to; None for anything else (netlink's own message types too).

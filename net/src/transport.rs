@@ -33,6 +33,16 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// Size of `struct nlmsghdr`.
 pub(crate) const NLMSG_HDRLEN: usize = 16;
+
+/// Appends an `nlmsghdr` to `out`: a message of `len` bytes in all (this header included),
+/// addressed to port 0, the kernel.
+pub(crate) fn put_header(out: &mut Vec<u8>, len: usize, msg_type: u16, flags: u16, seq: u32) {
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&msg_type.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+}
 /// Both flag bits of `nla_type` (`NLA_F_NESTED | NLA_F_NET_BYTEORDER`).
 const NLA_TYPE_MASK: u16 = !(3 << 14);
 

@@ -8,6 +8,7 @@
 pub(crate) const NLA_F_NESTED: u16 = 1 << 15;
 /// Both flag bits of `nla_type` (`NLA_F_NESTED | NLA_F_NET_BYTEORDER`).
 const NLA_TYPE_MASK: u16 = !(3 << 14);
+use crate::transport::put_header;
 pub(crate) use crate::transport::{NLMSG_HDRLEN, align4};
 /// Size of `struct nfgenmsg`.
 pub(crate) const NFGENMSG_LEN: usize = 4;
@@ -70,11 +71,7 @@ pub(crate) fn put_message(
     attrs: &[u8],
 ) {
     let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
-    out.extend_from_slice(&(len as u32).to_ne_bytes());
-    out.extend_from_slice(&msg_type.to_ne_bytes());
-    out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
+    put_header(out, len, msg_type, flags, seq);
     out.push(family);
     out.push(0); // NFNETLINK_V0
     out.extend_from_slice(&res_id.to_be_bytes());
