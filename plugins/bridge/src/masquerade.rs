@@ -65,18 +65,15 @@ pub enum Prepared {
         with_pin: bool,
         stale: Vec<u64>,
     },
-    /// iptables: the rules are all written in [`install`]; `with_pin` says whether the
-    /// conntrack pin must be written first (see [`pin_rule`]).
-    Iptables { with_pin: bool },
+    /// iptables: all of it happens in [`install`].
+    Iptables,
 }
 
-/// Reads what the attachment's setup depends on: one dump of the table's rules on nftables,
-/// one listing of the conntrack pin's chain on iptables.
+/// Reads what the attachment's setup depends on (one dump of the table's rules on nftables,
+/// nothing on iptables).
 pub fn prepare(sockets: &mut Sockets, backend: MasqBackend, att: &Attachment) -> Result<Prepared> {
     match backend {
-        MasqBackend::Iptables => Ok(Prepared::Iptables {
-            with_pin: !pin_is_present(sockets),
-        }),
+        MasqBackend::Iptables => Ok(Prepared::Iptables),
         MasqBackend::Nftables => {
             let nft = nft_socket(sockets)?;
             let rules = match nft.table_rules(Family::Inet, TABLE) {
@@ -105,12 +102,7 @@ pub fn prepare(sockets: &mut Sockets, backend: MasqBackend, att: &Attachment) ->
 /// one `iptables-restore` per family on iptables.
 pub fn install(sockets: &mut Sockets, prepared: Prepared, att: &Attachment, ips: &[IpNetwork]) -> Result<()> {
     match prepared {
-        Prepared::Iptables { with_pin } => {
-            if with_pin {
-                write_pin(sockets);
-            }
-            masquerade_iptables::setup(sockets, att, ips)
-        }
+        Prepared::Iptables => masquerade_iptables::setup(sockets, att, ips),
         Prepared::Nftables {
             with_base,
             with_pin,
@@ -157,7 +149,10 @@ pub fn setup_batch(
     let mut batch = Batch::new();
     if with_base {
         batch
-            .add_table(table())
+            .add_table(
+                Table::new(f, TABLE)
+                    .comment("Masquerading for plugins from github.com/containernetworking/plugins"),
+            )
             .add_chain(Chain::new(f, TABLE, CHECKS_CHAIN).comment(
                 "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet",
             ))
@@ -172,7 +167,13 @@ pub fn setup_batch(
         }
     }
     if with_pin {
-        add_pin(&mut batch);
+        batch
+            .add_chain(
+                Chain::new(f, TABLE, CONNTRACK_PIN_CHAIN)
+                    .comment("rcni: keeps connection tracking on between containers (never evaluated)"),
+            )
+            .flush_chain(f, TABLE, CONNTRACK_PIN_CHAIN)
+            .add_rule(pin_rule());
     }
     for handle in stale {
         batch.delete_rule(f, TABLE, CHECKS_CHAIN, *handle);
@@ -182,48 +183,6 @@ pub fn setup_batch(
         batch.add_rule(address_rule(*ip, &comment)?);
     }
     Ok(batch)
-}
-
-/// The table, with Go's comment.
-fn table() -> Table {
-    Table::new(Family::Inet, TABLE)
-        .comment("Masquerading for plugins from github.com/containernetworking/plugins")
-}
-
-/// Adds the conntrack pin's chain, emptied, and its one rule ([`pin_rule`]) to `batch`.
-fn add_pin(batch: &mut Batch) {
-    let f = Family::Inet;
-    batch
-        .add_chain(
-            Chain::new(f, TABLE, CONNTRACK_PIN_CHAIN)
-                .comment("rcni: keeps connection tracking on between containers (never evaluated)"),
-        )
-        .flush_chain(f, TABLE, CONNTRACK_PIN_CHAIN)
-        .add_rule(pin_rule());
-}
-
-/// Whether the conntrack pin is in place (its chain holds exactly its one rule). False too
-/// when it cannot be read: then [`write_pin`] tries, and that is all it costs.
-fn pin_is_present(sockets: &mut Sockets) -> bool {
-    let Ok(nft) = sockets.netfilter() else {
-        return false;
-    };
-    nft.rules(Family::Inet, TABLE, CONNTRACK_PIN_CHAIN)
-        .is_ok_and(|rules| rules.len() == 1)
-}
-
-/// Writes the conntrack pin for the iptables layout, whose MASQUERADE targets take the same
-/// per-namespace conntrack reference: without the pin, the ADD after the host's last
-/// masqueraded container went pays the conntrack walk [`pin_rule`] describes. Best effort:
-/// the pin saves time and holds no attachment's state, so a kernel without nf_tables' inet
-/// family (an iptables-legacy host may lack it) only goes without.
-fn write_pin(sockets: &mut Sockets) {
-    let mut batch = Batch::new();
-    batch.add_table(table());
-    add_pin(&mut batch);
-    if let Ok(nft) = sockets.netfilter() {
-        let _ = nft.apply(&batch);
-    }
 }
 
 /// `ip saddr <ip> ip daddr != <subnet> masquerade comment <comment>` for `ip` with its prefix.
