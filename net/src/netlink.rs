@@ -11,6 +11,11 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_sys::protocols::NETLINK_ROUTE;
 
+use libc::{
+    RTM_DELADDR, RTM_DELLINK, RTM_DELROUTE, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK,
+    RTM_NEWROUTE, RTM_SETLINK,
+};
+
 use crate::error::{Error, Result};
 use crate::transport::{Message, NLMSG_HDRLEN, Transport, put_header};
 
@@ -154,18 +159,6 @@ fn frame(msg_type: u16, payload: &[u8], flags: u16, seq: u32) -> Vec<u8> {
     out
 }
 
-/// `RTM_*` message types of the families this socket asks about (`linux/rtnetlink.h`).
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const RTM_SETLINK: u16 = 19;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-
 /// The route message `m` carries: links, addresses and routes, the only kinds this socket
 /// asks for or subscribes to; None for anything else (netlink's own message types too).
 ///
@@ -234,7 +227,7 @@ mod tests {
             assert_eq!(decode(&m).unwrap(), Some(msg));
         }
         let other = Message {
-            msg_type: 28, // RTM_NEWNEIGH
+            msg_type: libc::RTM_NEWNEIGH,
             flags: 0,
             seq: 1,
             payload: &[0u8; 12],

@@ -255,6 +255,15 @@ impl FakeSocket {
         self.state.borrow_mut().call(&self.place, what)
     }
 
+    /// Link `index` is administratively and operationally up.
+    fn mark_up(&self, index: u32) -> cni_net::Result<()> {
+        let mut state = self.state.borrow_mut();
+        let link = &mut state.by_index(&self.place, index)?.link;
+        link.up = true;
+        link.oper_state = OperState::Up;
+        Ok(())
+    }
+
     fn lookup(&self, name: &str) -> Option<Link> {
         self.state
             .borrow()
@@ -539,20 +548,12 @@ impl Netlink for FakeSocket {
 
     fn set_link_up(&mut self, index: u32) -> cni_net::Result<()> {
         self.call(format!("set #{index} up"))?;
-        let mut state = self.state.borrow_mut();
-        let link = &mut state.by_index(&self.place, index)?.link;
-        link.up = true;
-        link.oper_state = OperState::Up;
-        Ok(())
+        self.mark_up(index)
     }
 
     fn set_port_up(&mut self, index: u32) -> cni_net::Result<()> {
         self.call(format!("set #{index} up without addrconf"))?;
-        let mut state = self.state.borrow_mut();
-        let link = &mut state.by_index(&self.place, index)?.link;
-        link.up = true;
-        link.oper_state = OperState::Up;
-        Ok(())
+        self.mark_up(index)
     }
 
     fn set_link_promisc(&mut self, index: u32, on: bool) -> cni_net::Result<()> {
